@@ -1,0 +1,1 @@
+pub use quarry_engine as engine;

@@ -1,0 +1,1 @@
+//! Quarry engine placeholder during workspace setup.
