@@ -10,4 +10,19 @@
 //!   bvecs, npy, ibin), the synthetic generator, ground truth and LID.
 //! See ARCHITECTURE.md for the whole picture.
 
+pub mod format;
+pub mod graph;
+pub mod index;
+pub mod io;
 pub mod kernels;
+pub mod metric;
+pub mod parallel;
+pub mod pq;
+pub mod runtime;
+pub mod search;
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use index::{DiskIndex, IndexBuildOptions, IndexError};
+pub use metric::Metric;
+pub use search::{Neighbor, QueryStats, SearchParams, Searcher};

@@ -1,0 +1,564 @@
+//! A disk index as a whole: building one into a directory, and opening it
+//! for search (PQ codes, navigation tier and hot-node cache in RAM; the
+//! graph stays on disk).
+//!
+//! Owns: the build pipeline (PQ → Vamana → navigation tier → files →
+//! manifest), the RAM accounting of an open index, and the hot-node cache.
+
+use crate::format::{
+    self, files, FormatError, GraphHeader, GraphWriter, Manifest, NodeLayout, StoredType,
+};
+use crate::graph::{self, BuildError, BuildParams, NavParams, NavTier};
+use crate::io::{self, IoBackend, ReadError};
+use crate::pq::{PqCodebook, PqParams};
+use crate::Metric;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong building or opening an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A file is missing, corrupt, truncated or of the wrong version.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The graph build refused or failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Reading sectors failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Input that cannot be indexed.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+/// Result alias for index operations.
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// How to build an index.
+#[derive(Clone, Debug)]
+pub struct IndexBuildOptions {
+    /// Metric.
+    pub metric: Metric,
+    /// Vamana parameters (R, L, alpha, seed, threads).
+    pub graph: BuildParams,
+    /// PQ bytes per vector.
+    pub pq_bytes: usize,
+    /// Stored vector type in the graph file.
+    pub stored: StoredType,
+    /// Navigation tier sample size (0 = no navigation tier).
+    pub nav_sample: usize,
+    /// Also write a full-precision f32 rerank file.
+    pub rerank_file: bool,
+    /// Build memory budget in bytes (None = unlimited).
+    pub ram_budget: Option<u64>,
+}
+
+/// What a build did and what it cost.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BuildReport {
+    /// Vectors indexed.
+    pub n: usize,
+    /// Seconds per stage.
+    pub pq_seconds: f64,
+    /// Graph build seconds.
+    pub graph_seconds: f64,
+    /// Navigation tier seconds.
+    pub nav_seconds: f64,
+    /// File writing seconds.
+    pub write_seconds: f64,
+    /// Mean out-degree.
+    pub mean_degree: f64,
+    /// Links added to repair connectivity.
+    pub repaired_links: usize,
+    /// Estimated peak bytes (checked against the budget before starting).
+    pub estimated_bytes: u64,
+    /// Peak RSS measured at the end of the build.
+    pub peak_rss_bytes: u64,
+    /// Total index size on disk.
+    pub index_bytes: u64,
+}
+
+/// Estimated peak bytes of a build of n × dim vectors.
+pub fn estimate_build_bytes(n: usize, dim: usize, o: &IndexBuildOptions) -> (u64, String) {
+    let (g, detail) = graph::vamana::estimate_bytes(n, dim, &o.graph);
+    let pq = (n * o.pq_bytes) as u64 + (65_536 * dim * 4) as u64;
+    let ids = (n * 8) as u64;
+    let nav = (o.nav_sample * dim * 6) as u64;
+    (
+        g + pq + ids + nav,
+        format!(
+            "{detail} + PQ {:.2} GiB + ids/nav {:.2} GiB",
+            pq as f64 / (1u64 << 30) as f64,
+            (ids + nav) as f64 / (1u64 << 30) as f64
+        ),
+    )
+}
+
+/// Stage names passed to the progress callback.
+pub mod stage {
+    /// Training PQ.
+    pub const PQ: &str = "pq";
+    /// Building the graph.
+    pub const GRAPH: &str = "graph";
+    /// Building the navigation tier.
+    pub const NAV: &str = "nav";
+    /// Writing files.
+    pub const WRITE: &str = "write";
+}
+
+/// Build an index over `data` (n × dim row-major f32, finite) with external
+/// ids `ids` into `dir`. For cosine, `data` is normalised here.
+/// `progress(stage, done, total)` reports long stages.
+pub fn build_index(
+    mut data: Vec<f32>,
+    dim: usize,
+    ids: &[u64],
+    dir: &Path,
+    o: &IndexBuildOptions,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<BuildReport> {
+    let n = data.len() / dim.max(1);
+    if dim == 0 || n == 0 || data.len() != n * dim {
+        return Err(IndexError::Invalid(format!(
+            "{} floats is not a whole number of {dim}-d vectors",
+            data.len()
+        )));
+    }
+    if ids.len() != n {
+        return Err(IndexError::Invalid(format!(
+            "{} ids for {n} vectors",
+            ids.len()
+        )));
+    }
+    if let Some((i, _)) = data.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(IndexError::Invalid(format!(
+            "vector {} has a NaN or infinite value at dimension {}",
+            i / dim,
+            i % dim
+        )));
+    }
+    let (need, detail) = estimate_build_bytes(n, dim, o);
+    if let Some(budget) = o.ram_budget {
+        if need > budget {
+            return Err(BuildError::OverBudget {
+                need_gib: need as f64 / (1u64 << 30) as f64,
+                budget_gib: budget as f64 / (1u64 << 30) as f64,
+                detail,
+            }
+            .into());
+        }
+    }
+    let layout = NodeLayout::new(dim, o.stored, o.graph.r);
+    std::fs::create_dir_all(dir)
+        .map_err(format::io_err(dir))
+        .map_err(IndexError::from)?;
+    // An unfinished build has no manifest: remove any old one first.
+    let _ = std::fs::remove_file(dir.join(format::MANIFEST_FILE));
+    if o.metric == Metric::Cosine {
+        for row in data.chunks_exact_mut(dim) {
+            crate::metric::normalize(row);
+        }
+    }
+    let mut report = BuildReport {
+        n,
+        estimated_bytes: need,
+        ..Default::default()
+    };
+
+    let t = std::time::Instant::now();
+    progress(stage::PQ, 0, 1);
+    let pq = PqCodebook::train(
+        &data,
+        dim,
+        &PqParams::new(o.pq_bytes, o.graph.seed, o.graph.threads),
+    )
+    .map_err(|e| IndexError::Invalid(e.to_string()))?;
+    let codes = pq.encode_all(&data, o.graph.threads);
+    progress(stage::PQ, 1, 1);
+    report.pq_seconds = t.elapsed().as_secs_f64();
+
+    let t = std::time::Instant::now();
+    let (g, stats) = graph::build(&data, dim, o.metric, &o.graph, &mut |d, total| {
+        progress(stage::GRAPH, d, total)
+    })?;
+    report.graph_seconds = t.elapsed().as_secs_f64();
+    report.mean_degree = stats.mean_degree;
+    report.repaired_links = stats.repaired;
+
+    let t = std::time::Instant::now();
+    progress(stage::NAV, 0, 1);
+    let nav = (o.nav_sample > 0).then(|| {
+        NavTier::build(
+            &data,
+            dim,
+            o.metric,
+            &NavParams::new(o.nav_sample, o.graph.seed),
+        )
+    });
+    progress(stage::NAV, 1, 1);
+    report.nav_seconds = t.elapsed().as_secs_f64();
+
+    let t = std::time::Instant::now();
+    let mut w = GraphWriter::create(&dir.join(files::GRAPH), layout, o.metric, n as u64)?;
+    for i in 0..n {
+        w.push(&data[i * dim..(i + 1) * dim], g.neighbors(i as u32))?;
+        if i % 65_536 == 0 {
+            progress(stage::WRITE, i, n);
+        }
+    }
+    w.finish(g.medoid as u64)?;
+    let m = o.pq_bytes as u64;
+    format::write_section(
+        &dir.join(files::PQ_PIVOTS),
+        b"QRYPQPIV",
+        [dim as u64, m, 0],
+        &pq.to_bytes(),
+    )?;
+    format::write_section(
+        &dir.join(files::PQ_CODES),
+        b"QRYPQCOD",
+        [n as u64, m, 0],
+        &codes,
+    )?;
+    format::write_section(
+        &dir.join(files::IDS),
+        b"QRYIDMAP",
+        [n as u64, 0, 0],
+        bytemuck::cast_slice(ids),
+    )?;
+    let mut names = vec![files::GRAPH, files::PQ_PIVOTS, files::PQ_CODES, files::IDS];
+    if let Some(nav) = &nav {
+        format::write_section(
+            &dir.join(files::NAV),
+            b"QRYNAVHN",
+            [nav.len() as u64, 0, 0],
+            &nav.to_bytes(),
+        )?;
+        names.push(files::NAV);
+    }
+    if o.rerank_file {
+        let per = format::SECTOR / (4 * dim).max(1);
+        let (per, spv) = if per >= 1 {
+            (per, 1)
+        } else {
+            (1, (4 * dim).div_ceil(format::SECTOR))
+        };
+        let sectors = if spv == 1 { n.div_ceil(per) } else { n * spv };
+        let mut payload = vec![0u8; sectors * format::SECTOR];
+        for i in 0..n {
+            let off = if spv == 1 {
+                (i / per) * format::SECTOR + (i % per) * 4 * dim
+            } else {
+                i * spv * format::SECTOR
+            };
+            payload[off..off + 4 * dim]
+                .copy_from_slice(bytemuck::cast_slice(&data[i * dim..(i + 1) * dim]));
+        }
+        // The payload must start on a sector boundary for O_DIRECT: the
+        // section header is padded by a leading sector (see docs/format.md).
+        let mut padded = vec![0u8; format::SECTOR - format::SECTION_HEADER_LEN];
+        padded.extend_from_slice(&payload);
+        format::write_section(
+            &dir.join(files::RERANK),
+            b"QRYRERNK",
+            [n as u64, dim as u64, per as u64],
+            &padded,
+        )?;
+        names.push(files::RERANK);
+    }
+    progress(stage::WRITE, n, n);
+    let manifest = Manifest {
+        format_version: format::FORMAT_VERSION,
+        n: n as u64,
+        dim: dim as u32,
+        metric: o.metric,
+        stored: o.stored,
+        r: o.graph.r as u32,
+        l_build: o.graph.l as u32,
+        alpha: o.graph.alpha,
+        pq_bytes: o.pq_bytes as u32,
+        seed: o.graph.seed,
+        nav_nodes: nav.as_ref().map_or(0, |t| t.len() as u64),
+        rerank_file: o.rerank_file,
+        files: names
+            .iter()
+            .map(|f| Manifest::entry(dir, f))
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    manifest.save(dir)?;
+    report.write_seconds = t.elapsed().as_secs_f64();
+    report.index_bytes = manifest.files.iter().map(|f| f.bytes).sum();
+    report.peak_rss_bytes = crate::runtime::peak_rss_bytes();
+    Ok(report)
+}
+
+/// Records of hot nodes kept in RAM, keyed by internal id.
+#[derive(Debug, Default)]
+pub struct NodeCache {
+    slot: HashMap<u32, u32>,
+    /// Records, node_size bytes each, in u32 storage so they are 4-aligned.
+    data: Vec<u32>,
+    words: usize,
+}
+
+impl NodeCache {
+    /// The cached record of `id`, if any.
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<&[u8]> {
+        self.slot.get(&id).map(|&s| {
+            bytemuck::cast_slice(&self.data[s as usize * self.words..(s as usize + 1) * self.words])
+        })
+    }
+    /// Number of cached nodes.
+    pub fn len(&self) -> usize {
+        self.slot.len()
+    }
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.slot.is_empty()
+    }
+    /// RAM held in bytes.
+    pub fn ram_bytes(&self) -> usize {
+        self.data.len() * 4 + self.slot.len() * 16
+    }
+}
+
+/// RAM held by an open index, by component.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct RamUsage {
+    /// PQ codes (n × pq_bytes).
+    pub pq_codes: usize,
+    /// PQ centroids.
+    pub pq_pivots: usize,
+    /// Navigation tier.
+    pub nav: usize,
+    /// Hot-node cache.
+    pub cache: usize,
+    /// External id map.
+    pub ids: usize,
+}
+
+/// An index opened for search.
+#[derive(Debug)]
+pub struct DiskIndex {
+    dir: PathBuf,
+    /// Graph file header.
+    pub header: GraphHeader,
+    /// Manifest.
+    pub manifest: Manifest,
+    /// PQ codebook.
+    pub pq: PqCodebook,
+    /// PQ codes, n × m.
+    pub codes: Vec<u8>,
+    /// Navigation tier.
+    pub nav: Option<NavTier>,
+    /// External ids.
+    pub ids: Vec<u64>,
+    /// Hot-node cache.
+    pub cache: NodeCache,
+}
+
+impl DiskIndex {
+    /// Open the index in `dir`, checking headers and sizes (not checksums:
+    /// use [`format::verify`] for that). The graph file is not read beyond
+    /// its header sector.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::load(dir)?;
+        let gpath = dir.join(files::GRAPH);
+        let header = GraphHeader::read(&gpath)?;
+        let mismatch = |what: &str, a: u64, b: u64| {
+            IndexError::Format(FormatError::Invalid {
+                path: gpath.clone(),
+                field: "shape",
+                detail: format!("{what}: graph header says {a}, manifest says {b}"),
+            })
+        };
+        if header.n != manifest.n {
+            return Err(mismatch("n", header.n, manifest.n));
+        }
+        if header.layout.dim as u64 != manifest.dim as u64 {
+            return Err(mismatch(
+                "dim",
+                header.layout.dim as u64,
+                manifest.dim as u64,
+            ));
+        }
+        let n = header.n as usize;
+        let (ph, pivots) =
+            format::read_section(&dir.join(files::PQ_PIVOTS), b"QRYPQPIV", "PQ pivots", false)?;
+        let pq = PqCodebook::from_bytes(&pivots).map_err(|detail| FormatError::Invalid {
+            path: dir.join(files::PQ_PIVOTS),
+            field: "codebook",
+            detail,
+        })?;
+        if pq.dim() != header.layout.dim || ph.params[1] != pq.m() as u64 {
+            return Err(mismatch(
+                "pq dim",
+                pq.dim() as u64,
+                header.layout.dim as u64,
+            ));
+        }
+        let (ch, codes) =
+            format::read_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", "PQ codes", false)?;
+        if ch.params[0] != n as u64 || codes.len() != n * pq.m() {
+            return Err(mismatch(
+                "pq codes",
+                codes.len() as u64,
+                (n * pq.m()) as u64,
+            ));
+        }
+        let (_, idb) = format::read_section(&dir.join(files::IDS), b"QRYIDMAP", "id map", false)?;
+        if idb.len() != 8 * n {
+            return Err(mismatch("id map bytes", idb.len() as u64, 8 * n as u64));
+        }
+        let ids: Vec<u64> = idb
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+            .collect();
+        let nav = if manifest.nav_nodes > 0 {
+            let (_, nb) =
+                format::read_section(&dir.join(files::NAV), b"QRYNAVHN", "navigation tier", false)?;
+            Some(
+                NavTier::from_bytes(&nb, n as u64).map_err(|detail| FormatError::Invalid {
+                    path: dir.join(files::NAV),
+                    field: "navigation tier",
+                    detail,
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(DiskIndex {
+            dir: dir.into(),
+            header,
+            manifest,
+            pq,
+            codes,
+            nav,
+            ids,
+            cache: NodeCache::default(),
+        })
+    }
+
+    /// The graph file's path.
+    pub fn graph_path(&self) -> PathBuf {
+        self.dir.join(files::GRAPH)
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.header.n as usize
+    }
+    /// Whether the index is empty (never, for a valid file).
+    pub fn is_empty(&self) -> bool {
+        self.header.n == 0
+    }
+    /// Dimensions.
+    pub fn dim(&self) -> usize {
+        self.header.layout.dim
+    }
+    /// Metric.
+    pub fn metric(&self) -> Metric {
+        self.header.metric
+    }
+
+    /// RAM by component.
+    pub fn ram(&self) -> RamUsage {
+        RamUsage {
+            pq_codes: self.codes.len(),
+            pq_pivots: self.pq.to_bytes().len(),
+            nav: self.nav.as_ref().map_or(0, |t| t.ram_bytes()),
+            cache: self.cache.ram_bytes(),
+            ids: self.ids.len() * 8,
+        }
+    }
+
+    /// Fill the hot-node cache with up to `nodes` records, in breadth-first
+    /// order from the search's entry points (the navigation sample, or the
+    /// medoid), which are the nodes every query passes near. Returns the
+    /// number cached.
+    pub fn warm_cache(&mut self, nodes: usize, backend: IoBackend) -> Result<usize> {
+        let layout = self.header.layout;
+        let n = self.len();
+        let nodes = nodes.min(n);
+        self.cache = NodeCache::default();
+        if nodes == 0 {
+            return Ok(0);
+        }
+        let words = layout.node_size / 4;
+        let mut order: Vec<u32> = Vec::with_capacity(nodes);
+        let mut seen = vec![false; n];
+        let seeds: Vec<u32> = match &self.nav {
+            Some(t) => std::iter::once(self.header.medoid as u32)
+                .chain(t.nodes().iter().copied())
+                .collect(),
+            None => vec![self.header.medoid as u32],
+        };
+        let mut frontier: Vec<u32> = Vec::new();
+        for s in seeds {
+            if !seen[s as usize] && order.len() < nodes {
+                seen[s as usize] = true;
+                order.push(s);
+                frontier.push(s);
+            }
+        }
+        let mut reader = io::open_reader(
+            &self.graph_path(),
+            layout.read_sectors() * io::SECTOR,
+            64,
+            backend,
+        )?;
+        let mut cache = NodeCache {
+            slot: HashMap::with_capacity(nodes),
+            data: Vec::with_capacity(nodes * words),
+            words,
+        };
+        let mut done = Vec::new();
+        // Read the frontier level by level, caching each record and
+        // collecting the next level from its neighbours.
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for chunk in frontier.chunks(reader.capacity()) {
+                for &id in chunk {
+                    reader.submit(layout.locate(id).0, id as u64)?;
+                }
+                let mut got = 0;
+                while got < chunk.len() {
+                    reader.complete(1, &mut done)?;
+                    for c in done.drain(..) {
+                        got += 1;
+                        c.result?;
+                        let id = c.tag as u32;
+                        let off = layout.locate(id).1;
+                        let rec = &reader.buffer(c.slot)[off..off + layout.node_size];
+                        let node = layout.node(rec).map_err(|detail| FormatError::Invalid {
+                            path: self.graph_path(),
+                            field: "node record",
+                            detail: format!("node {id}: {detail}"),
+                        })?;
+                        for &v in node.neighbors {
+                            if (v as usize) < n
+                                && !seen[v as usize]
+                                && order.len() + next.len() < nodes
+                            {
+                                seen[v as usize] = true;
+                                next.push(v);
+                            }
+                        }
+                        cache.slot.insert(id, cache.slot.len() as u32);
+                        cache.data.extend(
+                            rec.chunks_exact(4)
+                                .map(|w| u32::from_ne_bytes(w.try_into().expect("4"))),
+                        );
+                        reader.release(c.slot);
+                    }
+                }
+            }
+            order.extend_from_slice(&next);
+            frontier = next;
+        }
+        self.cache = cache;
+        Ok(self.cache.len())
+    }
+}

@@ -1,0 +1,53 @@
+//! Thread placement and process memory figures.
+//!
+//! Owns: pinning a thread to a core (the thread-per-core model: one shard,
+//! one ring, one core) and reading RSS / peak RSS from /proc.
+
+/// Pin the calling thread to `core` (modulo the number of CPUs). Returns
+/// whether the kernel accepted it.
+pub fn pin_to_core(core: usize) -> bool {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    // SAFETY: cpu_set_t is a plain bitmask; zeroed is a valid empty set, and
+    // CPU_SET writes within it for any index below CPU_SETSIZE (we take the
+    // index modulo the CPU count, far below 1024).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; `set` is a live, exclusively borrowed cpu_set_t.
+    unsafe { libc::CPU_SET(core % cpus, &mut set) };
+    // SAFETY: pid 0 = the calling thread; the pointer and size describe
+    // `set`, which outlives the call.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Current resident set size in bytes (0 if unknown).
+pub fn rss_bytes() -> u64 {
+    status_kib("VmRSS:").unwrap_or(0) * 1024
+}
+
+/// Peak resident set size in bytes (0 if unknown).
+pub fn peak_rss_bytes() -> u64 {
+    status_kib("VmHWM:").unwrap_or(0) * 1024
+}
+
+/// Bytes this process has caused to be read from storage
+/// (`/proc/self/io` read_bytes; O_DIRECT reads count, page-cache hits do not).
+pub fn io_read_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("read_bytes:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,530 @@
+//! Pipelined beam search over the disk graph.
+//!
+//! Owns: the per-query state machine and the per-thread loop that keeps
+//! many queries in flight over one [`SectorReader`]. Does not own: the
+//! reader implementations (`io`), the record format (`format`), or what is
+//! kept in RAM (`index`).
+//!
+//! A query keeps a candidate list of size L ordered by PQ distance. While
+//! fewer than W of its reads are in flight, it issues a read for its
+//! closest unexpanded candidate (or expands it at once if the node is in
+//! the hot-node cache). When any read completes, that node is expanded
+//! immediately — exact distance from its stored vector, PQ distances for
+//! its unseen neighbours — and new reads are issued. There is no
+//! round-by-round barrier (DiskANN waits for the whole beam; PipeANN-style
+//! pipelining does not). The query ends when no unexpanded candidate is
+//! left in the top L and nothing is in flight; the answer is the k visited
+//! nodes with the best exact (stored-vector) distances.
+
+mod idset;
+
+pub use idset::IdSet;
+
+use crate::format::NodeLayout;
+use crate::graph::hnsw::NavScratch;
+use crate::graph::{CandidateList, NavTier};
+use crate::index::DiskIndex;
+use crate::io::{self, Completion, IoBackend, ReadError, SectorReader};
+use crate::pq::AdcTable;
+use crate::Metric;
+use std::time::Instant;
+
+/// Search parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchParams {
+    /// Results wanted.
+    pub k: usize,
+    /// Candidate list size (≥ k).
+    pub l: usize,
+    /// Reads in flight per query.
+    pub w: usize,
+    /// Use the navigation tier for entry points (else the medoid).
+    pub use_nav: bool,
+    /// Navigation-tier search beam.
+    pub nav_ef: usize,
+    /// Entry points taken from the navigation tier.
+    pub nav_entries: usize,
+}
+
+impl SearchParams {
+    /// k, L, W with default navigation settings.
+    pub fn new(k: usize, l: usize, w: usize) -> Self {
+        SearchParams {
+            k,
+            l,
+            w,
+            use_nav: true,
+            nav_ef: 32,
+            nav_entries: 4,
+        }
+    }
+    /// Check ranges; the message names the field and the limit.
+    pub fn validate(&self, n: usize) -> Result<(), SearchError> {
+        let bad = |m: String| Err(SearchError::BadRequest(m));
+        if self.k == 0 || self.k > 1000 {
+            return bad(format!("k = {} is out of range 1..=1000", self.k));
+        }
+        if self.l < self.k || self.l > 10_000 {
+            return bad(format!(
+                "L = {} must be in k..=10000 (k = {})",
+                self.l, self.k
+            ));
+        }
+        if self.w == 0 || self.w > 64 {
+            return bad(format!("W = {} is out of range 1..=64", self.w));
+        }
+        if n == 0 {
+            return bad("the index is empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Per-query statistics.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct QueryStats {
+    /// 4 KiB sector reads issued (every sector counts).
+    pub ios: u32,
+    /// Nodes served from the hot-node cache.
+    pub cache_hits: u32,
+    /// Nodes expanded.
+    pub hops: u32,
+    /// PQ (ADC) distance computations.
+    pub pq_distances: u32,
+    /// Exact (stored-vector) distance computations.
+    pub exact_distances: u32,
+    /// Wall time from start to answer, microseconds.
+    pub micros: f64,
+}
+
+/// One result.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Neighbor {
+    /// External id.
+    pub id: u64,
+    /// Distance under the index metric (smaller is closer; for cosine,
+    /// 1 − cos; for IP, −⟨q, x⟩).
+    pub distance: f32,
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum SearchError {
+    /// The request itself is invalid.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A sector read failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A node record is corrupt.
+    #[error("corrupt node {node} in the graph file: {detail}")]
+    Corrupt {
+        /// Internal id.
+        node: u32,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Answer of one query.
+pub type QueryResult = Result<(Vec<Neighbor>, QueryStats), SearchError>;
+
+struct QueryState {
+    qidx: usize,
+    query: Vec<f32>,
+    table: AdcTable,
+    list: CandidateList,
+    seen: IdSet,
+    full: Vec<(f32, u32)>,
+    inflight: usize,
+    stats: QueryStats,
+    start: Instant,
+    error: Option<SearchError>,
+    active: bool,
+}
+
+impl QueryState {
+    fn new() -> Self {
+        QueryState {
+            qidx: 0,
+            query: Vec::new(),
+            table: AdcTable::default(),
+            list: CandidateList::new(1),
+            seen: IdSet::with_capacity(1024),
+            full: Vec::new(),
+            inflight: 0,
+            stats: QueryStats::default(),
+            start: Instant::now(),
+            error: None,
+            active: false,
+        }
+    }
+}
+
+/// A per-thread searcher: one reader (one ring), many queries in flight.
+pub struct Searcher<'a> {
+    index: &'a DiskIndex,
+    layout: NodeLayout,
+    reader: Box<dyn SectorReader>,
+    slots: Vec<QueryState>,
+    nav_scratch: Option<NavScratch>,
+    entries: Vec<u32>,
+    done: Vec<Completion>,
+}
+
+impl<'a> Searcher<'a> {
+    /// A searcher over `index` with a reader of `depth` buffers.
+    pub fn new(index: &'a DiskIndex, backend: IoBackend, depth: usize) -> Result<Self, ReadError> {
+        let layout = index.header.layout;
+        let reader = io::open_reader(
+            &index.graph_path(),
+            layout.read_sectors() * io::SECTOR,
+            depth,
+            backend,
+        )?;
+        Ok(Self::with_reader(index, reader))
+    }
+
+    /// A searcher over `index` reading through `reader` (e.g. a
+    /// [`crate::io::FaultReader`]).
+    pub fn with_reader(index: &'a DiskIndex, reader: Box<dyn SectorReader>) -> Self {
+        Searcher {
+            index,
+            layout: index.header.layout,
+            reader,
+            slots: Vec::new(),
+            nav_scratch: index.nav.as_ref().map(NavTier::scratch),
+            entries: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// The reader's description (backend, registered buffers, O_DIRECT).
+    pub fn reader_description(&self) -> String {
+        self.reader.describe()
+    }
+
+    /// Answer one query.
+    pub fn search(&mut self, q: &[f32], p: &SearchParams) -> QueryResult {
+        let mut out = None;
+        self.run(q, 1, p, |_, r| out = Some(r))?;
+        out.expect("one query yields one result")
+    }
+
+    /// Answer every query in `queries` (row-major, dim each) with up to
+    /// `inflight` queries interleaved on this thread; `on_done(index,
+    /// result)` is called as each finishes (not in order). Fails up front
+    /// on invalid parameters or query shape.
+    pub fn run(
+        &mut self,
+        queries: &[f32],
+        inflight: usize,
+        p: &SearchParams,
+        mut on_done: impl FnMut(usize, QueryResult),
+    ) -> Result<(), SearchError> {
+        let dim = self.index.dim();
+        p.validate(self.index.len())?;
+        if queries.len() % dim != 0 {
+            return Err(SearchError::BadRequest(format!(
+                "query length {} is not a multiple of the dimension {dim}",
+                queries.len()
+            )));
+        }
+        let nq = queries.len() / dim;
+        let inflight = inflight.max(1);
+        while self.slots.len() < inflight {
+            self.slots.push(QueryState::new());
+        }
+        let mut next = 0;
+        let mut active = 0;
+        loop {
+            // Start queries in free slots.
+            for s in 0..inflight {
+                if !self.slots[s].active && next < nq {
+                    let q = &queries[next * dim..(next + 1) * dim];
+                    if let Some(err) = check_query(q) {
+                        on_done(next, Err(err));
+                    } else {
+                        self.start(s, next, q, p);
+                        active += 1;
+                    }
+                    next += 1;
+                }
+            }
+            if active == 0 {
+                if next >= nq {
+                    return Ok(());
+                }
+                continue;
+            }
+            // Issue reads (or expand cached nodes); finish what is done.
+            for s in 0..inflight {
+                if !self.slots[s].active {
+                    continue;
+                }
+                self.issue(s, p);
+                let st = &self.slots[s];
+                if st.inflight == 0 && (st.error.is_some() || st.list.first_unexpanded().is_none())
+                {
+                    let r = self.finish(s, p);
+                    on_done(self.slots[s].qidx, r);
+                    self.slots[s].active = false;
+                    active -= 1;
+                }
+            }
+            if active == 0 {
+                continue;
+            }
+            // Wait for at least one read, then expand every arrival.
+            if let Err(e) = self.reader.complete(1, &mut self.done) {
+                for st in self.slots.iter_mut().filter(|s| s.active) {
+                    st.error.get_or_insert(SearchError::Read(e.clone()));
+                }
+            }
+            let mut done = std::mem::take(&mut self.done);
+            for c in done.drain(..) {
+                let s = (c.tag >> 32) as usize;
+                let id = c.tag as u32;
+                self.slots[s].inflight -= 1;
+                match c.result {
+                    Ok(()) => {
+                        if self.slots[s].error.is_none() {
+                            let off = self.layout.locate(id).1;
+                            let rec = &self.reader.buffer(c.slot)[off..off + self.layout.node_size];
+                            if let Err(e) =
+                                expand(self.index, &self.layout, &mut self.slots[s], id, rec)
+                            {
+                                self.slots[s].error = Some(e);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.slots[s].error.get_or_insert(SearchError::Read(e));
+                    }
+                }
+                self.reader.release(c.slot);
+            }
+            self.done = done;
+        }
+    }
+
+    fn start(&mut self, s: usize, qidx: usize, q: &[f32], p: &SearchParams) {
+        let index = self.index;
+        let st = &mut self.slots[s];
+        st.qidx = qidx;
+        st.start = Instant::now();
+        st.query.clear();
+        st.query.extend_from_slice(q);
+        if index.metric() == Metric::Cosine {
+            crate::metric::normalize(&mut st.query);
+        }
+        index.pq.table(&st.query, index.metric(), &mut st.table);
+        st.list.reset(p.l);
+        st.seen.clear();
+        st.full.clear();
+        st.inflight = 0;
+        st.stats = QueryStats::default();
+        st.error = None;
+        st.active = true;
+        self.entries.clear();
+        match (&index.nav, &mut self.nav_scratch) {
+            (Some(nav), Some(scratch)) if p.use_nav => nav.entry_points(
+                &st.query,
+                p.nav_ef,
+                p.nav_entries,
+                scratch,
+                &mut self.entries,
+            ),
+            _ => {}
+        }
+        if self.entries.is_empty() {
+            self.entries.push(index.header.medoid as u32);
+        }
+        let m = index.pq.m();
+        for &e in &self.entries {
+            if st.seen.insert(e) {
+                let d = st
+                    .table
+                    .distance(&index.codes[e as usize * m..(e as usize + 1) * m]);
+                st.stats.pq_distances += 1;
+                st.list.insert(d, e);
+            }
+        }
+    }
+
+    /// Issue reads for slot `s` up to W in flight, expanding cached nodes
+    /// inline.
+    fn issue(&mut self, s: usize, p: &SearchParams) {
+        let index = self.index;
+        loop {
+            let st = &mut self.slots[s];
+            if st.error.is_some() || st.inflight >= p.w {
+                return;
+            }
+            let Some(i) = st.list.first_unexpanded() else {
+                return;
+            };
+            let id = st.list.as_slice()[i].id;
+            if let Some(rec) = index.cache.get(id) {
+                st.list.take(i);
+                st.stats.cache_hits += 1;
+                if let Err(e) = expand(index, &self.layout, st, id, rec) {
+                    st.error = Some(e);
+                }
+                continue;
+            }
+            if self.reader.in_use() >= self.reader.capacity() {
+                return;
+            }
+            let sector = self.layout.locate(id).0;
+            match self.reader.submit(sector, ((s as u64) << 32) | id as u64) {
+                Ok(_) => {
+                    let st = &mut self.slots[s];
+                    st.list.take(i);
+                    st.inflight += 1;
+                    st.stats.ios += self.layout.read_sectors() as u32;
+                }
+                Err(ReadError::Full(_)) => return,
+                Err(e) => {
+                    self.slots[s].error = Some(SearchError::Read(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, s: usize, p: &SearchParams) -> QueryResult {
+        let index = self.index;
+        let st = &mut self.slots[s];
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        st.full.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .partial_cmp(&(b.0, b.1))
+                .expect("finite distances")
+        });
+        let metric = index.metric();
+        let res = st
+            .full
+            .iter()
+            .take(p.k)
+            .map(|&(d, id)| Neighbor {
+                id: index.ids[id as usize],
+                distance: if metric == Metric::Cosine { d / 2.0 } else { d },
+            })
+            .collect();
+        st.stats.micros = st.start.elapsed().as_secs_f64() * 1e6;
+        Ok((res, st.stats))
+    }
+}
+
+fn check_query(q: &[f32]) -> Option<SearchError> {
+    q.iter().position(|x| !x.is_finite()).map(|i| {
+        SearchError::BadRequest(format!(
+            "query has a NaN or infinite value at dimension {i}"
+        ))
+    })
+}
+
+/// Expand node `id` whose record is `rec`: exact distance, then PQ
+/// distances for unseen neighbours.
+#[inline]
+fn expand(
+    index: &DiskIndex,
+    layout: &NodeLayout,
+    st: &mut QueryState,
+    id: u32,
+    rec: &[u8],
+) -> Result<(), SearchError> {
+    let node = layout
+        .node(rec)
+        .map_err(|detail| SearchError::Corrupt { node: id, detail })?;
+    let n = index.len() as u32;
+    let d = node.vector.distance(index.metric(), &st.query);
+    if !d.is_finite() {
+        return Err(SearchError::Corrupt {
+            node: id,
+            detail: "stored vector is not finite".into(),
+        });
+    }
+    st.full.push((d, id));
+    st.stats.exact_distances += 1;
+    st.stats.hops += 1;
+    let m = index.pq.m();
+    for &v in node.neighbors {
+        if v >= n {
+            return Err(SearchError::Corrupt {
+                node: id,
+                detail: format!("neighbour id {v} is beyond n = {n}"),
+            });
+        }
+        if st.seen.insert(v) {
+            let pd = st
+                .table
+                .distance(&index.codes[v as usize * m..(v as usize + 1) * m]);
+            st.stats.pq_distances += 1;
+            st.list.insert(pd, v);
+        }
+    }
+    Ok(())
+}
+
+/// Run `queries` on `threads` threads, each pinned to its core with its own
+/// reader (ring), `inflight` queries interleaved per thread. Results come
+/// back in query order.
+pub fn search_parallel(
+    index: &DiskIndex,
+    queries: &[f32],
+    p: &SearchParams,
+    threads: usize,
+    inflight: usize,
+    backend: IoBackend,
+) -> Result<Vec<QueryResult>, SearchError> {
+    let dim = index.dim();
+    let nq = queries.len() / dim;
+    let threads = threads.max(1);
+    let depth = (inflight * p.w).max(1);
+    let chunk = 16usize;
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<QueryResult>> = vec![None; nq];
+    let parts: Vec<Result<Vec<(usize, QueryResult)>, SearchError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let counter = &counter;
+                scope.spawn(move || -> Result<Vec<(usize, QueryResult)>, SearchError> {
+                    crate::runtime::pin_to_core(t);
+                    let mut searcher = Searcher::new(index, backend, depth)?;
+                    let mut out = Vec::new();
+                    loop {
+                        let start = counter.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
+                        if start >= nq {
+                            break;
+                        }
+                        let end = (start + chunk).min(nq);
+                        searcher.run(&queries[start * dim..end * dim], inflight, p, |i, r| {
+                            out.push((start + i, r))
+                        })?;
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("search thread panicked"))
+            .collect()
+    });
+    for part in parts {
+        for (i, r) in part? {
+            results[i] = Some(r);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every query answered"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! End-to-end: build small indexes, search them through every reader.
+
+use super::*;
+use crate::format::StoredType;
+use crate::io::{FaultPlan, FaultReader, PreadReader, UringReader};
+use crate::testutil::{build, clustered, exact_knn, options, recall};
+use crate::Metric;
+
+const DIM: usize = 48;
+
+fn run_all(
+    index: &DiskIndex,
+    s: &mut Searcher,
+    queries: &[f32],
+    p: &SearchParams,
+    inflight: usize,
+) -> (Vec<Vec<u64>>, Vec<QueryStats>) {
+    let nq = queries.len() / index.dim();
+    let mut got = vec![Vec::new(); nq];
+    let mut stats = vec![QueryStats::default(); nq];
+    s.run(queries, inflight, p, |i, r| {
+        let (res, st) = r.unwrap();
+        got[i] = res.iter().map(|n| n.id).collect();
+        stats[i] = st;
+    })
+    .unwrap();
+    (got, stats)
+}
+
+#[test]
+fn recall_through_uring_and_pread_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(4000, 100, DIM, 11);
+    build(
+        &base,
+        DIM,
+        dir.path(),
+        &options(Metric::L2, StoredType::F32, 24, 16),
+    );
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let truth = exact_knn(&base, &queries, DIM, 10, Metric::L2);
+    let p = SearchParams::new(10, 40, 4);
+    let path = index.graph_path();
+    let mut readers: Vec<(&str, Box<dyn crate::io::SectorReader>)> = vec![(
+        "pread",
+        Box::new(PreadReader::open(&path, 4096, 16).unwrap()),
+    )];
+    match UringReader::open(&path, 4096, 16) {
+        Ok(r) => readers.push(("io_uring", Box::new(r))),
+        Err(e) => assert!(
+            std::env::var_os("QUARRY_REQUIRE_URING").is_none(),
+            "io_uring required but refused: {e}"
+        ),
+    }
+    let mut answers = Vec::new();
+    for (name, reader) in readers {
+        let mut s = Searcher::with_reader(&index, reader);
+        for inflight in [1, 4] {
+            let (got, stats) = run_all(&index, &mut s, &queries, &p, inflight);
+            let r = recall(&got, &truth, 10);
+            assert!(r >= 0.9, "{name} inflight {inflight}: recall {r}");
+            assert!(stats
+                .iter()
+                .all(|s| s.ios > 0 && s.hops > 0 && s.pq_distances > 0));
+            answers.push(got);
+        }
+    }
+    // Same answers whatever the reader or the interleaving.
+    assert!(answers.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn every_metric_and_stored_type_finds_neighbours() {
+    let (base, queries) = clustered(3000, 50, DIM, 12);
+    for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+        for stored in [StoredType::F32, StoredType::F16, StoredType::I8] {
+            let dir = tempfile::tempdir().unwrap();
+            build(&base, DIM, dir.path(), &options(metric, stored, 24, 16));
+            let index = DiskIndex::open(dir.path()).unwrap();
+            let truth = exact_knn(&base, &queries, DIM, 10, metric);
+            let mut s = Searcher::new(&index, IoBackend::Auto, 16).unwrap();
+            let (got, _) = run_all(&index, &mut s, &queries, &SearchParams::new(10, 60, 4), 2);
+            let r = recall(&got, &truth, 10);
+            assert!(r >= 0.85, "{metric} {stored}: recall {r}");
+        }
+    }
+}
+
+#[test]
+fn cache_and_navigation_tier_save_ios() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(5000, 100, DIM, 13);
+    build(
+        &base,
+        DIM,
+        dir.path(),
+        &options(Metric::L2, StoredType::F32, 24, 16),
+    );
+    let mut index = DiskIndex::open(dir.path()).unwrap();
+    let mean_ios = |index: &DiskIndex, p: &SearchParams| {
+        let mut s = Searcher::new(index, IoBackend::Auto, 16).unwrap();
+        let (_, st) = run_all(index, &mut s, &queries, p, 1);
+        st.iter().map(|s| s.ios as f64).sum::<f64>() / st.len() as f64
+    };
+    let p = SearchParams::new(10, 40, 4);
+    let with_nav = mean_ios(&index, &p);
+    let without = mean_ios(
+        &index,
+        &SearchParams {
+            use_nav: false,
+            ..p
+        },
+    );
+    assert!(with_nav < without, "nav {with_nav} vs medoid {without}");
+    assert_eq!(index.warm_cache(1000, IoBackend::Auto).unwrap(), 1000);
+    let cached = mean_ios(&index, &p);
+    assert!(cached < with_nav, "cache {cached} vs none {with_nav}");
+}
+
+#[test]
+fn injected_read_faults_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(2000, 20, DIM, 14);
+    build(
+        &base,
+        DIM,
+        dir.path(),
+        &options(Metric::L2, StoredType::F32, 16, 8),
+    );
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let inner = crate::io::open_reader(&index.graph_path(), 4096, 16, IoBackend::Auto).unwrap();
+    let plan = FaultPlan {
+        fail_every: Some(5),
+        refuse_submit_at: Some(3),
+        ..Default::default()
+    };
+    let mut s = Searcher::with_reader(&index, Box::new(FaultReader::new(inner, plan)));
+    let mut errors = 0;
+    s.run(&queries, 4, &SearchParams::new(10, 30, 4), |_, r| {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, SearchError::Read(ReadError::Injected(_))),
+                "{e}"
+            );
+            errors += 1;
+        }
+    })
+    .unwrap();
+    assert!(errors > 0);
+    // The searcher is still usable afterwards with a healthy reader.
+    let mut ok = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
+    assert!(ok
+        .search(&queries[..DIM], &SearchParams::new(10, 30, 4))
+        .is_ok());
+}
+
+#[test]
+fn corrupt_node_records_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(1000, 10, DIM, 15);
+    build(
+        &base,
+        DIM,
+        dir.path(),
+        &options(Metric::L2, StoredType::F32, 16, 8),
+    );
+    // Overwrite every node sector with 0xff: degrees become huge.
+    let path = dir.path().join(crate::format::files::GRAPH);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4096..].fill(0xff);
+    std::fs::write(&path, &bytes).unwrap();
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
+    let e = s
+        .search(&queries[..DIM], &SearchParams::new(10, 30, 4))
+        .unwrap_err();
+    assert!(matches!(e, SearchError::Corrupt { .. }), "{e}");
+}
+
+#[test]
+fn bad_queries_and_parameters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = clustered(500, 0, DIM, 16);
+    build(
+        &base,
+        DIM,
+        dir.path(),
+        &options(Metric::L2, StoredType::F32, 16, 8),
+    );
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
+    let mut q = base[..DIM].to_vec();
+    assert!(s
+        .search(&q[..DIM - 1], &SearchParams::new(10, 30, 4))
+        .is_err());
+    for (k, l, w) in [
+        (0, 30, 4),
+        (10, 5, 4),
+        (10, 30, 0),
+        (10, 30, 65),
+        (2000, 3000, 4),
+    ] {
+        let e = s.search(&q, &SearchParams::new(k, l, w)).unwrap_err();
+        assert!(matches!(e, SearchError::BadRequest(_)), "{k} {l} {w}: {e}");
+    }
+    q[3] = f32::NAN;
+    let e = s.search(&q, &SearchParams::new(10, 30, 4)).unwrap_err();
+    assert!(e.to_string().contains("dimension 3"), "{e}");
+}
+
+#[test]
+fn parallel_search_matches_single_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(3000, 64, DIM, 17);
+    build(
+        &base,
+        DIM,
+        dir.path(),
+        &options(Metric::L2, StoredType::F16, 24, 16),
+    );
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let p = SearchParams::new(10, 40, 4);
+    let par = search_parallel(&index, &queries, &p, 2, 4, IoBackend::Auto).unwrap();
+    let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
+    for (i, r) in par.iter().enumerate() {
+        let one = s.search(&queries[i * DIM..(i + 1) * DIM], &p).unwrap();
+        assert_eq!(r.as_ref().unwrap().0, one.0);
+    }
+}
