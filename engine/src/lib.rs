@@ -10,4 +10,8 @@
 //!   bvecs, npy, ibin), the synthetic generator, ground truth and LID.
 //! See ARCHITECTURE.md for the whole picture.
 
+pub mod dataset;
 pub mod kernels;
+pub mod metric;
+
+pub use metric::Metric;
