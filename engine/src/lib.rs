@@ -10,6 +10,7 @@
 //!   bvecs, npy, ibin), the synthetic generator, ground truth and LID.
 //! See ARCHITECTURE.md for the whole picture.
 
+pub mod dataset;
 pub mod format;
 pub mod graph;
 pub mod index;
