@@ -562,3 +562,67 @@ impl DiskIndex {
         Ok(self.cache.len())
     }
 }
+
+/// What `verify_index` checked.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifySummary {
+    /// Files whose checksums matched.
+    pub files_checked: usize,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Nodes checked.
+    pub nodes: u64,
+    /// Mean out-degree.
+    pub mean_degree: f64,
+    /// Maximum out-degree found.
+    pub max_degree: usize,
+}
+
+/// Check every checksum ([`format::verify`]) and the graph invariants:
+/// degree ≤ R, neighbour ids < n, no self-loops or duplicate edges, every
+/// node reachable from the medoid.
+pub fn verify_index(dir: &Path) -> Result<VerifySummary> {
+    let rep = format::verify(dir)?;
+    let gpath = dir.join(files::GRAPH);
+    let header = GraphHeader::read(&gpath)?;
+    let layout = header.layout;
+    let n = header.n as usize;
+    let bytes = std::fs::read(&gpath).map_err(format::io_err(&gpath))?;
+    // Copy into u32 storage so records are 4-aligned for decoding.
+    let words: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_ne_bytes(w.try_into().expect("4")))
+        .collect();
+    let bytes: &[u8] = bytemuck::cast_slice(&words);
+    let mut g = graph::Graph::empty(n, layout.r, header.medoid as u32);
+    let invalid = |detail: String| {
+        IndexError::Format(FormatError::Invalid {
+            path: gpath.clone(),
+            field: "graph",
+            detail,
+        })
+    };
+    let mut max_degree = 0;
+    let mut total = 0usize;
+    for id in 0..n as u32 {
+        let (sector, off) = layout.locate(id);
+        let start = sector as usize * format::SECTOR + off;
+        let node = layout
+            .node(&bytes[start..start + layout.node_size])
+            .map_err(|d| invalid(format!("node {id}: {d}")))?;
+        if let Some(bad) = node.neighbors.iter().find(|&&v| v as usize >= n) {
+            return Err(invalid(format!("node {id} links to {bad}, beyond n = {n}")));
+        }
+        max_degree = max_degree.max(node.neighbors.len());
+        total += node.neighbors.len();
+        g.set_neighbors(id, node.neighbors);
+    }
+    g.check_invariants().map_err(invalid)?;
+    Ok(VerifySummary {
+        files_checked: rep.files_checked,
+        bytes_read: rep.bytes_read,
+        nodes: n as u64,
+        mean_degree: total as f64 / n as f64,
+        max_degree,
+    })
+}

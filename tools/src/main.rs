@@ -1,13 +1,21 @@
-//! quarryctl: Quarry's command-line tool (minimal entry point; the lead
-//! engineer's main.rs replaces this one).
+//! quarryctl: Quarry's command-line tool — data sets (`gen`, `gt`, `lid`),
+//! index builds (`build`), measured searches (`search`) and integrity
+//! checks (`verify`).
 
+mod cmd_build;
 mod cmd_gen;
 mod cmd_gt;
+mod cmd_search;
+mod cmd_verify;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "quarryctl", about = "Quarry data sets, ground truth and LID")]
+#[command(
+    name = "quarryctl",
+    version,
+    about = "Quarry: disk-first vector search tools"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -15,18 +23,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate a synthetic clustered data set.
+    /// Generate a synthetic clustered data set (fbin) and print its LID.
     Gen(cmd_gen::GenArgs),
-    /// Exact ground truth.
+    /// Exact ground truth (ibin, top-100 by default).
     Gt(cmd_gt::GtArgs),
     /// Local intrinsic dimension (MLE, k=20) of a vector file.
     Lid(cmd_gen::LidArgs),
+    /// Build a disk index from a vector file.
+    Build(cmd_build::BuildArgs),
+    /// Search an index: recall, latency, QPS, IOs, RAM.
+    Search(cmd_search::SearchArgs),
+    /// Check every checksum and the graph invariants.
+    Verify(cmd_verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().cmd {
         Cmd::Gen(a) => cmd_gen::run(a),
         Cmd::Gt(a) => cmd_gt::run(a),
         Cmd::Lid(a) => cmd_gen::run_lid(a),
+        Cmd::Build(a) => cmd_build::run(a),
+        Cmd::Search(a) => cmd_search::run(a),
+        Cmd::Verify(a) => cmd_verify::run(a),
     }
 }

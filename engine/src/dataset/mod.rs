@@ -335,7 +335,11 @@ impl VectorFile {
     /// Rows from `start` into `out` (whose length must be a multiple of
     /// `dim()`), as f32. Panics if the range is out of bounds.
     pub fn read_rows_into(&self, start: usize, out: &mut [f32]) {
-        assert_eq!(out.len() % self.d, 0, "output length must be a multiple of dim");
+        assert_eq!(
+            out.len() % self.d,
+            0,
+            "output length must be a multiple of dim"
+        );
         let count = out.len() / self.d;
         assert!(
             start.checked_add(count).is_some_and(|e| e <= self.n),
@@ -696,12 +700,10 @@ impl AtomicFile {
 
     fn commit(mut self) -> Result<()> {
         let out = self.out.take().expect("committed once");
-        let file = out
-            .into_inner()
-            .map_err(|e| DatasetError::Io {
-                path: self.tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let file = out.into_inner().map_err(|e| DatasetError::Io {
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io_err(&self.tmp))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
@@ -768,7 +770,12 @@ impl FbinWriter {
         let mut file = AtomicFile::create(path)?;
         file.write_all(&n32.to_le_bytes())?;
         file.write_all(&d32.to_le_bytes())?;
-        Ok(FbinWriter { file, n, d, rows: 0 })
+        Ok(FbinWriter {
+            file,
+            n,
+            d,
+            rows: 0,
+        })
     }
 
     /// Appends whole rows (`rows.len()` a multiple of d).

@@ -296,7 +296,10 @@ pub fn generate(
     let mut buf = Vec::new();
     let mut done = 0;
     progress(0, total);
-    for (stream, path) in [(Stream::Base, &files.base), (Stream::Queries, &files.queries)] {
+    for (stream, path) in [
+        (Stream::Base, &files.base),
+        (Stream::Queries, &files.queries),
+    ] {
         let rows = model.rows(stream);
         let mut w = FbinWriter::create(path, rows, dim)?;
         let mut first = 0;
@@ -334,7 +337,10 @@ mod tests {
         let a = generate(&p, &dir.path().join("a"), 1, &mut |_, _| {}).unwrap();
         let b = generate(&p, &dir.path().join("b"), 3, &mut |_, _| {}).unwrap();
         let c = generate(
-            &SynthParams { seed: 43, ..p.clone() },
+            &SynthParams {
+                seed: 43,
+                ..p.clone()
+            },
             &dir.path().join("c"),
             2,
             &mut |_, _| {},
@@ -373,9 +379,18 @@ mod tests {
     fn invalid_parameters_are_rejected() {
         for p in [
             SynthParams { rank: 0, ..small() },
-            SynthParams { rank: 49, ..small() },
-            SynthParams { clusters: 0, ..small() },
-            SynthParams { noise_std: f32::NAN, ..small() },
+            SynthParams {
+                rank: 49,
+                ..small()
+            },
+            SynthParams {
+                clusters: 0,
+                ..small()
+            },
+            SynthParams {
+                noise_std: f32::NAN,
+                ..small()
+            },
         ] {
             assert!(matches!(
                 SynthModel::new(&p),

@@ -1,0 +1,148 @@
+//! `quarryctl build`: build a disk index from a vector file.
+//!
+//! Owns: the command-line face of `quarry_engine::index::build_index`:
+//! argument parsing, the up-front memory check, progress bars, and the
+//! build report.
+
+use crate::cmd_gen::progress_bar;
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use quarry_engine::dataset::VectorFile;
+use quarry_engine::format::StoredType;
+use quarry_engine::graph::{BuildParams, NavParams};
+use quarry_engine::index::{build_index, estimate_build_bytes, stage, IndexBuildOptions};
+use quarry_engine::Metric;
+use std::path::PathBuf;
+
+/// Arguments of `quarryctl build`.
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// Base vectors (.fbin, .u8bin, .i8bin, .fvecs, .bvecs, .npy).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Output index directory (created).
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Metric: l2, ip or cosine.
+    #[arg(long, default_value_t = Metric::L2)]
+    pub metric: Metric,
+    /// Maximum out-degree.
+    #[arg(long = "R", default_value_t = 64)]
+    pub r: usize,
+    /// Build search list size.
+    #[arg(long = "L", default_value_t = 100)]
+    pub l: usize,
+    /// RobustPrune alpha.
+    #[arg(long, default_value_t = 1.2)]
+    pub alpha: f32,
+    /// PQ bytes per vector (RAM per vector for codes).
+    #[arg(long, default_value_t = 32)]
+    pub pq_bytes: usize,
+    /// Stored vector type in the graph file: f32, f16 or i8.
+    #[arg(long, default_value = "f32")]
+    pub disk_vector: StoredType,
+    /// Worker threads (the result does not depend on it).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Build memory budget in GiB; refused up front if the estimate exceeds it.
+    #[arg(long, default_value_t = 16.0)]
+    pub build_ram_gb: f64,
+    /// Seed (insertion order, PQ, navigation sample).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Navigation tier sample size (default: 1% of n, at least 256, at most 100k; 0 = none).
+    #[arg(long)]
+    pub nav_sample: Option<usize>,
+    /// Also write a full-precision f32 rerank file.
+    #[arg(long)]
+    pub rerank_file: bool,
+}
+
+fn threads(t: usize) -> usize {
+    if t == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        t
+    }
+}
+
+/// Runs `quarryctl build`.
+pub fn run(a: BuildArgs) -> Result<()> {
+    let file = VectorFile::open(&a.base)?;
+    let (n, dim) = (file.len(), file.dim());
+    let mut graph = BuildParams::new(a.r, a.l);
+    graph.alpha = a.alpha;
+    graph.seed = a.seed;
+    graph.threads = threads(a.threads);
+    let o = IndexBuildOptions {
+        metric: a.metric,
+        graph,
+        pq_bytes: a.pq_bytes,
+        stored: a.disk_vector,
+        nav_sample: a.nav_sample.unwrap_or_else(|| NavParams::default_sample(n)),
+        rerank_file: a.rerank_file,
+        ram_budget: Some((a.build_ram_gb * (1u64 << 30) as f64) as u64),
+    };
+    let (need, detail) = estimate_build_bytes(n, dim, &o);
+    eprintln!(
+        "build: {} ({n} x {dim}, {}), metric {}, R {}, L {}, alpha {}, PQ {} B, disk vectors {}, {} threads",
+        a.base.display(),
+        file.elem_type().name(),
+        a.metric,
+        a.r,
+        a.l,
+        a.alpha,
+        a.pq_bytes,
+        a.disk_vector,
+        o.graph.threads
+    );
+    eprintln!(
+        "memory estimate: {:.2} GiB ({detail}); budget {:.2} GiB",
+        need as f64 / (1u64 << 30) as f64,
+        a.build_ram_gb
+    );
+    if need > o.ram_budget.unwrap_or(u64::MAX) {
+        anyhow::bail!(
+            "the build needs about {:.2} GiB ({detail}) but --build-ram-gb is {:.2}; raise the budget or lower R (the partitioned build for larger-than-RAM data is not available yet)",
+            need as f64 / (1u64 << 30) as f64,
+            a.build_ram_gb
+        );
+    }
+    file.check_finite()?;
+    let data = file.to_vec_f32();
+    drop(file);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let t = std::time::Instant::now();
+    let mut bar: Option<(String, ProgressBar)> = None;
+    let report = build_index(data, dim, &ids, &a.index, &o, &mut |st, done, total| {
+        if bar.as_ref().map(|(s, _)| s.as_str()) != Some(st) {
+            if let Some((_, b)) = bar.take() {
+                b.finish();
+            }
+            let unit = if st == stage::GRAPH || st == stage::WRITE {
+                total as u64
+            } else {
+                1
+            };
+            bar = Some((st.to_string(), progress_bar(unit, st)));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_position(done as u64);
+        }
+    })
+    .with_context(|| format!("building {}", a.index.display()))?;
+    if let Some((_, b)) = bar.take() {
+        b.finish();
+    }
+    let mut json = serde_json::to_value(&report)?;
+    json["build_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
+    json["threads"] = serde_json::json!(o.graph.threads);
+    std::fs::write(
+        a.index.join("build_report.json"),
+        serde_json::to_vec_pretty(&json)?,
+    )?;
+    println!("{}", serde_json::to_string(&json)?);
+    Ok(())
+}
