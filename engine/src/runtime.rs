@@ -51,3 +51,18 @@ pub fn io_read_bytes() -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pinning_and_memory_figures() {
+        assert!(super::pin_to_core(0));
+        // Pinning to a core beyond the CPU count wraps instead of failing.
+        assert!(super::pin_to_core(1000));
+        let before = super::rss_bytes();
+        assert!(before > 0);
+        let v = vec![1u8; 64 << 20];
+        assert!(super::peak_rss_bytes() >= before + (32 << 20), "touching 64 MiB raised the peak");
+        drop(v);
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run the tests of the modules that contain `unsafe` (kernels, io readers
+# and aligned buffers, runtime pinning) under valgrind memcheck. Miri and
+# sanitizers are not available on this toolchain; this is the substitute.
+# valgrind hides AVX-512, so the kernels run their AVX2+FMA path here (the
+# AVX-512 path is covered by the proptests against scalar in the normal run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(cargo test --release -p quarry-engine --lib --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="quarry_engine": print(m["executable"])' | tail -n1)
+[ -x "$bin" ] || { echo "valgrind: could not find the engine test binary" >&2; exit 1; }
+for filter in kernels:: io:: runtime search::idset; do
+  echo "== valgrind memcheck: $filter"
+  PROPTEST_CASES=16 QUARRY_REQUIRE_URING=1 valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+    "$bin" --test-threads=1 "$filter"
+done
