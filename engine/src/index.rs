@@ -5,9 +5,7 @@
 //! Owns: the build pipeline (PQ → Vamana → navigation tier → files →
 //! manifest), the RAM accounting of an open index, and the hot-node cache.
 
-use crate::format::{
-    self, files, FormatError, GraphHeader, GraphWriter, Manifest, NodeLayout, StoredType,
-};
+use crate::format::{self, files, FormatError, GraphHeader, GraphWriter, Manifest, NodeLayout, StoredType};
 use crate::graph::{self, BuildError, BuildParams, NavParams, NavTier};
 use crate::io::{self, IoBackend, ReadError};
 use crate::pq::{PqCodebook, PqParams};
@@ -126,10 +124,7 @@ pub fn build_index(
         )));
     }
     if ids.len() != n {
-        return Err(IndexError::Invalid(format!(
-            "{} ids for {n} vectors",
-            ids.len()
-        )));
+        return Err(IndexError::Invalid(format!("{} ids for {n} vectors", ids.len())));
     }
     if let Some((i, _)) = data.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         return Err(IndexError::Invalid(format!(
@@ -168,12 +163,8 @@ pub fn build_index(
 
     let t = std::time::Instant::now();
     progress(stage::PQ, 0, 1);
-    let pq = PqCodebook::train(
-        &data,
-        dim,
-        &PqParams::new(o.pq_bytes, o.graph.seed, o.graph.threads),
-    )
-    .map_err(|e| IndexError::Invalid(e.to_string()))?;
+    let pq = PqCodebook::train(&data, dim, &PqParams::new(o.pq_bytes, o.graph.seed, o.graph.threads))
+        .map_err(|e| IndexError::Invalid(e.to_string()))?;
     let codes = pq.encode_all(&data, o.graph.threads);
     progress(stage::PQ, 1, 1);
     report.pq_seconds = t.elapsed().as_secs_f64();
@@ -188,14 +179,8 @@ pub fn build_index(
 
     let t = std::time::Instant::now();
     progress(stage::NAV, 0, 1);
-    let nav = (o.nav_sample > 0).then(|| {
-        NavTier::build(
-            &data,
-            dim,
-            o.metric,
-            &NavParams::new(o.nav_sample, o.graph.seed),
-        )
-    });
+    let nav =
+        (o.nav_sample > 0).then(|| NavTier::build(&data, dim, o.metric, &NavParams::new(o.nav_sample, o.graph.seed)));
     progress(stage::NAV, 1, 1);
     report.nav_seconds = t.elapsed().as_secs_f64();
 
@@ -215,12 +200,7 @@ pub fn build_index(
         [dim as u64, m, 0],
         &pq.to_bytes(),
     )?;
-    format::write_section(
-        &dir.join(files::PQ_CODES),
-        b"QRYPQCOD",
-        [n as u64, m, 0],
-        &codes,
-    )?;
+    format::write_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", [n as u64, m, 0], &codes)?;
     format::write_section(
         &dir.join(files::IDS),
         b"QRYIDMAP",
@@ -238,33 +218,32 @@ pub fn build_index(
         names.push(files::NAV);
     }
     if o.rerank_file {
-        let per = format::SECTOR / (4 * dim).max(1);
-        let (per, spv) = if per >= 1 {
-            (per, 1)
-        } else {
-            (1, (4 * dim).div_ceil(format::SECTOR))
-        };
-        let sectors = if spv == 1 { n.div_ceil(per) } else { n * spv };
-        let mut payload = vec![0u8; sectors * format::SECTOR];
-        for i in 0..n {
-            let off = if spv == 1 {
-                (i / per) * format::SECTOR + (i % per) * 4 * dim
-            } else {
-                i * spv * format::SECTOR
-            };
-            payload[off..off + 4 * dim]
-                .copy_from_slice(bytemuck::cast_slice(&data[i * dim..(i + 1) * dim]));
-        }
-        // The payload must start on a sector boundary for O_DIRECT: the
-        // section header is padded by a leading sector (see docs/format.md).
-        let mut padded = vec![0u8; format::SECTOR - format::SECTION_HEADER_LEN];
-        padded.extend_from_slice(&payload);
-        format::write_section(
+        // The payload starts with padding so vectors sit on 4 KiB sector
+        // boundaries of the file, as O_DIRECT requires (docs/format.md).
+        let rl = format::RerankLayout::new(dim);
+        let mut w = format::SectionWriter::create(
             &dir.join(files::RERANK),
             b"QRYRERNK",
-            [n as u64, dim as u64, per as u64],
-            &padded,
+            [n as u64, dim as u64, rl.per_sector as u64],
         )?;
+        w.write(&vec![0u8; format::SECTOR - format::SECTION_HEADER_LEN])?;
+        let mut sector = vec![0u8; rl.read_len()];
+        let mut i = 0;
+        while i < n {
+            sector.fill(0);
+            let take = if rl.sectors_per_vector == 1 {
+                rl.per_sector.min(n - i)
+            } else {
+                1
+            };
+            for k in 0..take {
+                let v = &data[(i + k) * dim..(i + k + 1) * dim];
+                sector[k * 4 * dim..(k + 1) * 4 * dim].copy_from_slice(bytemuck::cast_slice(v));
+            }
+            w.write(&sector)?;
+            i += take;
+        }
+        w.finish()?;
         names.push(files::RERANK);
     }
     progress(stage::WRITE, n, n);
@@ -306,9 +285,9 @@ impl NodeCache {
     /// The cached record of `id`, if any.
     #[inline]
     pub fn get(&self, id: u32) -> Option<&[u8]> {
-        self.slot.get(&id).map(|&s| {
-            bytemuck::cast_slice(&self.data[s as usize * self.words..(s as usize + 1) * self.words])
-        })
+        self.slot
+            .get(&id)
+            .map(|&s| bytemuck::cast_slice(&self.data[s as usize * self.words..(s as usize + 1) * self.words]))
     }
     /// Number of cached nodes.
     pub fn len(&self) -> usize {
@@ -378,35 +357,21 @@ impl DiskIndex {
             return Err(mismatch("n", header.n, manifest.n));
         }
         if header.layout.dim as u64 != manifest.dim as u64 {
-            return Err(mismatch(
-                "dim",
-                header.layout.dim as u64,
-                manifest.dim as u64,
-            ));
+            return Err(mismatch("dim", header.layout.dim as u64, manifest.dim as u64));
         }
         let n = header.n as usize;
-        let (ph, pivots) =
-            format::read_section(&dir.join(files::PQ_PIVOTS), b"QRYPQPIV", "PQ pivots", false)?;
+        let (ph, pivots) = format::read_section(&dir.join(files::PQ_PIVOTS), b"QRYPQPIV", "PQ pivots", false)?;
         let pq = PqCodebook::from_bytes(&pivots).map_err(|detail| FormatError::Invalid {
             path: dir.join(files::PQ_PIVOTS),
             field: "codebook",
             detail,
         })?;
         if pq.dim() != header.layout.dim || ph.params[1] != pq.m() as u64 {
-            return Err(mismatch(
-                "pq dim",
-                pq.dim() as u64,
-                header.layout.dim as u64,
-            ));
+            return Err(mismatch("pq dim", pq.dim() as u64, header.layout.dim as u64));
         }
-        let (ch, codes) =
-            format::read_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", "PQ codes", false)?;
+        let (ch, codes) = format::read_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", "PQ codes", false)?;
         if ch.params[0] != n as u64 || codes.len() != n * pq.m() {
-            return Err(mismatch(
-                "pq codes",
-                codes.len() as u64,
-                (n * pq.m()) as u64,
-            ));
+            return Err(mismatch("pq codes", codes.len() as u64, (n * pq.m()) as u64));
         }
         let (_, idb) = format::read_section(&dir.join(files::IDS), b"QRYIDMAP", "id map", false)?;
         if idb.len() != 8 * n {
@@ -417,8 +382,7 @@ impl DiskIndex {
             .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
             .collect();
         let nav = if manifest.nav_nodes > 0 {
-            let (_, nb) =
-                format::read_section(&dir.join(files::NAV), b"QRYNAVHN", "navigation tier", false)?;
+            let (_, nb) = format::read_section(&dir.join(files::NAV), b"QRYNAVHN", "navigation tier", false)?;
             Some(
                 NavTier::from_bytes(&nb, n as u64).map_err(|detail| FormatError::Invalid {
                     path: dir.join(files::NAV),
@@ -439,6 +403,11 @@ impl DiskIndex {
             ids,
             cache: NodeCache::default(),
         })
+    }
+
+    /// The rerank file's path (present when built with `rerank_file`).
+    pub fn rerank_path(&self) -> PathBuf {
+        self.dir.join(files::RERANK)
     }
 
     /// The graph file's path.
@@ -503,12 +472,7 @@ impl DiskIndex {
                 frontier.push(s);
             }
         }
-        let mut reader = io::open_reader(
-            &self.graph_path(),
-            layout.read_sectors() * io::SECTOR,
-            64,
-            backend,
-        )?;
+        let mut reader = io::open_reader(&self.graph_path(), layout.read_sectors() * io::SECTOR, 64, backend)?;
         let mut cache = NodeCache {
             slot: HashMap::with_capacity(nodes),
             data: Vec::with_capacity(nodes * words),
@@ -538,10 +502,7 @@ impl DiskIndex {
                             detail: format!("node {id}: {detail}"),
                         })?;
                         for &v in node.neighbors {
-                            if (v as usize) < n
-                                && !seen[v as usize]
-                                && order.len() + next.len() < nodes
-                            {
+                            if (v as usize) < n && !seen[v as usize] && order.len() + next.len() < nodes {
                                 seen[v as usize] = true;
                                 next.push(v);
                             }

@@ -61,6 +61,27 @@ pub struct PqCodebook {
     /// Centroids: subspace j occupies KS × width_j floats starting at
     /// KS × offsets[j].
     centroids: Vec<f32>,
+    /// The same centroids transposed per subspace (width_j rows of KS), so
+    /// one query dimension updates all 256 partial distances in SIMD.
+    /// Derived from `centroids`; not stored on disk.
+    transposed: Vec<f32>,
+}
+
+/// Transpose each subspace's KS × w block into w × KS.
+fn transpose(centroids: &[f32], offsets: &[usize]) -> Vec<f32> {
+    let mut t = vec![0f32; centroids.len()];
+    for j in 0..offsets.len() - 1 {
+        let (a, b) = (offsets[j], offsets[j + 1]);
+        let w = b - a;
+        let block = &centroids[KS * a..KS * b];
+        let out = &mut t[KS * a..KS * b];
+        for c in 0..KS {
+            for d in 0..w {
+                out[d * KS + c] = block[c * w + d];
+            }
+        }
+    }
+    t
 }
 
 /// Errors of PQ training and decoding.
@@ -117,12 +138,14 @@ impl PqCodebook {
             },
         );
         let centroids = per_sub.concat();
+        let transposed = transpose(&centroids, &offsets);
         Ok(PqCodebook {
             dim,
             m: p.m,
             offsets,
             centre,
             centroids,
+            transposed,
         })
     }
 
@@ -133,6 +156,11 @@ impl PqCodebook {
     /// Bytes per code.
     pub fn m(&self) -> usize {
         self.m
+    }
+
+    /// Transposed centroids of subspace j (w rows of KS).
+    fn sub_transposed(&self, j: usize) -> &[f32] {
+        &self.transposed[KS * self.offsets[j]..KS * self.offsets[j + 1]]
     }
 
     fn sub_centroids(&self, j: usize) -> (&[f32], usize) {
@@ -147,10 +175,10 @@ impl PqCodebook {
         for ((o, x), c) in r.iter_mut().zip(v).zip(&self.centre) {
             *o = x - c;
         }
+        let mut acc = [0f32; KS];
         for (j, code) in out.iter_mut().enumerate().take(self.m) {
-            let (cents, w) = self.sub_centroids(j);
             let x = &r[self.offsets[j]..self.offsets[j + 1]];
-            *code = nearest(cents, w, x).0 as u8;
+            *code = nearest_t(self.sub_transposed(j), x, &mut acc).0 as u8;
         }
     }
 
@@ -190,27 +218,24 @@ impl PqCodebook {
         out.m = self.m;
         out.t.resize(self.m * KS, 0.0);
         for j in 0..self.m {
-            let (cents, w) = self.sub_centroids(j);
             let (a, b) = (self.offsets[j], self.offsets[j + 1]);
+            let ct = &self.transposed[KS * a..KS * b];
             let row = &mut out.t[j * KS..(j + 1) * KS];
+            row.fill(0.0);
             match metric {
                 Metric::Ip => {
                     // −⟨q, c + μ⟩ = −⟨q, c⟩ − ⟨q, μ⟩; the second term is a
-                    // constant per query, folded into subspace 0 so the
-                    // table sums to an estimate of −⟨q, x⟩ itself.
-                    let qs = &q[a..b];
-                    let shift = -kernels::scalar::dot(qs, &self.centre[a..b]);
-                    for (c, r) in row.iter_mut().enumerate() {
-                        *r = shift - kernels::scalar::dot(qs, &cents[c * w..(c + 1) * w]);
+                    // constant per query, folded into each subspace's row so
+                    // the table sums to an estimate of −⟨q, x⟩ itself.
+                    for d in a..b {
+                        kernels::acc_mul(q[d], &ct[(d - a) * KS..(d - a + 1) * KS], row);
                     }
+                    let shift = kernels::scalar::dot(&q[a..b], &self.centre[a..b]);
+                    row.iter_mut().for_each(|r| *r = -*r - shift);
                 }
                 Metric::L2 | Metric::Cosine => {
-                    let mut qs = vec![0f32; w];
-                    for ((o, x), m) in qs.iter_mut().zip(&q[a..b]).zip(&self.centre[a..b]) {
-                        *o = x - m;
-                    }
-                    for (c, r) in row.iter_mut().enumerate() {
-                        *r = kernels::scalar::l2_sq(&qs, &cents[c * w..(c + 1) * w]);
+                    for d in a..b {
+                        kernels::acc_sq_diff(q[d] - self.centre[d], &ct[(d - a) * KS..(d - a + 1) * KS], row);
                     }
                 }
             }
@@ -239,21 +264,22 @@ impl PqCodebook {
         }
         let want = 8 + 4 * (dim + KS * dim);
         if b.len() != want {
-            return Err(format!(
-                "expected {want} bytes for dim {dim}, m {m}; found {}",
-                b.len()
-            ));
+            return Err(format!("expected {want} bytes for dim {dim}, m {m}; found {}", b.len()));
         }
         let floats: Vec<f32> = b[8..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
             .collect();
+        let offsets = Self::offsets(dim, m);
+        let centroids = floats[dim..].to_vec();
+        let transposed = transpose(&centroids, &offsets);
         Ok(PqCodebook {
             dim,
             m,
-            offsets: Self::offsets(dim, m),
+            offsets,
             centre: floats[..dim].to_vec(),
-            centroids: floats[dim..].to_vec(),
+            centroids,
+            transposed,
         })
     }
 }
@@ -287,11 +313,16 @@ impl AdcTable {
     }
 }
 
-/// Index and squared distance of the nearest of `k` centroids (width w).
-fn nearest(cents: &[f32], w: usize, x: &[f32]) -> (usize, f32) {
+/// Index and squared distance of the nearest centroid, given centroids
+/// transposed to x.len() rows of `acc.len()` (ties → lowest index).
+fn nearest_t(ct: &[f32], x: &[f32], acc: &mut [f32]) -> (usize, f32) {
+    let k = acc.len();
+    acc.fill(0.0);
+    for (d, &xd) in x.iter().enumerate() {
+        kernels::acc_sq_diff(xd, &ct[d * k..(d + 1) * k], acc);
+    }
     let mut best = (0, f32::INFINITY);
-    for (c, cent) in cents.chunks_exact(w).enumerate() {
-        let d = kernels::scalar::l2_sq(x, cent);
+    for (c, &d) in acc.iter().enumerate() {
         if d < best.1 {
             best = (c, d);
         }
@@ -319,9 +350,16 @@ pub fn kmeans(data: &[f32], w: usize, k: usize, iters: usize, seed: u64) -> Vec<
     }
     let mut assign = vec![0usize; n];
     let mut dists = vec![0f32; n];
+    let mut acc = vec![0f32; k];
+    let mut ct = vec![0f32; k * w];
     for _ in 0..iters {
+        for c in 0..k {
+            for d in 0..w {
+                ct[d * k + c] = cents[c * w + d];
+            }
+        }
         for i in 0..n {
-            let (c, d) = nearest(&cents, w, &data[i * w..(i + 1) * w]);
+            let (c, d) = nearest_t(&ct, &data[i * w..(i + 1) * w], &mut acc);
             assign[i] = c;
             dists[i] = d;
         }
@@ -330,28 +368,21 @@ pub fn kmeans(data: &[f32], w: usize, k: usize, iters: usize, seed: u64) -> Vec<
         for i in 0..n {
             let c = assign[i];
             counts[c] += 1;
-            for (s, x) in sums[c * w..(c + 1) * w]
-                .iter_mut()
-                .zip(&data[i * w..(i + 1) * w])
-            {
+            for (s, x) in sums[c * w..(c + 1) * w].iter_mut().zip(&data[i * w..(i + 1) * w]) {
                 *s += *x as f64;
             }
         }
         for c in 0..k {
             if counts[c] > 0 {
-                for (o, s) in cents[c * w..(c + 1) * w]
-                    .iter_mut()
-                    .zip(&sums[c * w..(c + 1) * w])
-                {
+                for (o, s) in cents[c * w..(c + 1) * w].iter_mut().zip(&sums[c * w..(c + 1) * w]) {
                     *o = (*s / counts[c] as f64) as f32;
                 }
             } else {
                 // Re-seed from the worst-served point (ties → lowest index).
-                let (far, _) =
-                    dists
-                        .iter()
-                        .enumerate()
-                        .fold((0, -1.0f32), |b, (i, d)| if *d > b.1 { (i, *d) } else { b });
+                let (far, _) = dists
+                    .iter()
+                    .enumerate()
+                    .fold((0, -1.0f32), |b, (i, d)| if *d > b.1 { (i, *d) } else { b });
                 cents[c * w..(c + 1) * w].copy_from_slice(&data[far * w..(far + 1) * w]);
                 dists[far] = 0.0;
             }
@@ -374,10 +405,7 @@ mod tests {
                 let c = (i * 7) % 20;
                 let base = centres[c * dim..(c + 1) * dim].to_vec();
                 let noise: Vec<f32> = (0..dim).map(|_| rng.random_range(-0.1..0.1)).collect();
-                base.into_iter()
-                    .zip(noise)
-                    .map(|(a, b)| a + b)
-                    .collect::<Vec<_>>()
+                base.into_iter().zip(noise).map(|(a, b)| a + b).collect::<Vec<_>>()
             })
             .collect()
     }
@@ -411,11 +439,7 @@ mod tests {
             energy += kernels::l2_sq(&mean, &x[i * dim..(i + 1) * dim]) as f64;
         }
         // Relative error well below the data's variance (noise is ~1% of it).
-        assert!(
-            err / energy < 0.05,
-            "relative reconstruction error {}",
-            err / energy
-        );
+        assert!(err / energy < 0.05, "relative reconstruction error {}", err / energy);
         // Same seed, different thread count: identical codebook and codes.
         let pq1 = PqCodebook::train(
             &x,

@@ -30,13 +30,7 @@ pub fn clustered(n: usize, nq: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<f
 }
 
 /// Exact top-k ids by brute force.
-pub fn exact_knn(
-    base: &[f32],
-    queries: &[f32],
-    dim: usize,
-    k: usize,
-    metric: Metric,
-) -> Vec<Vec<u64>> {
+pub fn exact_knn(base: &[f32], queries: &[f32], dim: usize, k: usize, metric: Metric) -> Vec<Vec<u64>> {
     queries
         .chunks_exact(dim)
         .map(|q| {

@@ -60,9 +60,7 @@ pub struct BuildArgs {
 
 fn threads(t: usize) -> usize {
     if t == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
         t
     }
@@ -139,10 +137,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
     let mut json = serde_json::to_value(&report)?;
     json["build_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
     json["threads"] = serde_json::json!(o.graph.threads);
-    std::fs::write(
-        a.index.join("build_report.json"),
-        serde_json::to_vec_pretty(&json)?,
-    )?;
+    std::fs::write(a.index.join("build_report.json"), serde_json::to_vec_pretty(&json)?)?;
     println!("{}", serde_json::to_string(&json)?);
     Ok(())
 }

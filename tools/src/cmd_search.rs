@@ -58,6 +58,10 @@ pub struct SearchArgs {
     /// Navigation tier search beam.
     #[arg(long, default_value_t = 32)]
     pub nav_ef: usize,
+    /// Re-score this many top candidates with f32 vectors from the rerank
+    /// file (index built with --rerank-file); 0 = stored vectors only.
+    #[arg(long, default_value_t = 0)]
+    pub rerank: usize,
     /// Reader: auto (io_uring, else pread), uring, pread.
     #[arg(long, default_value = "auto")]
     pub io: IoBackend,
@@ -75,8 +79,7 @@ pub struct SearchArgs {
 /// Runs `quarryctl search`.
 pub fn run(a: SearchArgs) -> Result<()> {
     let t_open = Instant::now();
-    let mut index =
-        DiskIndex::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let mut index = DiskIndex::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
     let cached = index.warm_cache(a.cache_nodes, a.io)?;
     let qf = VectorFile::open(&a.queries)?;
@@ -134,6 +137,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         p.use_nav = !a.no_nav;
         p.nav_entries = a.nav_entries;
         p.nav_ef = a.nav_ef;
+        p.rerank = if a.rerank > 0 { a.rerank.clamp(a.k, p.l) } else { 0 };
         // Latency pass: one pinned thread, one query in flight.
         runtime::pin_to_core(0);
         let mut s = Searcher::new(&index, a.io, a.w.max(1))?;
@@ -151,10 +155,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             pqd += st.pq_distances as u64;
             if let Some((gk, ids)) = &gt {
                 let truth = &ids[i * gk..i * gk + a.k];
-                found += res
-                    .iter()
-                    .filter(|r| truth.contains(&(r.id as u32)))
-                    .count();
+                found += res.iter().filter(|r| truth.contains(&(r.id as u32))).count();
             }
         }
         let proc_ios = (runtime::io_read_bytes() - io_before) as f64 / 4096.0 / nq as f64;
@@ -187,6 +188,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "mean_cache_hits": hits as f64 / nqf,
             "mean_pq_distances": pqd as f64 / nqf,
             "nav": !a.no_nav,
+            "rerank": p.rerank,
             "cache_nodes": cached,
             "rss_bytes": runtime::rss_bytes(),
             "ram_pq_codes_bytes": ram.pq_codes,

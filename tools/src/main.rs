@@ -11,11 +11,7 @@ mod cmd_verify;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "quarryctl",
-    version,
-    about = "Quarry: disk-first vector search tools"
-)]
+#[command(name = "quarryctl", version, about = "Quarry: disk-first vector search tools")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,9 +35,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().cmd {

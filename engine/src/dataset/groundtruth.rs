@@ -136,9 +136,7 @@ pub fn exact_knn(
     let n = base.len() / dim;
     let nq = queries.len() / dim;
     if k == 0 || k > n {
-        return arg(format!(
-            "ground truth: k = {k} must be between 1 and the base size {n}"
-        ));
+        return arg(format!("ground truth: k = {k} must be between 1 and the base size {n}"));
     }
     if u32::try_from(n).is_err() {
         return arg(format!("ground truth: base size {n} exceeds u32 ids"));
@@ -147,8 +145,7 @@ pub fn exact_knn(
     let base_tile = tile_rows(dim, 512 << 10, 16, 4096);
     let query_tile = tile_rows(dim, 256 << 10, 4, 256);
 
-    let norms =
-        |v: &[f32]| -> Vec<f32> { v.chunks_exact(dim).map(|r| kernels::dot(r, r)).collect() };
+    let norms = |v: &[f32]| -> Vec<f32> { v.chunks_exact(dim).map(|r| kernels::dot(r, r)).collect() };
     let qnorms = if metric == Metric::Cosine {
         norms(queries)
     } else {
@@ -274,9 +271,7 @@ mod tests {
 
     fn random(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        (0..n * dim)
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect()
+        (0..n * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
     #[test]
@@ -287,8 +282,7 @@ mod tests {
             for m in Metric::ALL {
                 let want = naive(&base, &queries, dim, k, m);
                 for threads in [1, 2, 3] {
-                    let got =
-                        exact_knn(&base, &queries, dim, k, m, threads, &mut |_, _| {}).unwrap();
+                    let got = exact_knn(&base, &queries, dim, k, m, threads, &mut |_, _| {}).unwrap();
                     assert_eq!(got, want, "{m} n={n} dim={dim} threads={threads}");
                 }
             }
@@ -309,17 +303,11 @@ mod tests {
     fn progress_reaches_total_and_bad_arguments_fail() {
         let base = random(200, 4, 1);
         let mut last = (0, 0);
-        exact_knn(&base, &base[..8], 4, 5, Metric::L2, 2, &mut |d, t| {
-            last = (d, t)
-        })
-        .unwrap();
+        exact_knn(&base, &base[..8], 4, 5, Metric::L2, 2, &mut |d, t| last = (d, t)).unwrap();
         assert_eq!(last, (200, 200));
         for (k, dim) in [(0, 4), (201, 4), (5, 0), (5, 3)] {
             let r = exact_knn(&base, &base[..8], dim, k, Metric::L2, 1, &mut |_, _| {});
-            assert!(
-                matches!(r, Err(DatasetError::InvalidArgument(_))),
-                "k={k} dim={dim}"
-            );
+            assert!(matches!(r, Err(DatasetError::InvalidArgument(_))), "k={k} dim={dim}");
         }
     }
 }

@@ -118,9 +118,7 @@ pub fn lid_mle(
     }
     let s = params.sample.min(n);
     if s == 0 {
-        return Err(DatasetError::InvalidArgument(
-            "LID: sample size must be > 0".into(),
-        ));
+        return Err(DatasetError::InvalidArgument("LID: sample size must be > 0".into()));
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
     let mut sample = rand::seq::index::sample(&mut rng, n, s).into_vec();

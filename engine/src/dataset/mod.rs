@@ -335,11 +335,7 @@ impl VectorFile {
     /// Rows from `start` into `out` (whose length must be a multiple of
     /// `dim()`), as f32. Panics if the range is out of bounds.
     pub fn read_rows_into(&self, start: usize, out: &mut [f32]) {
-        assert_eq!(
-            out.len() % self.d,
-            0,
-            "output length must be a multiple of dim"
-        );
+        assert_eq!(out.len() % self.d, 0, "output length must be a multiple of dim");
         let count = out.len() / self.d;
         assert!(
             start.checked_add(count).is_some_and(|e| e <= self.n),
@@ -369,10 +365,7 @@ impl VectorFile {
     /// otherwise converted into a new buffer.
     pub fn f32_data(&self) -> Cow<'_, [f32]> {
         let row_bytes = self.d * self.elem.size();
-        if cfg!(target_endian = "little")
-            && self.elem == ElemType::F32
-            && self.row_stride == row_bytes
-        {
+        if cfg!(target_endian = "little") && self.elem == ElemType::F32 && self.row_stride == row_bytes {
             let bytes = &self.map[self.data_offset..self.data_offset + self.n * row_bytes];
             if let Ok(s) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
                 return Cow::Borrowed(s);
@@ -538,14 +531,10 @@ fn npy_layout(path: &Path, map: &[u8]) -> Result<Layout> {
     if map.len() < hstart + hlen {
         return Err(DatasetError::Truncated {
             path: path.to_path_buf(),
-            detail: format!(
-                "npy header announces {hlen} bytes but the file has {} bytes",
-                map.len()
-            ),
+            detail: format!("npy header announces {hlen} bytes but the file has {} bytes", map.len()),
         });
     }
-    let header = std::str::from_utf8(&map[hstart..hstart + hlen])
-        .map_err(|_| bad("npy header is not text".into()))?;
+    let header = std::str::from_utf8(&map[hstart..hstart + hlen]).map_err(|_| bad("npy header is not text".into()))?;
     let h = parse_npy_header(header).map_err(bad)?;
     let elem = match h.descr.as_str() {
         "<f4" => ElemType::F32,
@@ -770,12 +759,7 @@ impl FbinWriter {
         let mut file = AtomicFile::create(path)?;
         file.write_all(&n32.to_le_bytes())?;
         file.write_all(&d32.to_le_bytes())?;
-        Ok(FbinWriter {
-            file,
-            n,
-            d,
-            rows: 0,
-        })
+        Ok(FbinWriter { file, n, d, rows: 0 })
     }
 
     /// Appends whole rows (`rows.len()` a multiple of d).

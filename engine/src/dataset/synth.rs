@@ -144,9 +144,7 @@ impl SynthModel {
         params.validate()?;
         let (dim, rank) = (params.dim, params.rank);
         let mut rng = rng_for(params.seed, 0, 0);
-        let mut b: Vec<f64> = (0..rank * dim)
-            .map(|_| rng.sample::<f64, _>(StandardNormal))
-            .collect();
+        let mut b: Vec<f64> = (0..rank * dim).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
         for i in 0..rank {
             // Modified Gram–Schmidt, applied twice for orthogonality in f64.
             for _ in 0..2 {
@@ -296,10 +294,7 @@ pub fn generate(
     let mut buf = Vec::new();
     let mut done = 0;
     progress(0, total);
-    for (stream, path) in [
-        (Stream::Base, &files.base),
-        (Stream::Queries, &files.queries),
-    ] {
+    for (stream, path) in [(Stream::Base, &files.base), (Stream::Queries, &files.queries)] {
         let rows = model.rows(stream);
         let mut w = FbinWriter::create(path, rows, dim)?;
         let mut first = 0;
@@ -337,10 +332,7 @@ mod tests {
         let a = generate(&p, &dir.path().join("a"), 1, &mut |_, _| {}).unwrap();
         let b = generate(&p, &dir.path().join("b"), 3, &mut |_, _| {}).unwrap();
         let c = generate(
-            &SynthParams {
-                seed: 43,
-                ..p.clone()
-            },
+            &SynthParams { seed: 43, ..p.clone() },
             &dir.path().join("c"),
             2,
             &mut |_, _| {},
@@ -353,10 +345,7 @@ mod tests {
         assert_ne!(read(&a.base)[8..], read(&a.queries)[8..8 + 37 * 48 * 4]);
         let f = VectorFile::open(&a.base).unwrap();
         assert_eq!((f.len(), f.dim()), (1000, 48));
-        assert_eq!(
-            f.to_vec_f32(),
-            generate_vectors(&p, Stream::Base, 2).unwrap()
-        );
+        assert_eq!(f.to_vec_f32(), generate_vectors(&p, Stream::Base, 2).unwrap());
         f.check_finite().unwrap();
         assert_eq!(VectorFile::open(&a.queries).unwrap().len(), 37);
     }
@@ -379,23 +368,14 @@ mod tests {
     fn invalid_parameters_are_rejected() {
         for p in [
             SynthParams { rank: 0, ..small() },
-            SynthParams {
-                rank: 49,
-                ..small()
-            },
-            SynthParams {
-                clusters: 0,
-                ..small()
-            },
+            SynthParams { rank: 49, ..small() },
+            SynthParams { clusters: 0, ..small() },
             SynthParams {
                 noise_std: f32::NAN,
                 ..small()
             },
         ] {
-            assert!(matches!(
-                SynthModel::new(&p),
-                Err(DatasetError::InvalidArgument(_))
-            ));
+            assert!(matches!(SynthModel::new(&p), Err(DatasetError::InvalidArgument(_))));
         }
     }
 

@@ -84,59 +84,24 @@ fn every_format_round_trips() {
     let p = dir.path().join("a.fbin");
     write_fbin(&p, N, D, &v).unwrap();
     check_f32(&p, &v, ElemType::F32);
-    assert!(matches!(
-        VectorFile::open(&p).unwrap().f32_data(),
-        Cow::Borrowed(_)
-    ));
+    assert!(matches!(VectorFile::open(&p).unwrap().f32_data(), Cow::Borrowed(_)));
 
-    check_f32(
-        &put(&dir, "a.u8bin", &bin_file(5, 3, &b)),
-        &as_u8,
-        ElemType::U8,
-    );
-    check_f32(
-        &put(&dir, "a.i8bin", &bin_file(5, 3, &b)),
-        &as_i8,
-        ElemType::I8,
-    );
+    check_f32(&put(&dir, "a.u8bin", &bin_file(5, 3, &b)), &as_u8, ElemType::U8);
+    check_f32(&put(&dir, "a.i8bin", &bin_file(5, 3, &b)), &as_i8, ElemType::I8);
 
     let rows: Vec<Vec<u8>> = v.chunks(D).map(f32_le).collect();
     let rows: Vec<&[u8]> = rows.iter().map(|r| r.as_slice()).collect();
-    check_f32(
-        &put(&dir, "a.fvecs", &vecs_file(3, &rows)),
-        &v,
-        ElemType::F32,
-    );
+    check_f32(&put(&dir, "a.fvecs", &vecs_file(3, &rows)), &v, ElemType::F32);
     let brows: Vec<&[u8]> = b.chunks(D).collect();
-    check_f32(
-        &put(&dir, "a.bvecs", &vecs_file(3, &brows)),
-        &as_u8,
-        ElemType::U8,
-    );
+    check_f32(&put(&dir, "a.bvecs", &vecs_file(3, &brows)), &as_u8, ElemType::U8);
 
     let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (5, 3), }";
-    check_f32(
-        &put(&dir, "a.npy", &npy_file(1, dict, &f32_le(&v))),
-        &v,
-        ElemType::F32,
-    );
-    check_f32(
-        &put(&dir, "b.npy", &npy_file(2, dict, &f32_le(&v))),
-        &v,
-        ElemType::F32,
-    );
+    check_f32(&put(&dir, "a.npy", &npy_file(1, dict, &f32_le(&v))), &v, ElemType::F32);
+    check_f32(&put(&dir, "b.npy", &npy_file(2, dict, &f32_le(&v))), &v, ElemType::F32);
     let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3), }";
-    check_f32(
-        &put(&dir, "c.npy", &npy_file(1, dict, &b)),
-        &as_u8,
-        ElemType::U8,
-    );
+    check_f32(&put(&dir, "c.npy", &npy_file(1, dict, &b)), &as_u8, ElemType::U8);
     let dict = "{'descr': '|i1', 'fortran_order': False, 'shape': (5, 3), }";
-    check_f32(
-        &put(&dir, "d.npy", &npy_file(1, dict, &b)),
-        &as_i8,
-        ElemType::I8,
-    );
+    check_f32(&put(&dir, "d.npy", &npy_file(1, dict, &b)), &as_i8, ElemType::I8);
 
     let ids: Vec<u32> = (0..12).map(|i| i * 1000 + 7).collect();
     let p = dir.path().join("gt.ibin");
@@ -273,10 +238,7 @@ fn non_finite_values_are_located() {
     let p = dir.path().join("nan.fbin");
     write_fbin(&p, N, D, &v).unwrap();
     let e = VectorFile::open(&p).unwrap().check_finite().unwrap_err();
-    assert!(
-        matches!(e, DatasetError::NonFinite { row: 3, col: 2, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, DatasetError::NonFinite { row: 3, col: 2, .. }), "{e}");
     assert!(e.to_string().contains("row 3, column 2"), "{e}");
 }
 

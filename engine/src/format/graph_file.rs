@@ -70,10 +70,7 @@ impl NodeLayout {
     pub fn locate(&self, id: u32) -> (u64, usize) {
         if self.nodes_per_sector > 0 {
             let nps = self.nodes_per_sector as u64;
-            (
-                1 + id as u64 / nps,
-                (id as u64 % nps) as usize * self.node_size,
-            )
+            (1 + id as u64 / nps, (id as u64 % nps) as usize * self.node_size)
         } else {
             (1 + id as u64 * self.sectors_per_node as u64, 0)
         }
@@ -121,11 +118,7 @@ impl NodeLayout {
     /// sector buffers are).
     pub fn node<'a>(&self, bytes: &'a [u8]) -> std::result::Result<NodeRef<'a>, String> {
         if bytes.len() < self.node_size {
-            return Err(format!(
-                "record needs {} bytes, got {}",
-                self.node_size,
-                bytes.len()
-            ));
+            return Err(format!("record needs {} bytes, got {}", self.node_size, bytes.len()));
         }
         let d = self.degree_offset();
         let degree = u32::from_le_bytes(bytes[d..d + 4].try_into().expect("4 bytes")) as usize;
@@ -136,22 +129,17 @@ impl NodeLayout {
             .map_err(|e| format!("neighbour list misaligned: {e}"))?;
         let vector = match self.stored {
             StoredType::F32 => StoredVector::F32(
-                bytemuck::try_cast_slice(&bytes[..4 * self.dim])
-                    .map_err(|e| format!("vector misaligned: {e}"))?,
+                bytemuck::try_cast_slice(&bytes[..4 * self.dim]).map_err(|e| format!("vector misaligned: {e}"))?,
             ),
             StoredType::F16 => StoredVector::F16(
-                bytemuck::try_cast_slice(&bytes[..2 * self.dim])
-                    .map_err(|e| format!("vector misaligned: {e}"))?,
+                bytemuck::try_cast_slice(&bytes[..2 * self.dim]).map_err(|e| format!("vector misaligned: {e}"))?,
             ),
             StoredType::I8 => StoredVector::I8(
                 f32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
                 bytemuck::cast_slice(&bytes[4..4 + self.dim]),
             ),
         };
-        Ok(NodeRef {
-            vector,
-            neighbors: nb,
-        })
+        Ok(NodeRef { vector, neighbors: nb })
     }
 }
 
@@ -287,10 +275,9 @@ impl GraphHeader {
             field,
             detail,
         };
-        let metric =
-            Metric::from_u8(b[20]).ok_or_else(|| invalid("metric", format!("code {}", b[20])))?;
-        let stored = StoredType::from_u8(b[21])
-            .ok_or_else(|| invalid("stored vector type", format!("code {}", b[21])))?;
+        let metric = Metric::from_u8(b[20]).ok_or_else(|| invalid("metric", format!("code {}", b[20])))?;
+        let stored =
+            StoredType::from_u8(b[21]).ok_or_else(|| invalid("stored vector type", format!("code {}", b[21])))?;
         let dim = u32_at(16) as usize;
         let r = u32_at(24) as usize;
         if dim == 0 || r == 0 {
@@ -318,10 +305,7 @@ impl GraphHeader {
         if total_sectors != 1 + layout.data_sectors(n) {
             return Err(invalid(
                 "total sectors",
-                format!(
-                    "{total_sectors} but {n} nodes need {}",
-                    1 + layout.data_sectors(n)
-                ),
+                format!("{total_sectors} but {n} nodes need {}", 1 + layout.data_sectors(n)),
             ));
         }
         let expected = total_sectors * SECTOR as u64;
@@ -371,10 +355,7 @@ impl GraphWriter {
     /// Start writing `n` nodes to `path` (via a temp file renamed on finish).
     pub fn create(path: &Path, layout: NodeLayout, metric: Metric, n: u64) -> Result<Self> {
         let tmp = path.with_extension("tmp");
-        let mut file = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&tmp).map_err(io_err(&tmp))?,
-        );
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
         file.write_all(&vec![0u8; SECTOR]).map_err(io_err(&tmp))?;
         let buf = layout.read_sectors() * SECTOR;
         Ok(GraphWriter {
@@ -393,9 +374,7 @@ impl GraphWriter {
 
     fn flush_sector(&mut self) -> Result<()> {
         self.crc = crc32c::crc32c_append(self.crc, &self.sector);
-        self.file
-            .write_all(&self.sector)
-            .map_err(io_err(&self.tmp))?;
+        self.file.write_all(&self.sector).map_err(io_err(&self.tmp))?;
         self.sector.fill(0);
         self.in_sector = 0;
         Ok(())

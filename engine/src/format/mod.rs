@@ -15,7 +15,7 @@ mod section;
 
 pub use graph_file::{GraphHeader, GraphWriter, NodeLayout, NodeRef};
 pub use manifest::{FileEntry, Manifest, MANIFEST_FILE};
-pub use section::{read_section, write_section, SectionHeader, SECTION_HEADER_LEN};
+pub use section::{read_section, write_section, SectionHeader, SectionWriter, SECTION_HEADER_LEN};
 
 use std::path::{Path, PathBuf};
 
@@ -87,9 +87,7 @@ impl std::str::FromStr for StoredType {
             "f32" => Ok(StoredType::F32),
             "f16" => Ok(StoredType::F16),
             "i8" => Ok(StoredType::I8),
-            o => Err(format!(
-                "unknown stored vector type '{o}': expected f32, f16 or i8"
-            )),
+            o => Err(format!("unknown stored vector type '{o}': expected f32, f16 or i8")),
         }
     }
 }
@@ -136,9 +134,7 @@ pub enum FormatError {
         found: [u8; 8],
     },
     /// Written by a format version this build does not read.
-    #[error(
-        "{path}: format version {found} is not supported (this build reads version {supported})"
-    )]
+    #[error("{path}: format version {found} is not supported (this build reads version {supported})")]
     UnsupportedVersion {
         /// File concerned.
         path: PathBuf,
@@ -148,9 +144,7 @@ pub enum FormatError {
         supported: u32,
     },
     /// A checksum did not match.
-    #[error(
-        "{path}: checksum mismatch in {section}: stored {stored:#010x}, computed {computed:#010x}"
-    )]
+    #[error("{path}: checksum mismatch in {section}: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum {
         /// File concerned.
         path: PathBuf,
@@ -249,8 +243,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             });
         }
         if entry.name == files::GRAPH {
-            let h =
-                GraphHeader::decode(&path, &bytes[..SECTOR.min(bytes.len())], bytes.len() as u64)?;
+            let h = GraphHeader::decode(&path, &bytes[..SECTOR.min(bytes.len())], bytes.len() as u64)?;
             let computed = crc32c(&bytes[SECTOR..]);
             if computed != h.data_crc32c {
                 return Err(FormatError::Checksum {
@@ -271,3 +264,58 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 
 #[cfg(test)]
 mod tests;
+
+/// Placement of f32 vectors in the optional rerank file: after the 64-byte
+/// section header and padding to 4096, vectors are packed `per_sector` to a
+/// sector (never straddling), or, when one vector exceeds a sector, each
+/// starts on its own run of `sectors_per_vector` sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RerankLayout {
+    /// Dimensions.
+    pub dim: usize,
+    /// Vectors per sector (≥ 1) or 1 when a vector spans sectors.
+    pub per_sector: usize,
+    /// Sectors per vector (1 when several fit one sector).
+    pub sectors_per_vector: usize,
+}
+
+impl RerankLayout {
+    /// Layout for `dim`-dimensional f32 vectors.
+    pub fn new(dim: usize) -> Self {
+        let bytes = 4 * dim;
+        if bytes <= SECTOR {
+            RerankLayout {
+                dim,
+                per_sector: SECTOR / bytes,
+                sectors_per_vector: 1,
+            }
+        } else {
+            RerankLayout {
+                dim,
+                per_sector: 1,
+                sectors_per_vector: bytes.div_ceil(SECTOR),
+            }
+        }
+    }
+    /// Payload sectors for n vectors.
+    pub fn sectors(&self, n: usize) -> usize {
+        if self.sectors_per_vector == 1 {
+            n.div_ceil(self.per_sector)
+        } else {
+            n * self.sectors_per_vector
+        }
+    }
+    /// Bytes one read fetches.
+    pub fn read_len(&self) -> usize {
+        self.sectors_per_vector * SECTOR
+    }
+    /// Absolute file sector of vector `i` (the header sector is sector 0)
+    /// and its byte offset within the read.
+    pub fn locate(&self, i: usize) -> (u64, usize) {
+        if self.sectors_per_vector == 1 {
+            (1 + (i / self.per_sector) as u64, (i % self.per_sector) * 4 * self.dim)
+        } else {
+            (1 + (i * self.sectors_per_vector) as u64, 0)
+        }
+    }
+}

@@ -38,13 +38,7 @@ impl SectionHeader {
 
     /// Decode and validate the header bytes of `path` (kind = `magic`), given
     /// the file's actual size.
-    pub fn decode(
-        path: &Path,
-        magic: &[u8; 8],
-        kind: &'static str,
-        b: &[u8],
-        file_len: u64,
-    ) -> Result<Self> {
+    pub fn decode(path: &Path, magic: &[u8; 8], kind: &'static str, b: &[u8], file_len: u64) -> Result<Self> {
         if b.len() < SECTION_HEADER_LEN {
             return Err(FormatError::Truncated {
                 path: path.into(),
@@ -155,4 +149,66 @@ pub(super) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Streams a section file whose payload is too large to hold twice in RAM:
+/// the header is written last (payload length and crc known by then), then
+/// the file is fsynced and renamed into place.
+pub struct SectionWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    magic: [u8; 8],
+    params: [u64; 3],
+    len: u64,
+    crc: u32,
+}
+
+impl SectionWriter {
+    /// Start writing `path` (through a temp file).
+    pub fn create(path: &Path, magic: &[u8; 8], params: [u64; 3]) -> Result<Self> {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+        file.write_all(&[0u8; SECTION_HEADER_LEN]).map_err(io_err(&tmp))?;
+        Ok(SectionWriter {
+            path: path.into(),
+            tmp,
+            file,
+            magic: *magic,
+            params,
+            len: 0,
+            crc: 0,
+        })
+    }
+
+    /// Append payload bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.len += bytes.len() as u64;
+        self.file.write_all(bytes).map_err(io_err(&self.tmp))
+    }
+
+    /// Write the header, fsync, rename into place and fsync the directory.
+    pub fn finish(self) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let h = SectionHeader {
+            magic: self.magic,
+            payload_len: self.len,
+            payload_crc32c: self.crc,
+            params: self.params,
+        };
+        let tmp = self.tmp.clone();
+        let mut f = self.file.into_inner().map_err(|e| FormatError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        f.seek(SeekFrom::Start(0)).map_err(io_err(&tmp))?;
+        f.write_all(&h.encode()).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        super::sync_dir(&self.path)
+    }
 }

@@ -34,18 +34,9 @@ fn layout_never_straddles_sectors() {
         }
     }
     // At 1024-d a node with f16 or i8 vectors fits one sector.
-    assert_eq!(
-        NodeLayout::new(1024, StoredType::F16, 64).nodes_per_sector,
-        1
-    );
-    assert_eq!(
-        NodeLayout::new(1024, StoredType::I8, 64).nodes_per_sector,
-        3
-    );
-    assert_eq!(
-        NodeLayout::new(1024, StoredType::F32, 64).sectors_per_node,
-        2
-    );
+    assert_eq!(NodeLayout::new(1024, StoredType::F16, 64).nodes_per_sector, 1);
+    assert_eq!(NodeLayout::new(1024, StoredType::I8, 64).nodes_per_sector, 3);
+    assert_eq!(NodeLayout::new(1024, StoredType::F32, 64).sectors_per_node, 2);
 }
 
 #[test]
@@ -173,8 +164,7 @@ fn wrong_version_section_file_is_rejected() {
     b[60..64].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&p, &b).unwrap();
     expect_open_err(dir.path(), |e| {
-        matches!(e, FormatError::UnsupportedVersion { found: 7, .. })
-            && e.to_string().contains("pq_pivots")
+        matches!(e, FormatError::UnsupportedVersion { found: 7, .. }) && e.to_string().contains("pq_pivots")
     });
 }
 

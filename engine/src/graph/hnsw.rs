@@ -115,11 +115,7 @@ impl NavTier {
     }
     /// RAM held, in bytes.
     pub fn ram_bytes(&self) -> usize {
-        self.nodes.len() * 4
-            + self.levels.len()
-            + self.vectors.len() * 2
-            + self.start.len() * 8
-            + self.adj.len() * 4
+        self.nodes.len() * 4 + self.levels.len() + self.vectors.len() * 2 + self.start.len() * 8 + self.adj.len() * 4
     }
     fn vec(&self, i: u32) -> &[f16] {
         &self.vectors[i as usize * self.dim..(i as usize + 1) * self.dim]
@@ -190,8 +186,7 @@ impl NavTier {
             }
             for lc in (0..=level.min(t.max_level as usize)).rev() {
                 t.search_layer(q, &[cur], p.ef_construction, lc, &mut sc);
-                let cands: Vec<(f32, u32)> =
-                    sc.list.as_slice().iter().map(|c| (c.dist, c.id)).collect();
+                let cands: Vec<(f32, u32)> = sc.list.as_slice().iter().map(|c| (c.dist, c.id)).collect();
                 cur = cands[0].1;
                 let chosen = select(&cands, t.slots(lc), &frow, q);
                 t.set_links(i, lc, &chosen);
@@ -200,10 +195,7 @@ impl NavTier {
                     l.push(i);
                     if l.len() > t.slots(lc) {
                         let nbv = frow(nb);
-                        let mut c: Vec<(f32, u32)> = l
-                            .iter()
-                            .map(|&x| (kernels::l2_sq(nbv, frow(x)), x))
-                            .collect();
+                        let mut c: Vec<(f32, u32)> = l.iter().map(|&x| (kernels::l2_sq(nbv, frow(x)), x)).collect();
                         c.sort_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite"));
                         l = select(&c, t.slots(lc), &frow, nbv);
                     }
@@ -256,14 +248,7 @@ impl NavTier {
 
     /// Up to `count` graph node ids near `q`, closest first, from a layer-0
     /// search with beam `ef`.
-    pub fn entry_points(
-        &self,
-        q: &[f32],
-        ef: usize,
-        count: usize,
-        s: &mut NavScratch,
-        out: &mut Vec<u32>,
-    ) {
+    pub fn entry_points(&self, q: &[f32], ef: usize, count: usize, s: &mut NavScratch, out: &mut Vec<u32>) {
         out.clear();
         if self.is_empty() {
             return;
@@ -273,13 +258,7 @@ impl NavTier {
             cur = self.greedy_step(q, cur, lc);
         }
         self.search_layer(q, &[cur], ef.max(count), 0, s);
-        out.extend(
-            s.list
-                .as_slice()
-                .iter()
-                .take(count)
-                .map(|c| self.nodes[c.id as usize]),
-        );
+        out.extend(s.list.as_slice().iter().take(count).map(|c| self.nodes[c.id as usize]));
     }
 
     /// Serialise (see docs/format.md, nav.qsec).
@@ -321,9 +300,7 @@ impl NavTier {
         let [dim, s, m, entry, max_level, metric] = hdr;
         let metric = Metric::from_u8(metric as u8).ok_or("bad metric code")?;
         if dim == 0 || m == 0 || (s > 0 && entry >= s) {
-            return Err(format!(
-                "bad header: dim {dim}, sample {s}, m {m}, entry {entry}"
-            ));
+            return Err(format!("bad header: dim {dim}, sample {s}, m {m}, entry {entry}"));
         }
         let nodes: Vec<u32> = take(4 * s)?
             .chunks_exact(4)
@@ -370,11 +347,8 @@ impl NavTier {
         for i in 0..s as u32 {
             for l in 0..=t.levels[i as usize] as usize {
                 let o = t.link_offset(i, l);
-                if t.adj[o] as usize > t.slots(l) || t.links(i, l).iter().any(|&x| x as usize >= s)
-                {
-                    return Err(format!(
-                        "links of sample point {i} at level {l} are out of range"
-                    ));
+                if t.adj[o] as usize > t.slots(l) || t.links(i, l).iter().any(|&x| x as usize >= s) {
+                    return Err(format!("links of sample point {i} at level {l} are out of range"));
                 }
             }
         }
@@ -384,12 +358,7 @@ impl NavTier {
 
 /// HNSW's neighbour-selection heuristic: keep a candidate only if it is
 /// closer to the base than to every neighbour kept so far (L2²).
-fn select<'a>(
-    cands: &[(f32, u32)],
-    m: usize,
-    row: &impl Fn(u32) -> &'a [f32],
-    _q: &[f32],
-) -> Vec<u32> {
+fn select<'a>(cands: &[(f32, u32)], m: usize, row: &impl Fn(u32) -> &'a [f32], _q: &[f32]) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::with_capacity(m);
     for &(d, c) in cands {
         if out.len() == m {
@@ -412,10 +381,7 @@ mod tests {
         let dim = 16;
         let data = crate::graph::vamana::tests_support::clustered(4000, dim, 9);
         let t = NavTier::build(&data, dim, Metric::L2, &NavParams::new(800, 1));
-        assert_eq!(
-            t,
-            NavTier::build(&data, dim, Metric::L2, &NavParams::new(800, 1))
-        );
+        assert_eq!(t, NavTier::build(&data, dim, Metric::L2, &NavParams::new(800, 1)));
         let back = NavTier::from_bytes(&t.to_bytes(), 4000).unwrap();
         assert_eq!(back, t);
         assert!(NavTier::from_bytes(&t.to_bytes()[..100], 4000).is_err());

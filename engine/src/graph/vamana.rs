@@ -213,15 +213,7 @@ struct Scratch {
 
 /// Greedy beam search over `g` from the medoid; returns every expanded node
 /// with its distance (the candidate pool for RobustPrune).
-fn greedy(
-    g: &Graph,
-    data: &[f32],
-    dim: usize,
-    metric: Metric,
-    q: &[f32],
-    l: usize,
-    s: &mut Scratch,
-) {
+fn greedy(g: &Graph, data: &[f32], dim: usize, metric: Metric, q: &[f32], l: usize, s: &mut Scratch) {
     s.list.reset(l);
     s.visited.clear();
     s.expanded.clear();
@@ -246,22 +238,12 @@ fn row(data: &[f32], dim: usize, i: u32) -> &[f32] {
 
 /// RobustPrune: choose at most R diverse out-neighbours of `p` from `pool`
 /// (ids; distances are recomputed in L2²). Deterministic: ties by id.
-fn robust_prune(
-    p: u32,
-    pool: &mut Vec<(f32, u32)>,
-    data: &[f32],
-    dim: usize,
-    bp: &BuildParams,
-) -> Vec<u32> {
+fn robust_prune(p: u32, pool: &mut Vec<(f32, u32)>, data: &[f32], dim: usize, bp: &BuildParams) -> Vec<u32> {
     let pv = row(data, dim, p);
     for c in pool.iter_mut() {
         c.0 = kernels::l2_sq(pv, row(data, dim, c.1));
     }
-    pool.sort_unstable_by(|a, b| {
-        (a.0, a.1)
-            .partial_cmp(&(b.0, b.1))
-            .expect("finite distances")
-    });
+    pool.sort_unstable_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite distances"));
     pool.dedup_by_key(|c| c.1);
     pool.retain(|c| c.1 != p);
     pool.truncate(bp.max_candidates);
@@ -404,8 +386,7 @@ pub fn build(
                 } else if merged.len() <= p.r {
                     Some(merged)
                 } else {
-                    let mut pool: Vec<(f32, u32)> =
-                        merged.into_iter().map(|id| (0.0, id)).collect();
+                    let mut pool: Vec<(f32, u32)> = merged.into_iter().map(|id| (0.0, id)).collect();
                     Some(robust_prune(t, &mut pool, data, dim, p))
                 }
             },
@@ -420,49 +401,62 @@ pub fn build(
         progress(done + 1, n);
     }
     stats.repaired = repair_connectivity(&mut g, data, dim, p);
-    stats.mean_degree = (0..n as u32)
-        .map(|i| g.neighbors(i).len() as f64)
-        .sum::<f64>()
-        / n as f64;
+    stats.mean_degree = (0..n as u32).map(|i| g.neighbors(i).len() as f64).sum::<f64>() / n as f64;
     Ok((g, stats))
 }
 
-/// Make every node reachable from the medoid: for each unreachable node (in
-/// id order), link it from its nearest reachable node found by a greedy
-/// search, replacing that node's last edge if it is full. Pruning can, very
-/// rarely, orphan a node; this keeps the search-can-reach-everything
-/// invariant. Returns how many links were added.
+/// Make every node reachable from the medoid: for each unreachable node
+/// (in id order), link it from the nearest reachable node that still has a
+/// free slot, found by a greedy search towards it (the medoid if none has
+/// one; then its farthest edge is replaced). Pruning can, rarely, orphan a
+/// node; this keeps the "search can reach everything" invariant. Returns
+/// the number of links added. Deterministic.
 fn repair_connectivity(g: &mut Graph, data: &[f32], dim: usize, p: &BuildParams) -> usize {
+    let n = g.len();
     let mut added = 0;
-    loop {
+    let mut s = Scratch {
+        list: CandidateList::new(p.l),
+        visited: VisitedSet::new(n),
+        expanded: Vec::new(),
+    };
+    // Each round links at least one new component; bounded by n rounds.
+    for _ in 0..n {
         let missing = g.unreachable_from_medoid();
-        if missing.is_empty() {
-            return added;
-        }
-        let n = g.len();
-        let mut s = Scratch {
-            list: CandidateList::new(p.l),
-            visited: VisitedSet::new(n),
-            expanded: Vec::new(),
-        };
-        let u = missing[0];
+        let Some(&u) = missing.first() else { return added };
+        let unreachable: std::collections::HashSet<u32> = missing.iter().copied().collect();
         greedy(g, data, dim, Metric::L2, row(data, dim, u), p.l, &mut s);
-        let reach: std::collections::HashSet<u32> = missing.iter().copied().collect();
-        let from = s
+        let mut reach: Vec<(f32, u32)> = s
             .expanded
             .iter()
-            .filter(|c| !reach.contains(&c.1))
-            .min_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite"))
-            .map(|c| c.1)
-            .unwrap_or(g.medoid);
+            .copied()
+            .filter(|c| !unreachable.contains(&c.1))
+            .collect();
+        reach.sort_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite"));
+        let from = reach
+            .iter()
+            .find(|c| g.neighbors(c.1).len() < p.r)
+            .or(reach.first())
+            .map_or(g.medoid, |c| c.1);
         let mut nb = g.neighbors(from).to_vec();
         if nb.len() == p.r {
-            nb.pop();
+            // Replace the farthest edge; the node it pointed to is checked
+            // again in the next round.
+            let fv = row(data, dim, from);
+            let (far, _) = nb.iter().enumerate().fold((0, -1.0f32), |b, (i, &x)| {
+                let d = kernels::l2_sq(fv, row(data, dim, x));
+                if d > b.1 {
+                    (i, d)
+                } else {
+                    b
+                }
+            });
+            nb.remove(far);
         }
         nb.push(u);
         g.set_neighbors(from, &nb);
         added += 1;
     }
+    added
 }
 
 /// Test data shared by the graph tests.
@@ -538,43 +532,17 @@ mod tests {
                 .map(|i| (kernels::l2_sq(q, row(&data, dim, i)), i))
                 .collect();
             exact.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            let got: std::collections::HashSet<u32> =
-                s.list.as_slice().iter().take(10).map(|c| c.id).collect();
+            let got: std::collections::HashSet<u32> = s.list.as_slice().iter().take(10).map(|c| c.id).collect();
             hits += exact[..10].iter().filter(|e| got.contains(&e.1)).count();
         }
-        assert!(
-            hits as f64 / 1000.0 > 0.95,
-            "recall {}",
-            hits as f64 / 1000.0
-        );
+        assert!(hits as f64 / 1000.0 > 0.95, "recall {}", hits as f64 / 1000.0);
     }
 
     #[test]
     fn bad_parameters_are_refused() {
         let data = clustered(100, 8, 4);
-        assert!(build(
-            &data,
-            8,
-            Metric::L2,
-            &BuildParams::new(1, 10),
-            &mut |_, _| {}
-        )
-        .is_err());
-        assert!(build(
-            &data,
-            8,
-            Metric::L2,
-            &BuildParams::new(16, 8),
-            &mut |_, _| {}
-        )
-        .is_err());
-        assert!(build(
-            &[],
-            8,
-            Metric::L2,
-            &BuildParams::new(16, 32),
-            &mut |_, _| {}
-        )
-        .is_err());
+        assert!(build(&data, 8, Metric::L2, &BuildParams::new(1, 10), &mut |_, _| {}).is_err());
+        assert!(build(&data, 8, Metric::L2, &BuildParams::new(16, 8), &mut |_, _| {}).is_err());
+        assert!(build(&[], 8, Metric::L2, &BuildParams::new(16, 32), &mut |_, _| {}).is_err());
     }
 }

@@ -103,8 +103,7 @@ pub trait SectorReader: Send {
     fn submit(&mut self, sector: u64, tag: u64) -> Result<Slot, ReadError>;
     /// Submit queued reads and append finished ones to `out`, waiting until
     /// at least `min_complete` have finished (0 = do not wait).
-    fn complete(&mut self, min_complete: usize, out: &mut Vec<Completion>)
-        -> Result<(), ReadError>;
+    fn complete(&mut self, min_complete: usize, out: &mut Vec<Completion>) -> Result<(), ReadError>;
     /// The data of a completed slot.
     fn buffer(&self, slot: Slot) -> &[u8];
     /// Return a slot to the pool.
@@ -131,9 +130,7 @@ impl std::str::FromStr for IoBackend {
             "auto" => Ok(IoBackend::Auto),
             "uring" | "io_uring" => Ok(IoBackend::Uring),
             "pread" => Ok(IoBackend::Pread),
-            o => Err(format!(
-                "unknown io backend '{o}': expected auto, uring or pread"
-            )),
+            o => Err(format!("unknown io backend '{o}': expected auto, uring or pread")),
         }
     }
 }

@@ -49,10 +49,7 @@ impl SectorReader for PreadReader {
         let buf = &mut self.bufs[slot].as_mut_slice()[..want];
         let mut got = 0;
         let result = loop {
-            match self
-                .file
-                .read_at(&mut buf[got..], sector * SECTOR as u64 + got as u64)
-            {
+            match self.file.read_at(&mut buf[got..], sector * SECTOR as u64 + got as u64) {
                 Ok(0) => {
                     break Err(ReadError::Short {
                         path: self.path.clone(),
@@ -92,13 +89,6 @@ impl SectorReader for PreadReader {
         self.free.push(slot);
     }
     fn describe(&self) -> String {
-        format!(
-            "pread{}",
-            if self.direct {
-                ", O_DIRECT"
-            } else {
-                ", buffered"
-            }
-        )
+        format!("pread{}", if self.direct { ", O_DIRECT" } else { ", buffered" })
     }
 }

@@ -11,10 +11,7 @@ fn sample_file(sectors: usize) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
     let bytes: Vec<u8> = (0..sectors * SECTOR)
         .map(|i| ((i * 31 + i / 4096) % 251) as u8)
         .collect();
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(&bytes)
-        .unwrap();
+    std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
     (dir, path, bytes)
 }
 
@@ -36,12 +33,7 @@ fn exercise(mut r: Box<dyn SectorReader>, bytes: &[u8], read_sectors: usize) {
         for c in done.drain(..) {
             c.result.as_ref().unwrap();
             let s = order[c.tag as usize] as usize;
-            assert_eq!(
-                r.buffer(c.slot),
-                &bytes[s * SECTOR..s * SECTOR + len],
-                "tag {}",
-                c.tag
-            );
+            assert_eq!(r.buffer(c.slot), &bytes[s * SECTOR..s * SECTOR + len], "tag {}", c.tag);
             r.release(c.slot);
             checked += 1;
         }
@@ -52,16 +44,8 @@ fn exercise(mut r: Box<dyn SectorReader>, bytes: &[u8], read_sectors: usize) {
 #[test]
 fn pread_reads_the_right_bytes() {
     let (_d, path, bytes) = sample_file(64);
-    exercise(
-        Box::new(PreadReader::open(&path, SECTOR, 8).unwrap()),
-        &bytes,
-        1,
-    );
-    exercise(
-        Box::new(PreadReader::open(&path, 2 * SECTOR, 3).unwrap()),
-        &bytes,
-        2,
-    );
+    exercise(Box::new(PreadReader::open(&path, SECTOR, 8).unwrap()), &bytes, 1);
+    exercise(Box::new(PreadReader::open(&path, 2 * SECTOR, 3).unwrap()), &bytes, 2);
 }
 
 #[test]
@@ -76,21 +60,13 @@ fn uring_reads_the_right_bytes() {
         Err(e) => panic!("{e}"),
     };
     exercise(Box::new(r), &bytes, 1);
-    exercise(
-        Box::new(UringReader::open(&path, 2 * SECTOR, 4).unwrap()),
-        &bytes,
-        2,
-    );
+    exercise(Box::new(UringReader::open(&path, 2 * SECTOR, 4).unwrap()), &bytes, 2);
 }
 
 #[test]
 fn auto_backend_opens_something() {
     let (_d, path, bytes) = sample_file(16);
-    exercise(
-        open_reader(&path, SECTOR, 4, IoBackend::Auto).unwrap(),
-        &bytes,
-        1,
-    );
+    exercise(open_reader(&path, SECTOR, 4, IoBackend::Auto).unwrap(), &bytes, 1);
 }
 
 #[test]
@@ -132,10 +108,7 @@ fn fault_reader_injects_errors() {
         fail_sectors: [5].into_iter().collect(),
         refuse_submit_at: Some(7),
     };
-    let mut r = FaultReader::new(
-        open_reader(&path, SECTOR, 4, IoBackend::Auto).unwrap(),
-        plan,
-    );
+    let mut r = FaultReader::new(open_reader(&path, SECTOR, 4, IoBackend::Auto).unwrap(), plan);
     let mut failed = 0;
     let mut refused = 0;
     let mut out = Vec::new();
@@ -164,16 +137,8 @@ fn fault_reader_injects_errors() {
 
 #[test]
 fn missing_file_is_a_setup_error() {
-    let e = open_reader(
-        Path::new("/nonexistent/quarry/graph.qgr"),
-        SECTOR,
-        2,
-        IoBackend::Auto,
-    )
-    .err()
-    .unwrap();
-    assert!(
-        e.to_string().contains("/nonexistent/quarry/graph.qgr"),
-        "{e}"
-    );
+    let e = open_reader(Path::new("/nonexistent/quarry/graph.qgr"), SECTOR, 2, IoBackend::Auto)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("/nonexistent/quarry/graph.qgr"), "{e}");
 }

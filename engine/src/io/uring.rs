@@ -58,8 +58,7 @@ impl UringReader {
             ));
         }
         let (file, direct) = open_direct(path)?;
-        let ring =
-            IoUring::new(depth.next_power_of_two() as u32).map_err(|e| setup("io_uring", e))?;
+        let ring = IoUring::new(depth.next_power_of_two() as u32).map_err(|e| setup("io_uring", e))?;
         ring.submitter()
             .register_files(&[file.as_raw_fd()])
             .map_err(|e| setup("io_uring registered file", e))?;
@@ -163,9 +162,7 @@ impl SectorReader for UringReader {
                 .offset(offset)
                 .build()
         } else {
-            opcode::Read::new(types::Fixed(0), ptr, len)
-                .offset(offset)
-                .build()
+            opcode::Read::new(types::Fixed(0), ptr, len).offset(offset).build()
         }
         .user_data(slot as u64);
         // SAFETY: the buffer behind `ptr` is owned by self.bufs[slot], which
@@ -186,16 +183,10 @@ impl SectorReader for UringReader {
         Ok(slot)
     }
 
-    fn complete(
-        &mut self,
-        min_complete: usize,
-        out: &mut Vec<Completion>,
-    ) -> Result<(), ReadError> {
+    fn complete(&mut self, min_complete: usize, out: &mut Vec<Completion>) -> Result<(), ReadError> {
         let before = out.len();
         self.reap(out);
-        let want = min_complete
-            .saturating_sub(out.len() - before)
-            .min(self.in_flight);
+        let want = min_complete.saturating_sub(out.len() - before).min(self.in_flight);
         if self.unsubmitted > 0 || want > 0 {
             loop {
                 match self.ring.submit_and_wait(want) {

@@ -39,6 +39,11 @@ pub struct Kernels {
     pub l2_sq_i8: fn(&[f32], &[i8], f32) -> f32,
     /// s · Σ q_i v_i with v stored as i8 and scale s.
     pub dot_i8: fn(&[f32], &[i8], f32) -> f32,
+    /// acc_i += (x − col_i)² for every i (one dimension of a transposed
+    /// block of centroids: PQ tables, k-means assignment).
+    pub acc_sq_diff: fn(f32, &[f32], &mut [f32]),
+    /// acc_i += x · col_i for every i.
+    pub acc_mul: fn(f32, &[f32], &mut [f32]),
 }
 
 /// The instruction-set path a [`Kernels`] table uses.
@@ -82,15 +87,10 @@ pub fn for_path(path: SimdPath) -> Option<&'static Kernels> {
 
 /// Every path this CPU can run, fastest first (scalar always last).
 pub fn available_paths() -> Vec<SimdPath> {
-    [
-        SimdPath::Avx512,
-        SimdPath::Avx2Fma,
-        SimdPath::Neon,
-        SimdPath::Scalar,
-    ]
-    .into_iter()
-    .filter(|p| for_path(*p).is_some())
-    .collect()
+    [SimdPath::Avx512, SimdPath::Avx2Fma, SimdPath::Neon, SimdPath::Scalar]
+        .into_iter()
+        .filter(|p| for_path(*p).is_some())
+        .collect()
 }
 
 static ACTIVE: OnceLock<&'static Kernels> = OnceLock::new();
@@ -100,18 +100,14 @@ static ACTIVE: OnceLock<&'static Kernels> = OnceLock::new();
 /// `neon`, `scalar`), which is useful for A/B runs and valgrind.
 pub fn active() -> &'static Kernels {
     ACTIVE.get_or_init(|| {
-        let forced = std::env::var("QUARRY_SIMD")
-            .ok()
-            .and_then(|v| match v.as_str() {
-                "avx512" => for_path(SimdPath::Avx512),
-                "avx2" => for_path(SimdPath::Avx2Fma),
-                "neon" => for_path(SimdPath::Neon),
-                "scalar" => for_path(SimdPath::Scalar),
-                _ => None,
-            });
-        forced.unwrap_or_else(|| {
-            for_path(available_paths()[0]).expect("the first available path exists")
-        })
+        let forced = std::env::var("QUARRY_SIMD").ok().and_then(|v| match v.as_str() {
+            "avx512" => for_path(SimdPath::Avx512),
+            "avx2" => for_path(SimdPath::Avx2Fma),
+            "neon" => for_path(SimdPath::Neon),
+            "scalar" => for_path(SimdPath::Scalar),
+            _ => None,
+        });
+        forced.unwrap_or_else(|| for_path(available_paths()[0]).expect("the first available path exists"))
     })
 }
 
@@ -174,6 +170,20 @@ pub fn l2_sq_i8(q: &[f32], v: &[i8], scale: f32) -> f32 {
 pub fn dot_i8(q: &[f32], v: &[i8], scale: f32) -> f32 {
     check(q.len(), v.len());
     (active().dot_i8)(q, v, scale)
+}
+
+/// `acc_i += (x − col_i)²` for every i (lengths must match).
+#[inline]
+pub fn acc_sq_diff(x: f32, col: &[f32], acc: &mut [f32]) {
+    check(col.len(), acc.len());
+    (active().acc_sq_diff)(x, col, acc)
+}
+
+/// `acc_i += x · col_i` for every i (lengths must match).
+#[inline]
+pub fn acc_mul(x: f32, col: &[f32], acc: &mut [f32]) {
+    check(col.len(), acc.len());
+    (active().acc_mul)(x, col, acc)
 }
 
 /// Quantise `v` to i8 with one scale per vector: `v ≈ scale · out`.

@@ -20,6 +20,8 @@ pub static KERNELS: Kernels = Kernels {
     dot_f16: scalar::dot_f16,
     l2_sq_i8: scalar::l2_sq_i8,
     dot_i8: scalar::dot_i8,
+    acc_sq_diff: scalar::acc_sq_diff,
+    acc_mul: scalar::acc_mul,
 };
 
 unsafe fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
@@ -44,11 +46,7 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: reads 4 lanes at i with i + 4 <= n in both slices.
     unsafe {
         while i + 4 <= n {
-            acc = vfmaq_f32(
-                acc,
-                vld1q_f32(a.as_ptr().add(i)),
-                vld1q_f32(b.as_ptr().add(i)),
-            );
+            acc = vfmaq_f32(acc, vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i)));
             i += 4;
         }
         vaddvq_f32(acc) + scalar::dot(&a[i..], &b[i..])

@@ -13,7 +13,24 @@ pub static KERNELS: Kernels = Kernels {
     dot_f16,
     l2_sq_i8,
     dot_i8,
+    acc_sq_diff,
+    acc_mul,
 };
+
+/// acc_i += (x − col_i)².
+pub fn acc_sq_diff(x: f32, col: &[f32], acc: &mut [f32]) {
+    for (a, c) in acc.iter_mut().zip(col) {
+        let d = x - c;
+        *a += d * d;
+    }
+}
+
+/// acc_i += x · col_i.
+pub fn acc_mul(x: f32, col: &[f32], acc: &mut [f32]) {
+    for (a, c) in acc.iter_mut().zip(col) {
+        *a += x * c;
+    }
+}
 
 /// Σ (a_i − b_i)², accumulated in four lanes so it vectorises a little.
 pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {

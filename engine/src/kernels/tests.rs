@@ -33,6 +33,15 @@ proptest! {
             prop_assert!(close((k.dot_f16)(&a, &h), scalar::dot_f16(&a, &h), mag), "{path} dot f16");
             prop_assert!(close((k.l2_sq_i8)(&a, &c, s), scalar::l2_sq_i8(&a, &c, s), mag), "{path} l2 i8");
             prop_assert!(close((k.dot_i8)(&a, &c, s), scalar::dot_i8(&a, &c, s), mag), "{path} dot i8");
+            let x = a.first().copied().unwrap_or(0.5);
+            let (mut got, mut want) = (b.clone(), b.clone());
+            (k.acc_sq_diff)(x, &a, &mut got);
+            scalar::acc_sq_diff(x, &a, &mut want);
+            prop_assert!(got.iter().zip(&want).all(|(g, w)| close(*g, *w, mag)), "{path} acc_sq_diff");
+            let (mut got, mut want) = (b.clone(), b.clone());
+            (k.acc_mul)(x, &a, &mut got);
+            scalar::acc_mul(x, &a, &mut want);
+            prop_assert!(got.iter().zip(&want).all(|(g, w)| close(*g, *w, mag)), "{path} acc_mul");
         }
     }
 
@@ -62,9 +71,5 @@ fn this_machine_has_a_simd_path() {
     // silently drops to scalar speed, so fail loudly instead. Under valgrind
     // (which hides AVX-512) AVX2 is still expected.
     #[cfg(target_arch = "x86_64")]
-    assert!(
-        available_paths().len() >= 2,
-        "paths: {:?}",
-        available_paths()
-    );
+    assert!(available_paths().len() >= 2, "paths: {:?}", available_paths());
 }

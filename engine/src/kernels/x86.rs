@@ -59,6 +59,14 @@ static AVX512: Kernels = Kernels {
         // SAFETY: as above, AVX-512F detected and lengths equal.
         unsafe { dot_i8_512(q, v, s) }
     },
+    acc_sq_diff: |x, col, acc| {
+        // SAFETY: AVX-512F detected; lengths equal (checked by the caller).
+        unsafe { acc_sq_diff_512(x, col, acc) }
+    },
+    acc_mul: |x, col, acc| {
+        // SAFETY: AVX-512F detected; lengths equal (checked by the caller).
+        unsafe { acc_mul_512(x, col, acc) }
+    },
 };
 
 static AVX2: Kernels = Kernels {
@@ -88,6 +96,14 @@ static AVX2: Kernels = Kernels {
         // SAFETY: as above, AVX2+FMA detected and lengths equal.
         unsafe { dot_i8_256(q, v, s) }
     },
+    acc_sq_diff: |x, col, acc| {
+        // SAFETY: AVX2+FMA detected; lengths equal (checked by the caller).
+        unsafe { acc_sq_diff_256(x, col, acc) }
+    },
+    acc_mul: |x, col, acc| {
+        // SAFETY: AVX2+FMA detected; lengths equal (checked by the caller).
+        unsafe { acc_mul_256(x, col, acc) }
+    },
 };
 
 // ---------------------------------------------------------------- AVX-512
@@ -104,24 +120,14 @@ unsafe fn l2_sq_512(a: &[f32], b: &[f32]) -> f32 {
     unsafe {
         while i + 32 <= n {
             let d0 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
-            let d1 = _mm512_sub_ps(
-                _mm512_loadu_ps(pa.add(i + 16)),
-                _mm512_loadu_ps(pb.add(i + 16)),
-            );
+            let d1 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16)));
             acc0 = _mm512_fmadd_ps(d0, d0, acc0);
             acc1 = _mm512_fmadd_ps(d1, d1, acc1);
             i += 32;
         }
         while i < n {
-            let m: __mmask16 = if n - i >= 16 {
-                0xffff
-            } else {
-                (1u16 << (n - i)) - 1
-            };
-            let d = _mm512_sub_ps(
-                _mm512_maskz_loadu_ps(m, pa.add(i)),
-                _mm512_maskz_loadu_ps(m, pb.add(i)),
-            );
+            let m: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+            let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)));
             acc0 = _mm512_fmadd_ps(d, d, acc0);
             i += 16;
         }
@@ -141,19 +147,11 @@ unsafe fn dot_512(a: &[f32], b: &[f32]) -> f32 {
     unsafe {
         while i + 32 <= n {
             acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm512_fmadd_ps(
-                _mm512_loadu_ps(pa.add(i + 16)),
-                _mm512_loadu_ps(pb.add(i + 16)),
-                acc1,
-            );
+            acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16)), acc1);
             i += 32;
         }
         while i < n {
-            let m: __mmask16 = if n - i >= 16 {
-                0xffff
-            } else {
-                (1u16 << (n - i)) - 1
-            };
+            let m: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
             acc0 = _mm512_fmadd_ps(
                 _mm512_maskz_loadu_ps(m, pa.add(i)),
                 _mm512_maskz_loadu_ps(m, pb.add(i)),
@@ -238,7 +236,79 @@ unsafe fn dot_i8_512(q: &[f32], v: &[i8], scale: f32) -> f32 {
     scale * _mm512_reduce_add_ps(acc) + scalar::dot_i8(&q[i..], &v[i..], scale)
 }
 
+#[target_feature(enable = "avx512f")]
+unsafe fn acc_sq_diff_512(x: f32, col: &[f32], acc: &mut [f32]) {
+    let n = col.len();
+    let xv = _mm512_set1_ps(x);
+    let mut i = 0;
+    // SAFETY: 16 lanes at i with i + 16 <= n in both slices (equal length).
+    unsafe {
+        while i + 16 <= n {
+            let d = _mm512_sub_ps(xv, _mm512_loadu_ps(col.as_ptr().add(i)));
+            let a = _mm512_loadu_ps(acc.as_ptr().add(i));
+            _mm512_storeu_ps(acc.as_mut_ptr().add(i), _mm512_fmadd_ps(d, d, a));
+            i += 16;
+        }
+    }
+    scalar::acc_sq_diff(x, &col[i..], &mut acc[i..]);
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn acc_mul_512(x: f32, col: &[f32], acc: &mut [f32]) {
+    let n = col.len();
+    let xv = _mm512_set1_ps(x);
+    let mut i = 0;
+    // SAFETY: 16 lanes at i with i + 16 <= n in both slices (equal length).
+    unsafe {
+        while i + 16 <= n {
+            let a = _mm512_loadu_ps(acc.as_ptr().add(i));
+            _mm512_storeu_ps(
+                acc.as_mut_ptr().add(i),
+                _mm512_fmadd_ps(xv, _mm512_loadu_ps(col.as_ptr().add(i)), a),
+            );
+            i += 16;
+        }
+    }
+    scalar::acc_mul(x, &col[i..], &mut acc[i..]);
+}
+
 // ---------------------------------------------------------------- AVX2
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn acc_sq_diff_256(x: f32, col: &[f32], acc: &mut [f32]) {
+    let n = col.len();
+    let xv = _mm256_set1_ps(x);
+    let mut i = 0;
+    // SAFETY: 8 lanes at i with i + 8 <= n in both slices (equal length).
+    unsafe {
+        while i + 8 <= n {
+            let d = _mm256_sub_ps(xv, _mm256_loadu_ps(col.as_ptr().add(i)));
+            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(d, d, a));
+            i += 8;
+        }
+    }
+    scalar::acc_sq_diff(x, &col[i..], &mut acc[i..]);
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn acc_mul_256(x: f32, col: &[f32], acc: &mut [f32]) {
+    let n = col.len();
+    let xv = _mm256_set1_ps(x);
+    let mut i = 0;
+    // SAFETY: 8 lanes at i with i + 8 <= n in both slices (equal length).
+    unsafe {
+        while i + 8 <= n {
+            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+            _mm256_storeu_ps(
+                acc.as_mut_ptr().add(i),
+                _mm256_fmadd_ps(xv, _mm256_loadu_ps(col.as_ptr().add(i)), a),
+            );
+            i += 8;
+        }
+    }
+    scalar::acc_mul(x, &col[i..], &mut acc[i..]);
+}
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn hsum256(v: __m256) -> f32 {
@@ -261,10 +331,7 @@ unsafe fn l2_sq_256(a: &[f32], b: &[f32]) -> f32 {
     unsafe {
         while i + 16 <= n {
             let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-            let d1 = _mm256_sub_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-            );
+            let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
             acc0 = _mm256_fmadd_ps(d0, d0, acc0);
             acc1 = _mm256_fmadd_ps(d1, d1, acc1);
             i += 16;
@@ -289,11 +356,7 @@ unsafe fn dot_256(a: &[f32], b: &[f32]) -> f32 {
     unsafe {
         while i + 16 <= n {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
             i += 16;
         }
         while i + 8 <= n {

@@ -44,6 +44,11 @@ pub struct SearchParams {
     pub nav_ef: usize,
     /// Entry points taken from the navigation tier.
     pub nav_entries: usize,
+    /// Re-score this many of the best candidates with full-precision f32
+    /// vectors from the rerank file (0 = use the stored vectors only). Each
+    /// re-scored vector costs a sector read (shared when several sit in one
+    /// sector). Needs an index built with `--rerank-file`.
+    pub rerank: usize,
 }
 
 impl SearchParams {
@@ -56,6 +61,7 @@ impl SearchParams {
             use_nav: true,
             nav_ef: 32,
             nav_entries: 4,
+            rerank: 0,
         }
     }
     /// Check ranges; the message names the field and the limit.
@@ -65,16 +71,19 @@ impl SearchParams {
             return bad(format!("k = {} is out of range 1..=1000", self.k));
         }
         if self.l < self.k || self.l > 10_000 {
-            return bad(format!(
-                "L = {} must be in k..=10000 (k = {})",
-                self.l, self.k
-            ));
+            return bad(format!("L = {} must be in k..=10000 (k = {})", self.l, self.k));
         }
         if self.w == 0 || self.w > 64 {
             return bad(format!("W = {} is out of range 1..=64", self.w));
         }
         if n == 0 {
             return bad("the index is empty".into());
+        }
+        if self.rerank != 0 && (self.rerank < self.k || self.rerank > self.l) {
+            return bad(format!(
+                "rerank = {} must be 0 or in k..=L ({}..={})",
+                self.rerank, self.k, self.l
+            ));
         }
         Ok(())
     }
@@ -170,19 +179,20 @@ pub struct Searcher<'a> {
     nav_scratch: Option<NavScratch>,
     entries: Vec<u32>,
     done: Vec<Completion>,
+    rerank_reader: Option<Box<dyn SectorReader>>,
 }
 
 impl<'a> Searcher<'a> {
     /// A searcher over `index` with a reader of `depth` buffers.
     pub fn new(index: &'a DiskIndex, backend: IoBackend, depth: usize) -> Result<Self, ReadError> {
         let layout = index.header.layout;
-        let reader = io::open_reader(
-            &index.graph_path(),
-            layout.read_sectors() * io::SECTOR,
-            depth,
-            backend,
-        )?;
-        Ok(Self::with_reader(index, reader))
+        let reader = io::open_reader(&index.graph_path(), layout.read_sectors() * io::SECTOR, depth, backend)?;
+        let mut s = Self::with_reader(index, reader);
+        if index.manifest.rerank_file {
+            let rl = crate::format::RerankLayout::new(index.dim());
+            s.rerank_reader = Some(io::open_reader(&index.rerank_path(), rl.read_len(), 32, backend)?);
+        }
+        Ok(s)
     }
 
     /// A searcher over `index` reading through `reader` (e.g. a
@@ -196,6 +206,7 @@ impl<'a> Searcher<'a> {
             nav_scratch: index.nav.as_ref().map(NavTier::scratch),
             entries: Vec::new(),
             done: Vec::new(),
+            rerank_reader: None,
         }
     }
 
@@ -264,8 +275,7 @@ impl<'a> Searcher<'a> {
                 }
                 self.issue(s, p);
                 let st = &self.slots[s];
-                if st.inflight == 0 && (st.error.is_some() || st.list.first_unexpanded().is_none())
-                {
+                if st.inflight == 0 && (st.error.is_some() || st.list.first_unexpanded().is_none()) {
                     let r = self.finish(s, p);
                     on_done(self.slots[s].qidx, r);
                     self.slots[s].active = false;
@@ -291,9 +301,7 @@ impl<'a> Searcher<'a> {
                         if self.slots[s].error.is_none() {
                             let off = self.layout.locate(id).1;
                             let rec = &self.reader.buffer(c.slot)[off..off + self.layout.node_size];
-                            if let Err(e) =
-                                expand(self.index, &self.layout, &mut self.slots[s], id, rec)
-                            {
+                            if let Err(e) = expand(self.index, &self.layout, &mut self.slots[s], id, rec) {
                                 self.slots[s].error = Some(e);
                             }
                         }
@@ -328,13 +336,9 @@ impl<'a> Searcher<'a> {
         st.active = true;
         self.entries.clear();
         match (&index.nav, &mut self.nav_scratch) {
-            (Some(nav), Some(scratch)) if p.use_nav => nav.entry_points(
-                &st.query,
-                p.nav_ef,
-                p.nav_entries,
-                scratch,
-                &mut self.entries,
-            ),
+            (Some(nav), Some(scratch)) if p.use_nav => {
+                nav.entry_points(&st.query, p.nav_ef, p.nav_entries, scratch, &mut self.entries)
+            }
             _ => {}
         }
         if self.entries.is_empty() {
@@ -343,9 +347,7 @@ impl<'a> Searcher<'a> {
         let m = index.pq.m();
         for &e in &self.entries {
             if st.seen.insert(e) {
-                let d = st
-                    .table
-                    .distance(&index.codes[e as usize * m..(e as usize + 1) * m]);
+                let d = st.table.distance(&index.codes[e as usize * m..(e as usize + 1) * m]);
                 st.stats.pq_distances += 1;
                 st.list.insert(d, e);
             }
@@ -399,11 +401,18 @@ impl<'a> Searcher<'a> {
         if let Some(e) = st.error.take() {
             return Err(e);
         }
-        st.full.sort_unstable_by(|a, b| {
-            (a.0, a.1)
-                .partial_cmp(&(b.0, b.1))
-                .expect("finite distances")
-        });
+        st.full
+            .sort_unstable_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite distances"));
+        if p.rerank > 0 {
+            let Some(reader) = self.rerank_reader.as_deref_mut() else {
+                return Err(SearchError::BadRequest(
+                    "rerank was asked for but the index has no rerank file (build with --rerank-file)".into(),
+                ));
+            };
+            let count = p.rerank.min(st.full.len());
+            st.stats.ios += rerank(index, reader, &st.query, &mut st.full[..count])?;
+            st.stats.exact_distances += count as u32;
+        }
         let metric = index.metric();
         let res = st
             .full
@@ -419,24 +428,67 @@ impl<'a> Searcher<'a> {
     }
 }
 
+/// Re-score `cands` with f32 vectors from the rerank file (one read per
+/// distinct sector, all in flight together), then re-sort them. Returns the
+/// sectors read.
+fn rerank(
+    index: &DiskIndex,
+    reader: &mut dyn SectorReader,
+    q: &[f32],
+    cands: &mut [(f32, u32)],
+) -> Result<u32, SearchError> {
+    let rl = crate::format::RerankLayout::new(index.dim());
+    let dim = index.dim();
+    let metric = index.metric();
+    let mut sectors: Vec<u64> = cands.iter().map(|c| rl.locate(c.1 as usize).0).collect();
+    sectors.sort_unstable();
+    sectors.dedup();
+    let mut done = Vec::new();
+    let mut ios = 0u32;
+    let mut v = vec![0f32; dim];
+    for chunk in sectors.chunks(reader.capacity()) {
+        for &sec in chunk {
+            reader.submit(sec, sec)?;
+        }
+        let mut got = 0;
+        while got < chunk.len() {
+            reader.complete(1, &mut done)?;
+            for c in done.drain(..) {
+                got += 1;
+                let res = c.result.clone();
+                if res.is_ok() {
+                    let buf = reader.buffer(c.slot);
+                    for cand in cands.iter_mut().filter(|x| rl.locate(x.1 as usize).0 == c.tag) {
+                        let off = rl.locate(cand.1 as usize).1;
+                        for (o, b) in v.iter_mut().zip(buf[off..off + 4 * dim].chunks_exact(4)) {
+                            *o = f32::from_le_bytes(b.try_into().expect("4"));
+                        }
+                        cand.0 = match metric {
+                            Metric::Ip => -crate::kernels::dot(q, &v),
+                            _ => crate::kernels::l2_sq(q, &v),
+                        };
+                    }
+                }
+                reader.release(c.slot);
+                res?;
+            }
+        }
+        ios += (chunk.len() * rl.sectors_per_vector) as u32;
+    }
+    cands.sort_unstable_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite distances"));
+    Ok(ios)
+}
+
 fn check_query(q: &[f32]) -> Option<SearchError> {
-    q.iter().position(|x| !x.is_finite()).map(|i| {
-        SearchError::BadRequest(format!(
-            "query has a NaN or infinite value at dimension {i}"
-        ))
-    })
+    q.iter()
+        .position(|x| !x.is_finite())
+        .map(|i| SearchError::BadRequest(format!("query has a NaN or infinite value at dimension {i}")))
 }
 
 /// Expand node `id` whose record is `rec`: exact distance, then PQ
 /// distances for unseen neighbours.
 #[inline]
-fn expand(
-    index: &DiskIndex,
-    layout: &NodeLayout,
-    st: &mut QueryState,
-    id: u32,
-    rec: &[u8],
-) -> Result<(), SearchError> {
+fn expand(index: &DiskIndex, layout: &NodeLayout, st: &mut QueryState, id: u32, rec: &[u8]) -> Result<(), SearchError> {
     let node = layout
         .node(rec)
         .map_err(|detail| SearchError::Corrupt { node: id, detail })?;
@@ -460,9 +512,7 @@ fn expand(
             });
         }
         if st.seen.insert(v) {
-            let pd = st
-                .table
-                .distance(&index.codes[v as usize * m..(v as usize + 1) * m]);
+            let pd = st.table.distance(&index.codes[v as usize * m..(v as usize + 1) * m]);
             st.stats.pq_distances += 1;
             st.list.insert(pd, v);
         }
@@ -520,10 +570,7 @@ pub fn search_parallel(
             results[i] = Some(r);
         }
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every query answered"))
-        .collect())
+    Ok(results.into_iter().map(|r| r.expect("every query answered")).collect())
 }
 
 #[cfg(test)]

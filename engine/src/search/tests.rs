@@ -31,20 +31,13 @@ fn run_all(
 fn recall_through_uring_and_pread_readers() {
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = clustered(4000, 100, DIM, 11);
-    build(
-        &base,
-        DIM,
-        dir.path(),
-        &options(Metric::L2, StoredType::F32, 24, 16),
-    );
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 24, 16));
     let index = DiskIndex::open(dir.path()).unwrap();
     let truth = exact_knn(&base, &queries, DIM, 10, Metric::L2);
     let p = SearchParams::new(10, 40, 4);
     let path = index.graph_path();
-    let mut readers: Vec<(&str, Box<dyn crate::io::SectorReader>)> = vec![(
-        "pread",
-        Box::new(PreadReader::open(&path, 4096, 16).unwrap()),
-    )];
+    let mut readers: Vec<(&str, Box<dyn crate::io::SectorReader>)> =
+        vec![("pread", Box::new(PreadReader::open(&path, 4096, 16).unwrap()))];
     match UringReader::open(&path, 4096, 16) {
         Ok(r) => readers.push(("io_uring", Box::new(r))),
         Err(e) => assert!(
@@ -59,9 +52,7 @@ fn recall_through_uring_and_pread_readers() {
             let (got, stats) = run_all(&index, &mut s, &queries, &p, inflight);
             let r = recall(&got, &truth, 10);
             assert!(r >= 0.9, "{name} inflight {inflight}: recall {r}");
-            assert!(stats
-                .iter()
-                .all(|s| s.ios > 0 && s.hops > 0 && s.pq_distances > 0));
+            assert!(stats.iter().all(|s| s.ios > 0 && s.hops > 0 && s.pq_distances > 0));
             answers.push(got);
         }
     }
@@ -90,12 +81,7 @@ fn every_metric_and_stored_type_finds_neighbours() {
 fn cache_and_navigation_tier_save_ios() {
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = clustered(5000, 100, DIM, 13);
-    build(
-        &base,
-        DIM,
-        dir.path(),
-        &options(Metric::L2, StoredType::F32, 24, 16),
-    );
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 24, 16));
     let mut index = DiskIndex::open(dir.path()).unwrap();
     let mean_ios = |index: &DiskIndex, p: &SearchParams| {
         let mut s = Searcher::new(index, IoBackend::Auto, 16).unwrap();
@@ -104,13 +90,7 @@ fn cache_and_navigation_tier_save_ios() {
     };
     let p = SearchParams::new(10, 40, 4);
     let with_nav = mean_ios(&index, &p);
-    let without = mean_ios(
-        &index,
-        &SearchParams {
-            use_nav: false,
-            ..p
-        },
-    );
+    let without = mean_ios(&index, &SearchParams { use_nav: false, ..p });
     assert!(with_nav < without, "nav {with_nav} vs medoid {without}");
     assert_eq!(index.warm_cache(1000, IoBackend::Auto).unwrap(), 1000);
     let cached = mean_ios(&index, &p);
@@ -121,12 +101,7 @@ fn cache_and_navigation_tier_save_ios() {
 fn injected_read_faults_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = clustered(2000, 20, DIM, 14);
-    build(
-        &base,
-        DIM,
-        dir.path(),
-        &options(Metric::L2, StoredType::F32, 16, 8),
-    );
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 16, 8));
     let index = DiskIndex::open(dir.path()).unwrap();
     let inner = crate::io::open_reader(&index.graph_path(), 4096, 16, IoBackend::Auto).unwrap();
     let plan = FaultPlan {
@@ -138,10 +113,7 @@ fn injected_read_faults_are_errors_not_panics() {
     let mut errors = 0;
     s.run(&queries, 4, &SearchParams::new(10, 30, 4), |_, r| {
         if let Err(e) = r {
-            assert!(
-                matches!(e, SearchError::Read(ReadError::Injected(_))),
-                "{e}"
-            );
+            assert!(matches!(e, SearchError::Read(ReadError::Injected(_))), "{e}");
             errors += 1;
         }
     })
@@ -149,21 +121,14 @@ fn injected_read_faults_are_errors_not_panics() {
     assert!(errors > 0);
     // The searcher is still usable afterwards with a healthy reader.
     let mut ok = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
-    assert!(ok
-        .search(&queries[..DIM], &SearchParams::new(10, 30, 4))
-        .is_ok());
+    assert!(ok.search(&queries[..DIM], &SearchParams::new(10, 30, 4)).is_ok());
 }
 
 #[test]
 fn corrupt_node_records_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = clustered(1000, 10, DIM, 15);
-    build(
-        &base,
-        DIM,
-        dir.path(),
-        &options(Metric::L2, StoredType::F32, 16, 8),
-    );
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 16, 8));
     // Overwrite every node sector with 0xff: degrees become huge.
     let path = dir.path().join(crate::format::files::GRAPH);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -171,9 +136,7 @@ fn corrupt_node_records_are_errors() {
     std::fs::write(&path, &bytes).unwrap();
     let index = DiskIndex::open(dir.path()).unwrap();
     let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
-    let e = s
-        .search(&queries[..DIM], &SearchParams::new(10, 30, 4))
-        .unwrap_err();
+    let e = s.search(&queries[..DIM], &SearchParams::new(10, 30, 4)).unwrap_err();
     assert!(matches!(e, SearchError::Corrupt { .. }), "{e}");
 }
 
@@ -181,25 +144,12 @@ fn corrupt_node_records_are_errors() {
 fn bad_queries_and_parameters_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (base, _) = clustered(500, 0, DIM, 16);
-    build(
-        &base,
-        DIM,
-        dir.path(),
-        &options(Metric::L2, StoredType::F32, 16, 8),
-    );
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 16, 8));
     let index = DiskIndex::open(dir.path()).unwrap();
     let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
     let mut q = base[..DIM].to_vec();
-    assert!(s
-        .search(&q[..DIM - 1], &SearchParams::new(10, 30, 4))
-        .is_err());
-    for (k, l, w) in [
-        (0, 30, 4),
-        (10, 5, 4),
-        (10, 30, 0),
-        (10, 30, 65),
-        (2000, 3000, 4),
-    ] {
+    assert!(s.search(&q[..DIM - 1], &SearchParams::new(10, 30, 4)).is_err());
+    for (k, l, w) in [(0, 30, 4), (10, 5, 4), (10, 30, 0), (10, 30, 65), (2000, 3000, 4)] {
         let e = s.search(&q, &SearchParams::new(k, l, w)).unwrap_err();
         assert!(matches!(e, SearchError::BadRequest(_)), "{k} {l} {w}: {e}");
     }
@@ -212,12 +162,7 @@ fn bad_queries_and_parameters_are_refused() {
 fn parallel_search_matches_single_thread() {
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = clustered(3000, 64, DIM, 17);
-    build(
-        &base,
-        DIM,
-        dir.path(),
-        &options(Metric::L2, StoredType::F16, 24, 16),
-    );
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F16, 24, 16));
     let index = DiskIndex::open(dir.path()).unwrap();
     let p = SearchParams::new(10, 40, 4);
     let par = search_parallel(&index, &queries, &p, 2, 4, IoBackend::Auto).unwrap();
@@ -226,4 +171,42 @@ fn parallel_search_matches_single_thread() {
         let one = s.search(&queries[i * DIM..(i + 1) * DIM], &p).unwrap();
         assert_eq!(r.as_ref().unwrap().0, one.0);
     }
+}
+
+#[test]
+fn rerank_file_rescoring_costs_ios_and_keeps_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(3000, 50, DIM, 18);
+    let mut o = options(Metric::L2, StoredType::I8, 24, 8);
+    o.rerank_file = true;
+    build(&base, DIM, dir.path(), &o);
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let truth = exact_knn(&base, &queries, DIM, 10, Metric::L2);
+    let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
+    let plain = SearchParams::new(10, 50, 4);
+    let (got0, st0) = run_all(&index, &mut s, &queries, &plain, 1);
+    let (got1, st1) = run_all(&index, &mut s, &queries, &SearchParams { rerank: 20, ..plain }, 1);
+    let ios0: u32 = st0.iter().map(|s| s.ios).sum();
+    let ios1: u32 = st1.iter().map(|s| s.ios).sum();
+    assert!(ios1 > ios0, "rerank reads are counted: {ios1} vs {ios0}");
+    let (r0, r1) = (recall(&got0, &truth, 10), recall(&got1, &truth, 10));
+    assert!(r1 >= r0 && r1 >= 0.9, "i8 {r0} -> f32 rerank {r1}");
+    // Exact distances after rerank: the first result's distance is exact.
+    let (res, _) = s
+        .search(&queries[..DIM], &SearchParams { rerank: 20, ..plain })
+        .unwrap();
+    let want = Metric::L2.distance(
+        &queries[..DIM],
+        &base[res[0].id as usize * DIM..(res[0].id as usize + 1) * DIM],
+    );
+    assert!((res[0].distance - want).abs() < 1e-4 * want.max(1.0));
+    // Asking for rerank without a rerank file is a clear error.
+    let dir2 = tempfile::tempdir().unwrap();
+    build(&base, DIM, dir2.path(), &options(Metric::L2, StoredType::F32, 24, 8));
+    let index2 = DiskIndex::open(dir2.path()).unwrap();
+    let mut s2 = Searcher::new(&index2, IoBackend::Auto, 8).unwrap();
+    let e = s2
+        .search(&queries[..DIM], &SearchParams { rerank: 20, ..plain })
+        .unwrap_err();
+    assert!(e.to_string().contains("--rerank-file"), "{e}");
 }
