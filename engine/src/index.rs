@@ -359,6 +359,19 @@ impl DiskIndex {
         if header.layout.dim as u64 != manifest.dim as u64 {
             return Err(mismatch("dim", header.layout.dim as u64, manifest.dim as u64));
         }
+        if header.layout.r as u64 != manifest.r as u64 {
+            return Err(mismatch("R", header.layout.r as u64, manifest.r as u64));
+        }
+        if header.metric != manifest.metric || header.layout.stored != manifest.stored {
+            return Err(IndexError::Format(FormatError::Invalid {
+                path: gpath.clone(),
+                field: "shape",
+                detail: format!(
+                    "graph header says {} / {}, manifest says {} / {}",
+                    header.metric, header.layout.stored, manifest.metric, manifest.stored
+                ),
+            }));
+        }
         let n = header.n as usize;
         let (ph, pivots) = format::read_section(&dir.join(files::PQ_PIVOTS), b"QRYPQPIV", "PQ pivots", false)?;
         let pq = PqCodebook::from_bytes(&pivots).map_err(|detail| FormatError::Invalid {
@@ -383,13 +396,28 @@ impl DiskIndex {
             .collect();
         let nav = if manifest.nav_nodes > 0 {
             let (_, nb) = format::read_section(&dir.join(files::NAV), b"QRYNAVHN", "navigation tier", false)?;
-            Some(
-                NavTier::from_bytes(&nb, n as u64).map_err(|detail| FormatError::Invalid {
+            let nav = NavTier::from_bytes(&nb, n as u64).map_err(|detail| FormatError::Invalid {
+                path: dir.join(files::NAV),
+                field: "navigation tier",
+                detail,
+            })?;
+            if nav.dim() != header.layout.dim || nav.metric() != header.metric || nav.len() as u64 != manifest.nav_nodes
+            {
+                return Err(IndexError::Format(FormatError::Invalid {
                     path: dir.join(files::NAV),
                     field: "navigation tier",
-                    detail,
-                })?,
-            )
+                    detail: format!(
+                        "{} points of dim {} ({}), but the index has dim {} ({}) and the manifest lists {} points",
+                        nav.len(),
+                        nav.dim(),
+                        nav.metric(),
+                        header.layout.dim,
+                        header.metric,
+                        manifest.nav_nodes
+                    ),
+                }));
+            }
+            Some(nav)
         } else {
             None
         };

@@ -1,9 +1,9 @@
 //! Product quantisation: per-subspace k-means with 256 centroids, encoding,
 //! and asymmetric distance (ADC) tables per query.
 //!
-//! Owns: the codebook (global centre, optional orthonormal rotation,
-//! centroids), training, encoding and ADC. Does not own: where codes live
-//! (`search` keeps them in RAM; `format` stores them).
+//! Owns: the codebook (global centre and centroids), training, encoding
+//! and ADC. Does not own: where codes live (`search` keeps them in RAM;
+//! `format` stores them).
 //!
 //! Vectors are centred (minus the training mean) before splitting into M
 //! contiguous subspaces whose widths differ by at most one. Training is

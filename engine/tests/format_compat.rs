@@ -95,9 +95,7 @@ impl Case {
     }
     /// External ids that are not 0..n, so the id map is really checked.
     fn ids(&self) -> Vec<u64> {
-        (0..self.n as u64)
-            .map(|i| 0x0102_0304_0506_0000 + 7 * i)
-            .collect()
+        (0..self.n as u64).map(|i| 0x0102_0304_0506_0000 + 7 * i).collect()
     }
     fn metric_code(&self) -> u8 {
         match self.metric {
@@ -165,8 +163,7 @@ impl Case {
 fn stored_input(c: &Case, base: &[f32]) -> Vec<f32> {
     let mut v = base.to_vec();
     if c.metric == Metric::Cosine {
-        v.chunks_exact_mut(c.dim)
-            .for_each(quarry_engine::metric::normalize);
+        v.chunks_exact_mut(c.dim).for_each(quarry_engine::metric::normalize);
     }
     v
 }
@@ -204,17 +201,10 @@ fn check_graph(c: &Case, dir: &Path, input: &[f32]) -> (u64, usize) {
     pin_eq!(h[21], c.stored_code(), "graph stored type code at 21");
     pin_eq!(&h[22..24], &[0, 0], "graph reserved bytes 22..24");
     pin_eq!(u32_at(h, 24) as usize, c.r, "graph R at 24");
-    pin_eq!(
-        u32_at(h, 28) as usize,
-        c.node_size(),
-        "graph node_size at 28"
-    );
+    pin_eq!(u32_at(h, 28) as usize, c.node_size(), "graph node_size at 28");
     pin_eq!(u64_at(h, 32) as usize, c.n, "graph n at 32");
     let medoid = u64_at(h, 40);
-    pin!(
-        medoid < c.n as u64,
-        "graph medoid {medoid} at 40 is not < n"
-    );
+    pin!(medoid < c.n as u64, "graph medoid {medoid} at 40 is not < n");
     pin_eq!(
         u32_at(h, 48) as usize,
         c.nodes_per_sector(),
@@ -252,9 +242,7 @@ fn check_graph(c: &Case, dir: &Path, input: &[f32]) -> (u64, usize) {
     for i in 0..c.n {
         let o = c.node_offset(i);
         let rec = &b[o..o + c.node_size()];
-        covered[o..o + c.node_size()]
-            .iter_mut()
-            .for_each(|x| *x = true);
+        covered[o..o + c.node_size()].iter_mut().for_each(|x| *x = true);
         if c.nodes_per_sector() > 0 {
             pin!(
                 o / SECTOR == (o + c.node_size() - 1) / SECTOR,
@@ -301,11 +289,7 @@ fn check_graph(c: &Case, dir: &Path, input: &[f32]) -> (u64, usize) {
         StoredType::F16 => {
             for (k, x) in v0.iter().enumerate() {
                 let got = f16::from_le_bytes([b[o + 2 * k], b[o + 2 * k + 1]]);
-                pin_eq!(
-                    got.to_bits(),
-                    f16::from_f32(*x).to_bits(),
-                    "node 0 f16 element {k}"
-                );
+                pin_eq!(got.to_bits(), f16::from_f32(*x).to_bits(), "node 0 f16 element {k}");
             }
         }
         StoredType::I8 => {
@@ -324,10 +308,7 @@ fn check_graph(c: &Case, dir: &Path, input: &[f32]) -> (u64, usize) {
 
 /// The common 64-byte header of a section file; returns (payload, params).
 fn check_section<'a>(name: &str, b: &'a [u8], magic: &[u8; 8]) -> (&'a [u8], [u64; 3]) {
-    pin!(
-        b.len() >= SECTION_HEADER_LEN,
-        "{name} shorter than 64 bytes"
-    );
+    pin!(b.len() >= SECTION_HEADER_LEN, "{name} shorter than 64 bytes");
     pin_eq!(&b[0..8], magic, "{name} magic at 0..8");
     pin_eq!(u32_at(b, 8), 1, "{name} format version at 8");
     pin_eq!(u32_at(b, 12), 64, "{name} header_len at 12");
@@ -338,11 +319,7 @@ fn check_section<'a>(name: &str, b: &'a [u8], magic: &[u8; 8]) -> (&'a [u8], [u6
         "{name} payload_len at 16 (file length - 64)"
     );
     let payload = &b[SECTION_HEADER_LEN..];
-    pin_eq!(
-        u32_at(b, 24),
-        crc32c::crc32c(payload),
-        "{name} payload crc32c at 24"
-    );
+    pin_eq!(u32_at(b, 24), crc32c::crc32c(payload), "{name} payload crc32c at 24");
     pin_eq!(&b[28..32], &[0; 4], "{name} reserved bytes 28..32");
     pin_eq!(&b[56..60], &[0; 4], "{name} reserved bytes 56..60");
     pin_eq!(
@@ -366,16 +343,8 @@ fn check_pq(c: &Case, dir: &Path) {
         8 + 4 * (c.dim + 256 * c.dim),
         "pq_pivots.qsec payload length 8 + 4 (dim + 256 dim)"
     );
-    pin_eq!(
-        u32_at(p, 0) as usize,
-        c.dim,
-        "pq_pivots.qsec payload dim at 0"
-    );
-    pin_eq!(
-        u32_at(p, 4) as usize,
-        c.pq_bytes,
-        "pq_pivots.qsec payload m at 4"
-    );
+    pin_eq!(u32_at(p, 0) as usize, c.dim, "pq_pivots.qsec payload dim at 0");
+    pin_eq!(u32_at(p, 4) as usize, c.pq_bytes, "pq_pivots.qsec payload m at 4");
 
     let b = read(dir, "pq_codes.qsec");
     let (p, params) = check_section("pq_codes.qsec", &b, b"QRYPQCOD");
@@ -384,11 +353,7 @@ fn check_pq(c: &Case, dir: &Path) {
         [c.n as u64, c.pq_bytes as u64, 0],
         "pq_codes.qsec params [n, m, 0]"
     );
-    pin_eq!(
-        p.len(),
-        c.n * c.pq_bytes,
-        "pq_codes.qsec payload n x m bytes"
-    );
+    pin_eq!(p.len(), c.n * c.pq_bytes, "pq_codes.qsec payload n x m bytes");
 }
 
 fn check_ids(c: &Case, dir: &Path) {
@@ -414,11 +379,7 @@ fn check_nav(c: &Case, dir: &Path, input: &[f32]) -> u64 {
     pin!(entry < s, "nav.qsec entry {entry} at 12 is not < sample");
     let max_level = u32_at(p, 16);
     pin!(max_level <= 12, "nav.qsec max_level {max_level} at 16 > 12");
-    pin_eq!(
-        u32_at(p, 20),
-        c.metric_code() as u32,
-        "nav.qsec metric at 20"
-    );
+    pin_eq!(u32_at(p, 20), c.metric_code() as u32, "nav.qsec metric at 20");
     let mut pos = 24;
     let nodes: Vec<usize> = (0..s).map(|k| u32_at(p, pos + 4 * k) as usize).collect();
     pos += 4 * s;
@@ -444,20 +405,14 @@ fn check_nav(c: &Case, dir: &Path, input: &[f32]) -> u64 {
         }
     }
     pos = ceil4(pos + 2 * s * c.dim);
-    let words: usize = levels
-        .iter()
-        .map(|&l| (1 + 2 * m) + l as usize * (1 + m))
-        .sum();
+    let words: usize = levels.iter().map(|&l| (1 + 2 * m) + l as usize * (1 + m)).sum();
     pin_eq!(p.len(), pos + 4 * words, "nav.qsec payload length");
     let mut o = pos;
     for (k, &l) in levels.iter().enumerate() {
         for level in 0..=l as usize {
             let slots = if level == 0 { 2 * m } else { m };
             let deg = u32_at(p, o) as usize;
-            pin!(
-                deg <= slots,
-                "nav.qsec point {k} level {level}: degree {deg}"
-            );
+            pin!(deg <= slots, "nav.qsec point {k} level {level}: degree {deg}");
             for t in 0..deg {
                 let x = u32_at(p, o + 4 + 4 * t) as usize;
                 pin!(x < s, "nav.qsec point {k} level {level} link {x} >= sample");
@@ -482,11 +437,7 @@ fn check_rerank(c: &Case, dir: &Path, input: &[f32]) {
         [c.n as u64, c.dim as u64, per as u64],
         "rerank.qsec params [n, dim, per_sector]"
     );
-    let sectors = if spv == 1 {
-        c.n.div_ceil(per)
-    } else {
-        c.n * spv
-    };
+    let sectors = if spv == 1 { c.n.div_ceil(per) } else { c.n * spv };
     pin_eq!(b.len(), SECTOR * (1 + sectors), "rerank.qsec file length");
     pin!(
         b[SECTION_HEADER_LEN..SECTOR].iter().all(|&x| x == 0),
@@ -517,8 +468,8 @@ fn check_rerank(c: &Case, dir: &Path, input: &[f32]) {
 
 fn check_manifest(c: &Case, dir: &Path, nav_nodes: u64, files: &[&str]) {
     let b = read(dir, "manifest.json");
-    let m: serde_json::Value = serde_json::from_slice(&b)
-        .unwrap_or_else(|e| panic!("format v1 changed: manifest.json is not JSON: {e}"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&b).unwrap_or_else(|e| panic!("format v1 changed: manifest.json is not JSON: {e}"));
     let metric = ["l2", "ip", "cosine"][c.metric_code() as usize];
     let stored = ["f32", "f16", "i8"][c.stored_code() as usize];
     let o = c.options();
@@ -551,10 +502,7 @@ fn check_manifest(c: &Case, dir: &Path, nav_nodes: u64, files: &[&str]) {
         "manifest.json field count ({keys:?})"
     );
     let entries = m["files"].as_array().expect("files array");
-    let names: Vec<&str> = entries
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
     pin_eq!(names, files, "manifest.json files, in order");
     for e in entries {
         let name = e["name"].as_str().unwrap();
@@ -569,11 +517,7 @@ fn check_manifest(c: &Case, dir: &Path, nav_nodes: u64, files: &[&str]) {
             Some(crc32c::crc32c(&bytes) as u64),
             "manifest.json whole-file crc32c of {name}"
         );
-        pin_eq!(
-            e.as_object().unwrap().len(),
-            3,
-            "manifest.json entry fields"
-        );
+        pin_eq!(e.as_object().unwrap().len(), 3, "manifest.json entry fields");
     }
     // Nothing else in the directory: no temp files left behind.
     let mut on_disk: Vec<String> = std::fs::read_dir(dir)
@@ -640,10 +584,7 @@ fn v1_f16_l2_packed_sectors_with_nav_and_rerank() {
     assert_eq!(c.node_size(), 84);
     assert_eq!(c.nodes_per_sector(), 48);
     let padded = check_all(&c, 1);
-    assert!(
-        padded > 0,
-        "test data no longer exercises neighbour padding"
-    );
+    assert!(padded > 0, "test data no longer exercises neighbour padding");
 }
 
 /// i8 at an odd dimension (vector padding), cosine, no optional files.
@@ -661,10 +602,7 @@ fn v1_i8_cosine_odd_dim_without_optional_files() {
     };
     assert_eq!(c.degree_offset(), 28);
     let padded = check_all(&c, 2);
-    assert!(
-        padded > 0,
-        "test data no longer exercises neighbour padding"
-    );
+    assert!(padded > 0, "test data no longer exercises neighbour padding");
 }
 
 /// f32 records larger than a sector (each on its own pair of sectors), IP,

@@ -298,7 +298,7 @@ impl GraphHeader {
         }
         let n = u64_at(32);
         let medoid = u64_at(40);
-        if n == 0 || medoid >= n || n > u32::MAX as u64 {
+        if n == 0 || medoid >= n || n >= u32::MAX as u64 {
             return Err(invalid("node count", format!("n {n}, medoid {medoid}")));
         }
         let total_sectors = u64_at(56);

@@ -28,7 +28,7 @@ pub const SECTOR: usize = 4096;
 pub mod files {
     /// Sector 0 header + node records.
     pub const GRAPH: &str = "graph.qgr";
-    /// PQ centroids (and the optional rotation).
+    /// PQ centre and centroids.
     pub const PQ_PIVOTS: &str = "pq_pivots.qsec";
     /// PQ codes, one row per node.
     pub const PQ_CODES: &str = "pq_codes.qsec";

@@ -109,6 +109,14 @@ impl NavTier {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+    /// Dimensions of the stored vectors.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Metric the tier ranks by.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
     /// Graph node ids of the sample.
     pub fn nodes(&self) -> &[u32] {
         &self.nodes
@@ -172,6 +180,8 @@ impl NavTier {
             entry: 0,
             max_level: 0,
         };
+        // Point 0 is inserted first: it is the entry, at its own level.
+        t.max_level = t.levels[0];
         let mut sc = NavScratch {
             list: CandidateList::new(p.ef_construction),
             visited: VisitedSet::new(s),
@@ -310,7 +320,7 @@ impl NavTier {
             return Err(format!("sample node {bad} beyond graph size {graph_n}"));
         }
         let levels = take(s)?.to_vec();
-        if levels.iter().any(|&l| l as usize > max_level) {
+        if levels.iter().any(|&l| l as usize > max_level) || (s > 0 && levels[entry] as usize != max_level) {
             return Err("a level exceeds max_level".into());
         }
         take((4 - s % 4) % 4)?;
@@ -406,5 +416,25 @@ mod tests {
             exact_hits >= 90,
             "nearest sample point found for {exact_hits}/100 queries"
         );
+    }
+}
+
+#[cfg(test)]
+mod level_tests {
+    use super::*;
+
+    #[test]
+    fn every_build_round_trips_whatever_the_sample() {
+        // Regression: the first point's level must set max_level, or
+        // from_bytes rejects a freshly built tier.
+        let dim = 8;
+        let data = crate::graph::vamana::tests_support::clustered(300, dim, 5);
+        for seed in 0..200 {
+            for sample in [1, 2, 4, 16] {
+                let t = NavTier::build(&data, dim, Metric::L2, &NavParams::new(sample, seed));
+                let back = NavTier::from_bytes(&t.to_bytes(), 300);
+                assert!(back.is_ok(), "seed {seed} sample {sample}: {:?}", back.err());
+            }
+        }
     }
 }
