@@ -126,7 +126,7 @@ pub fn exact_knn(
     if dim == 0 {
         return arg("ground truth: dimension must be > 0".into());
     }
-    if base.len() % dim != 0 || queries.len() % dim != 0 {
+    if !base.len().is_multiple_of(dim) || !queries.len().is_multiple_of(dim) {
         return arg(format!(
             "ground truth: base ({} values) and queries ({} values) must both be multiples of dim {dim}",
             base.len(),
@@ -147,11 +147,8 @@ pub fn exact_knn(
     let base_tile = tile_rows(dim, 512 << 10, 16, 4096);
     let query_tile = tile_rows(dim, 256 << 10, 4, 256);
 
-    let norms = |v: &[f32]| -> Vec<f32> {
-        v.chunks_exact(dim)
-            .map(|r| kernels::dot(r, r))
-            .collect()
-    };
+    let norms =
+        |v: &[f32]| -> Vec<f32> { v.chunks_exact(dim).map(|r| kernels::dot(r, r)).collect() };
     let qnorms = if metric == Metric::Cosine {
         norms(queries)
     } else {
@@ -277,7 +274,9 @@ mod tests {
 
     fn random(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        (0..n * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+        (0..n * dim)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect()
     }
 
     #[test]
@@ -288,8 +287,8 @@ mod tests {
             for m in Metric::ALL {
                 let want = naive(&base, &queries, dim, k, m);
                 for threads in [1, 2, 3] {
-                    let got = exact_knn(&base, &queries, dim, k, m, threads, &mut |_, _| {})
-                        .unwrap();
+                    let got =
+                        exact_knn(&base, &queries, dim, k, m, threads, &mut |_, _| {}).unwrap();
                     assert_eq!(got, want, "{m} n={n} dim={dim} threads={threads}");
                 }
             }
@@ -310,11 +309,17 @@ mod tests {
     fn progress_reaches_total_and_bad_arguments_fail() {
         let base = random(200, 4, 1);
         let mut last = (0, 0);
-        exact_knn(&base, &base[..8], 4, 5, Metric::L2, 2, &mut |d, t| last = (d, t)).unwrap();
+        exact_knn(&base, &base[..8], 4, 5, Metric::L2, 2, &mut |d, t| {
+            last = (d, t)
+        })
+        .unwrap();
         assert_eq!(last, (200, 200));
         for (k, dim) in [(0, 4), (201, 4), (5, 0), (5, 3)] {
             let r = exact_knn(&base, &base[..8], dim, k, Metric::L2, 1, &mut |_, _| {});
-            assert!(matches!(r, Err(DatasetError::InvalidArgument(_))), "k={k} dim={dim}");
+            assert!(
+                matches!(r, Err(DatasetError::InvalidArgument(_))),
+                "k={k} dim={dim}"
+            );
         }
     }
 }

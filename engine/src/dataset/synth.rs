@@ -84,9 +84,8 @@ impl SynthParams {
         if self.clusters == 0 {
             return bad("clusters must be > 0".into());
         }
-        if !(self.cluster_std.is_finite() && self.cluster_std >= 0.0)
-            || !(self.noise_std.is_finite() && self.noise_std >= 0.0)
-        {
+        let usable = |x: f32| x.is_finite() && x >= 0.0;
+        if !usable(self.cluster_std) || !usable(self.noise_std) {
             return bad(format!(
                 "cluster_std {} and noise_std {} must be finite and >= 0",
                 self.cluster_std, self.noise_std
@@ -192,7 +191,7 @@ impl SynthModel {
     pub fn fill_chunk(&self, stream: Stream, chunk: usize, out: &mut [f32]) {
         let p = &self.params;
         let (dim, rank) = (p.dim, p.rank);
-        debug_assert!(out.len() % dim == 0 && out.len() <= CHUNK_ROWS * dim);
+        debug_assert!(out.len().is_multiple_of(dim) && out.len() <= CHUNK_ROWS * dim);
         let mut rng = rng_for(p.seed, stream.id(), chunk as u64);
         let mut y = vec![0.0f32; rank];
         for x in out.chunks_exact_mut(dim) {
@@ -296,7 +295,10 @@ pub fn generate(
     let mut buf = Vec::new();
     let mut done = 0;
     progress(0, total);
-    for (stream, path) in [(Stream::Base, &files.base), (Stream::Queries, &files.queries)] {
+    for (stream, path) in [
+        (Stream::Base, &files.base),
+        (Stream::Queries, &files.queries),
+    ] {
         let rows = model.rows(stream);
         let mut w = FbinWriter::create(path, rows, dim)?;
         let mut first = 0;
@@ -334,7 +336,10 @@ mod tests {
         let a = generate(&p, &dir.path().join("a"), 1, &mut |_, _| {}).unwrap();
         let b = generate(&p, &dir.path().join("b"), 3, &mut |_, _| {}).unwrap();
         let c = generate(
-            &SynthParams { seed: 43, ..p.clone() },
+            &SynthParams {
+                seed: 43,
+                ..p.clone()
+            },
             &dir.path().join("c"),
             2,
             &mut |_, _| {},
@@ -373,9 +378,18 @@ mod tests {
     fn invalid_parameters_are_rejected() {
         for p in [
             SynthParams { rank: 0, ..small() },
-            SynthParams { rank: 49, ..small() },
-            SynthParams { clusters: 0, ..small() },
-            SynthParams { noise_std: f32::NAN, ..small() },
+            SynthParams {
+                rank: 49,
+                ..small()
+            },
+            SynthParams {
+                clusters: 0,
+                ..small()
+            },
+            SynthParams {
+                noise_std: f32::NAN,
+                ..small()
+            },
         ] {
             assert!(matches!(
                 SynthModel::new(&p),
@@ -386,8 +400,8 @@ mod tests {
 
     #[test]
     fn defaults_have_higher_lid_than_the_low_rank_part_alone() {
-        let dim = 256;
-        let p = SynthParams::defaults(20_000, dim);
+        let dim = 1024;
+        let p = SynthParams::defaults(30_000, dim);
         let lid_of = |p: &SynthParams| {
             let v = generate_vectors(p, Stream::Base, 2).unwrap();
             let lp = LidParams {
@@ -403,6 +417,6 @@ mod tests {
             ..p.clone()
         });
         assert!(low < 6.0, "rank-4 set: LID {low}");
-        assert!(full > 2.0 * low, "defaults: LID {full}, rank-4 only: {low}");
+        assert!(full > 3.0 * low, "defaults: LID {full}, rank-4 only: {low}");
     }
 }

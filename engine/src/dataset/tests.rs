@@ -38,7 +38,7 @@ fn f32_le(v: &[f32]) -> Vec<u8> {
 fn npy_file(major: u8, dict: &str, body: &[u8]) -> Vec<u8> {
     let pre = if major == 1 { 10 } else { 12 };
     let mut header = dict.to_string();
-    while (pre + header.len() + 1) % 64 != 0 {
+    while !(pre + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
@@ -89,22 +89,54 @@ fn every_format_round_trips() {
         Cow::Borrowed(_)
     ));
 
-    check_f32(&put(&dir, "a.u8bin", &bin_file(5, 3, &b)), &as_u8, ElemType::U8);
-    check_f32(&put(&dir, "a.i8bin", &bin_file(5, 3, &b)), &as_i8, ElemType::I8);
+    check_f32(
+        &put(&dir, "a.u8bin", &bin_file(5, 3, &b)),
+        &as_u8,
+        ElemType::U8,
+    );
+    check_f32(
+        &put(&dir, "a.i8bin", &bin_file(5, 3, &b)),
+        &as_i8,
+        ElemType::I8,
+    );
 
     let rows: Vec<Vec<u8>> = v.chunks(D).map(f32_le).collect();
     let rows: Vec<&[u8]> = rows.iter().map(|r| r.as_slice()).collect();
-    check_f32(&put(&dir, "a.fvecs", &vecs_file(3, &rows)), &v, ElemType::F32);
+    check_f32(
+        &put(&dir, "a.fvecs", &vecs_file(3, &rows)),
+        &v,
+        ElemType::F32,
+    );
     let brows: Vec<&[u8]> = b.chunks(D).collect();
-    check_f32(&put(&dir, "a.bvecs", &vecs_file(3, &brows)), &as_u8, ElemType::U8);
+    check_f32(
+        &put(&dir, "a.bvecs", &vecs_file(3, &brows)),
+        &as_u8,
+        ElemType::U8,
+    );
 
     let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (5, 3), }";
-    check_f32(&put(&dir, "a.npy", &npy_file(1, dict, &f32_le(&v))), &v, ElemType::F32);
-    check_f32(&put(&dir, "b.npy", &npy_file(2, dict, &f32_le(&v))), &v, ElemType::F32);
+    check_f32(
+        &put(&dir, "a.npy", &npy_file(1, dict, &f32_le(&v))),
+        &v,
+        ElemType::F32,
+    );
+    check_f32(
+        &put(&dir, "b.npy", &npy_file(2, dict, &f32_le(&v))),
+        &v,
+        ElemType::F32,
+    );
     let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3), }";
-    check_f32(&put(&dir, "c.npy", &npy_file(1, dict, &b)), &as_u8, ElemType::U8);
+    check_f32(
+        &put(&dir, "c.npy", &npy_file(1, dict, &b)),
+        &as_u8,
+        ElemType::U8,
+    );
     let dict = "{'descr': '|i1', 'fortran_order': False, 'shape': (5, 3), }";
-    check_f32(&put(&dir, "d.npy", &npy_file(1, dict, &b)), &as_i8, ElemType::I8);
+    check_f32(
+        &put(&dir, "d.npy", &npy_file(1, dict, &b)),
+        &as_i8,
+        ElemType::I8,
+    );
 
     let ids: Vec<u32> = (0..12).map(|i| i * 1000 + 7).collect();
     let p = dir.path().join("gt.ibin");
