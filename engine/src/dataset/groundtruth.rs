@@ -126,7 +126,7 @@ pub fn exact_knn(
     if dim == 0 {
         return arg("ground truth: dimension must be > 0".into());
     }
-    if base.len() % dim != 0 || queries.len() % dim != 0 {
+    if !base.len().is_multiple_of(dim) || !queries.len().is_multiple_of(dim) {
         return arg(format!(
             "ground truth: base ({} values) and queries ({} values) must both be multiples of dim {dim}",
             base.len(),

@@ -103,7 +103,7 @@ pub fn lid_mle(
     threads: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LidEstimate> {
-    if dim == 0 || base.len() % dim != 0 {
+    if dim == 0 || !base.len().is_multiple_of(dim) {
         return Err(DatasetError::InvalidArgument(format!(
             "LID: base of {} values is not a whole number of rows of dim {dim}",
             base.len()

@@ -335,7 +335,10 @@ impl VectorFile {
     /// Rows from `start` into `out` (whose length must be a multiple of
     /// `dim()`), as f32. Panics if the range is out of bounds.
     pub fn read_rows_into(&self, start: usize, out: &mut [f32]) {
-        assert_eq!(out.len() % self.d, 0, "output length must be a multiple of dim");
+        assert!(
+            out.len().is_multiple_of(self.d),
+            "output length must be a multiple of dim"
+        );
         let count = out.len() / self.d;
         assert!(
             start.checked_add(count).is_some_and(|e| e <= self.n),
@@ -474,7 +477,7 @@ fn vecs_layout(path: &Path, map: &[u8], elem: ElemType) -> Result<Layout> {
     }
     let d = d0 as usize;
     let row = 4 + d * elem.size();
-    if len % row != 0 {
+    if !len.is_multiple_of(row) {
         return Err(DatasetError::Truncated {
             path: path.to_path_buf(),
             detail: format!(
@@ -764,7 +767,7 @@ impl FbinWriter {
 
     /// Appends whole rows (`rows.len()` a multiple of d).
     pub fn write_rows(&mut self, rows: &[f32]) -> Result<()> {
-        if rows.len() % self.d != 0 || self.rows + rows.len() / self.d > self.n {
+        if !rows.len().is_multiple_of(self.d) || self.rows + rows.len() / self.d > self.n {
             return Err(DatasetError::InvalidInput {
                 path: self.file.dest.clone(),
                 detail: format!(

@@ -38,7 +38,7 @@ fn f32_le(v: &[f32]) -> Vec<u8> {
 fn npy_file(major: u8, dict: &str, body: &[u8]) -> Vec<u8> {
     let pre = if major == 1 { 10 } else { 12 };
     let mut header = dict.to_string();
-    while (pre + header.len() + 1) % 64 != 0 {
+    while !(pre + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
