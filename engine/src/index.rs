@@ -48,6 +48,8 @@ pub struct IndexBuildOptions {
     pub nav_sample: usize,
     /// Also write a full-precision f32 rerank file.
     pub rerank_file: bool,
+    /// Learn an OPQ rotation before PQ (for data of low intrinsic rank).
+    pub opq: bool,
     /// Build memory budget in bytes (None = unlimited).
     pub ram_budget: Option<u64>,
 }
@@ -163,8 +165,9 @@ pub fn build_index(
 
     let t = std::time::Instant::now();
     progress(stage::PQ, 0, 1);
-    let pq = PqCodebook::train(&data, dim, &PqParams::new(o.pq_bytes, o.graph.seed, o.graph.threads))
-        .map_err(|e| IndexError::Invalid(e.to_string()))?;
+    let mut pq_params = PqParams::new(o.pq_bytes, o.graph.seed, o.graph.threads);
+    pq_params.opq = o.opq;
+    let pq = PqCodebook::train(&data, dim, &pq_params).map_err(|e| IndexError::Invalid(e.to_string()))?;
     let codes = pq.encode_all(&data, o.graph.threads);
     progress(stage::PQ, 1, 1);
     report.pq_seconds = t.elapsed().as_secs_f64();
@@ -197,7 +200,7 @@ pub fn build_index(
     format::write_section(
         &dir.join(files::PQ_PIVOTS),
         b"QRYPQPIV",
-        [dim as u64, m, 0],
+        [dim as u64, m, pq.rotated() as u64],
         &pq.to_bytes(),
     )?;
     format::write_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", [n as u64, m, 0], &codes)?;
@@ -374,7 +377,7 @@ impl DiskIndex {
         }
         let n = header.n as usize;
         let (ph, pivots) = format::read_section(&dir.join(files::PQ_PIVOTS), b"QRYPQPIV", "PQ pivots", false)?;
-        let pq = PqCodebook::from_bytes(&pivots).map_err(|detail| FormatError::Invalid {
+        let pq = PqCodebook::from_bytes(&pivots, ph.params[2] == 1).map_err(|detail| FormatError::Invalid {
             path: dir.join(files::PQ_PIVOTS),
             field: "codebook",
             detail,

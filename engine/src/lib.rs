@@ -17,6 +17,7 @@ pub mod index;
 pub mod io;
 pub mod kernels;
 pub mod metric;
+pub mod opq;
 pub mod parallel;
 pub mod pq;
 pub mod runtime;

@@ -34,6 +34,8 @@ pub struct PqParams {
     pub seed: u64,
     /// Worker threads.
     pub threads: usize,
+    /// Learn an OPQ rotation first (see [`crate::opq`]).
+    pub opq: bool,
 }
 
 impl PqParams {
@@ -45,6 +47,7 @@ impl PqParams {
             iters: 12,
             seed,
             threads,
+            opq: false,
         }
     }
 }
@@ -61,6 +64,9 @@ pub struct PqCodebook {
     /// Centroids: subspace j occupies KS × width_j floats starting at
     /// KS × offsets[j].
     centroids: Vec<f32>,
+    /// Optional OPQ rotation (dim × dim, rows orthonormal) applied to the
+    /// centred vector before splitting.
+    rotation: Option<Vec<f32>>,
     /// The same centroids transposed per subspace (width_j rows of KS), so
     /// one query dimension updates all 256 partial distances in SIMD.
     /// Derived from `centroids`; not stored on disk.
@@ -122,6 +128,27 @@ impl PqCodebook {
         let centre: Vec<f32> = centre.iter().map(|c| (c / s as f64) as f32).collect();
         let offsets = Self::offsets(dim, p.m);
         let init_seed = p.seed;
+        // Centred (and, with OPQ, rotated) training rows.
+        let mut rows: Vec<Vec<f32>> = ids
+            .iter()
+            .map(|&i| {
+                data[i * dim..(i + 1) * dim]
+                    .iter()
+                    .zip(&centre)
+                    .map(|(x, c)| x - c)
+                    .collect()
+            })
+            .collect();
+        let rotation = p
+            .opq
+            .then(|| crate::opq::rotation(&rows[..rows.len().min(20_000)], dim, &offsets));
+        if let Some(r) = &rotation {
+            let mut tmp = vec![0f32; dim];
+            for row in rows.iter_mut() {
+                crate::opq::rotate(r, row, &mut tmp);
+                row.copy_from_slice(&tmp);
+            }
+        }
         let per_sub: Vec<Vec<f32>> = map_indexed(
             p.m,
             p.threads,
@@ -130,9 +157,8 @@ impl PqCodebook {
                 let (a, b) = (offsets[j], offsets[j + 1]);
                 let w = b - a;
                 let mut sub = Vec::with_capacity(s * w);
-                for &i in &ids {
-                    let row = &data[i * dim..(i + 1) * dim];
-                    sub.extend(row[a..b].iter().zip(&centre[a..b]).map(|(x, c)| x - c));
+                for row in &rows {
+                    sub.extend_from_slice(&row[a..b]);
                 }
                 kmeans(&sub, w, KS, p.iters, init_seed.wrapping_add(j as u64))
             },
@@ -145,8 +171,14 @@ impl PqCodebook {
             offsets,
             centre,
             centroids,
+            rotation,
             transposed,
         })
+    }
+
+    /// Whether an OPQ rotation is applied.
+    pub fn rotated(&self) -> bool {
+        self.rotation.is_some()
     }
 
     /// Dimensions.
@@ -175,6 +207,10 @@ impl PqCodebook {
         for ((o, x), c) in r.iter_mut().zip(v).zip(&self.centre) {
             *o = x - c;
         }
+        if let Some(rot) = &self.rotation {
+            let centred = r.clone();
+            crate::opq::rotate(rot, &centred, &mut r);
+        }
         let mut acc = [0f32; KS];
         for (j, code) in out.iter_mut().enumerate().take(self.m) {
             let x = &r[self.offsets[j]..self.offsets[j + 1]];
@@ -200,12 +236,29 @@ impl PqCodebook {
 
     /// Reconstruct a vector from its code.
     pub fn decode(&self, code: &[u8], out: &mut [f32]) {
+        let mut y = vec![0f32; self.dim];
         for j in 0..self.m {
             let (cents, w) = self.sub_centroids(j);
-            let c = &cents[code[j] as usize * w..(code[j] as usize + 1) * w];
             let (a, b) = (self.offsets[j], self.offsets[j + 1]);
-            for ((o, x), m) in out[a..b].iter_mut().zip(c).zip(&self.centre[a..b]) {
-                *o = x + m;
+            y[a..b].copy_from_slice(&cents[code[j] as usize * w..(code[j] as usize + 1) * w]);
+        }
+        match &self.rotation {
+            // x = Rᵀ y + μ
+            Some(rot) => {
+                out[..self.dim].fill(0.0);
+                for (i, yi) in y.iter().enumerate() {
+                    for (o, r) in out.iter_mut().zip(&rot[i * self.dim..(i + 1) * self.dim]) {
+                        *o += yi * r;
+                    }
+                }
+                for (o, m) in out.iter_mut().zip(&self.centre) {
+                    *o += m;
+                }
+            }
+            None => {
+                for ((o, x), m) in out.iter_mut().zip(&y).zip(&self.centre) {
+                    *o = x + m;
+                }
             }
         }
     }
@@ -217,43 +270,60 @@ impl PqCodebook {
     pub fn table(&self, q: &[f32], metric: Metric, out: &mut AdcTable) {
         out.m = self.m;
         out.t.resize(self.m * KS, 0.0);
+        // L2: ‖q − x‖² = ‖R(q − μ) − R(x − μ)‖². IP: ⟨q, x⟩ = ⟨q, μ⟩ +
+        // ⟨Rq, R(x − μ)⟩; the constant −⟨q, μ⟩ goes into subspace 0's row so
+        // the table sums to an estimate of −⟨q, x⟩ itself.
+        let ip = metric == Metric::Ip;
+        let mut qv: Vec<f32> = if ip {
+            q.to_vec()
+        } else {
+            q.iter().zip(&self.centre).map(|(x, c)| x - c).collect()
+        };
+        if let Some(rot) = &self.rotation {
+            let src = qv.clone();
+            crate::opq::rotate(rot, &src, &mut qv);
+        }
         for j in 0..self.m {
             let (a, b) = (self.offsets[j], self.offsets[j + 1]);
             let ct = &self.transposed[KS * a..KS * b];
             let row = &mut out.t[j * KS..(j + 1) * KS];
             row.fill(0.0);
-            match metric {
-                Metric::Ip => {
-                    // −⟨q, c + μ⟩ = −⟨q, c⟩ − ⟨q, μ⟩; the second term is a
-                    // constant per query, folded into each subspace's row so
-                    // the table sums to an estimate of −⟨q, x⟩ itself.
-                    for d in a..b {
-                        kernels::acc_mul(q[d], &ct[(d - a) * KS..(d - a + 1) * KS], row);
-                    }
-                    let shift = kernels::scalar::dot(&q[a..b], &self.centre[a..b]);
-                    row.iter_mut().for_each(|r| *r = -*r - shift);
-                }
-                Metric::L2 | Metric::Cosine => {
-                    for d in a..b {
-                        kernels::acc_sq_diff(q[d] - self.centre[d], &ct[(d - a) * KS..(d - a + 1) * KS], row);
-                    }
+            for d in a..b {
+                let col = &ct[(d - a) * KS..(d - a + 1) * KS];
+                if ip {
+                    kernels::acc_mul(qv[d], col, row);
+                } else {
+                    kernels::acc_sq_diff(qv[d], col, row);
                 }
             }
         }
+        if ip {
+            let shift = kernels::dot(q, &self.centre);
+            out.t.iter_mut().for_each(|r| *r = -*r);
+            out.t[..KS].iter_mut().for_each(|r| *r -= shift);
+        }
     }
 
-    /// Serialise: dim, m, centre, centroids (all little-endian).
+    /// Serialise: dim, m, centre, centroids, then the rotation if any
+    /// (all little-endian; whether a rotation follows is recorded by the
+    /// caller, in the pivots file's params[2]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(8 + 4 * (self.centre.len() + self.centroids.len()));
         b.extend_from_slice(&(self.dim as u32).to_le_bytes());
         b.extend_from_slice(&(self.m as u32).to_le_bytes());
-        b.extend_from_slice(bytemuck::cast_slice(&self.centre));
-        b.extend_from_slice(bytemuck::cast_slice(&self.centroids));
+        for x in self
+            .centre
+            .iter()
+            .chain(&self.centroids)
+            .chain(self.rotation.iter().flatten())
+        {
+            b.extend_from_slice(&x.to_le_bytes());
+        }
         b
     }
 
     /// Inverse of [`to_bytes`](Self::to_bytes); `Err` names what is wrong.
-    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
+    pub fn from_bytes(b: &[u8], rotated: bool) -> Result<Self, String> {
         if b.len() < 8 {
             return Err(format!("{} bytes is too short for a PQ codebook", b.len()));
         }
@@ -262,7 +332,7 @@ impl PqCodebook {
         if dim == 0 || m == 0 || m > dim {
             return Err(format!("dim {dim} and m {m} are inconsistent"));
         }
-        let want = 8 + 4 * (dim + KS * dim);
+        let want = 8 + 4 * (dim + KS * dim + if rotated { dim * dim } else { 0 });
         if b.len() != want {
             return Err(format!("expected {want} bytes for dim {dim}, m {m}; found {}", b.len()));
         }
@@ -271,7 +341,8 @@ impl PqCodebook {
             .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
             .collect();
         let offsets = Self::offsets(dim, m);
-        let centroids = floats[dim..].to_vec();
+        let centroids = floats[dim..dim + KS * dim].to_vec();
+        let rotation = rotated.then(|| floats[dim + KS * dim..].to_vec());
         let transposed = transpose(&centroids, &offsets);
         Ok(PqCodebook {
             dim,
@@ -279,6 +350,7 @@ impl PqCodebook {
             offsets,
             centre: floats[..dim].to_vec(),
             centroids,
+            rotation,
             transposed,
         })
     }
@@ -423,6 +495,7 @@ mod tests {
                 iters: 10,
                 seed: 7,
                 threads: 2,
+                opq: false,
             },
         )
         .unwrap();
@@ -450,13 +523,14 @@ mod tests {
                 iters: 10,
                 seed: 7,
                 threads: 1,
+                opq: false,
             },
         )
         .unwrap();
         assert_eq!(pq, pq1);
         assert_eq!(codes, pq1.encode_all(&x, 1));
         // Serialisation round trip.
-        assert_eq!(PqCodebook::from_bytes(&pq.to_bytes()).unwrap(), pq);
+        assert_eq!(PqCodebook::from_bytes(&pq.to_bytes(), false).unwrap(), pq);
     }
 
     #[test]
@@ -487,6 +561,59 @@ mod tests {
     fn bad_parameters_are_errors() {
         assert!(PqCodebook::train(&[0.0; 8], 4, &PqParams::new(5, 0, 1)).is_err());
         assert!(PqCodebook::train(&[], 4, &PqParams::new(2, 0, 1)).is_err());
-        assert!(PqCodebook::from_bytes(&[1, 2, 3]).is_err());
+        assert!(PqCodebook::from_bytes(&[1, 2, 3], false).is_err());
+    }
+
+    #[test]
+    fn opq_helps_low_rank_data_and_round_trips() {
+        // Rank-3 signal spread over 32 dims by a random rotation: plain PQ
+        // with 8 subspaces of 4 dims sees correlated, unbalanced subspaces.
+        let (n, dim, rank) = (4000, 32, 3);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let basis: Vec<f32> = (0..rank * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x: Vec<f32> = (0..n)
+            .flat_map(|_| {
+                let z: Vec<f32> = (0..rank).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+                let basis = &basis;
+                (0..dim)
+                    .map(|d| (0..rank).map(|r| z[r] * basis[r * dim + d]).sum::<f32>())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let err = |pq: &PqCodebook| {
+            let codes = pq.encode_all(&x, 2);
+            let mut rec = vec![0f32; dim];
+            (0..n)
+                .map(|i| {
+                    pq.decode(&codes[i * 4..(i + 1) * 4], &mut rec);
+                    kernels::l2_sq(&rec, &x[i * dim..(i + 1) * dim]) as f64
+                })
+                .sum::<f64>()
+        };
+        let mut p = PqParams::new(4, 1, 2);
+        let plain = PqCodebook::train(&x, dim, &p).unwrap();
+        p.opq = true;
+        let opq = PqCodebook::train(&x, dim, &p).unwrap();
+        let (e0, e1) = (err(&plain), err(&opq));
+        assert!(e1 < 0.8 * e0, "OPQ error {e1} vs plain {e0}");
+        assert_eq!(PqCodebook::from_bytes(&opq.to_bytes(), true).unwrap(), opq);
+        assert!(PqCodebook::from_bytes(&opq.to_bytes(), false).is_err());
+        // ADC with the rotation still matches the distance to the decoded vector.
+        let mut t = AdcTable::default();
+        let q = &x[..dim];
+        let mut rec = vec![0f32; dim];
+        for metric in [Metric::L2, Metric::Ip] {
+            opq.table(q, metric, &mut t);
+            for i in 0..20 {
+                let mut code = vec![0u8; 4];
+                opq.encode(&x[i * dim..(i + 1) * dim], &mut code);
+                opq.decode(&code, &mut rec);
+                let (want, got) = (metric.distance(q, &rec), t.distance(&code));
+                assert!(
+                    (want - got).abs() < 1e-2 * want.abs().max(1.0),
+                    "{metric}: {want} vs {got}"
+                );
+            }
+        }
     }
 }

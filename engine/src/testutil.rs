@@ -66,6 +66,7 @@ pub fn options(metric: Metric, stored: StoredType, r: usize, pq_bytes: usize) ->
         stored,
         nav_sample: 200,
         rerank_file: false,
+        opq: false,
         ram_budget: None,
     }
 }

@@ -90,6 +90,7 @@ impl Case {
             stored: self.stored,
             nav_sample: self.nav_sample,
             rerank_file: self.rerank,
+            opq: false,
             ram_budget: None,
         }
     }

@@ -56,6 +56,10 @@ pub struct BuildArgs {
     /// Also write a full-precision f32 rerank file.
     #[arg(long)]
     pub rerank_file: bool,
+    /// Learn an OPQ rotation before PQ (helps data of low intrinsic rank;
+    /// costs a dim x dim eigen-decomposition at build time).
+    #[arg(long)]
+    pub opq: bool,
 }
 
 fn threads(t: usize) -> usize {
@@ -81,6 +85,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         stored: a.disk_vector,
         nav_sample: a.nav_sample.unwrap_or_else(|| NavParams::default_sample(n)),
         rerank_file: a.rerank_file,
+        opq: a.opq,
         ram_budget: Some((a.build_ram_gb * (1u64 << 30) as f64) as u64),
     };
     let (need, detail) = estimate_build_bytes(n, dim, &o);
