@@ -12,7 +12,43 @@ use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
 use quarry_engine::index::{build_index, estimate_build_bytes, stage, IndexBuildOptions};
 use quarry_engine::Metric;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
+
+/// Progress as log lines, for non-terminal stderr.
+#[derive(Default)]
+struct PlainProgress {
+    stage: String,
+    start: Option<Instant>,
+    next_pct: u64,
+}
+
+impl PlainProgress {
+    fn update(&mut self, stage: &str, done: usize, total: usize) {
+        if self.stage != stage {
+            self.stage = stage.to_string();
+            self.start = Some(Instant::now());
+            self.next_pct = 0;
+        }
+        let pct = if total == 0 {
+            100
+        } else {
+            (done.min(total) as u64 * 100) / total as u64
+        };
+        if pct < self.next_pct {
+            return;
+        }
+        self.next_pct = pct + 5;
+        let el = self.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let eta = if done > 0 && done < total {
+            el * (total - done) as f64 / done as f64
+        } else {
+            0.0
+        };
+        eprintln!("{stage}: {pct:>3}% ({done}/{total}), elapsed {el:.0} s, ETA {eta:.0} s");
+    }
+}
 
 /// Arguments of `quarryctl build`.
 #[derive(clap::Args, Debug)]
@@ -118,8 +154,16 @@ pub fn run(a: BuildArgs) -> Result<()> {
     drop(file);
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = std::time::Instant::now();
+    // On a terminal: a progress bar per stage. Otherwise (logs, systemd):
+    // a line every 5 % with the elapsed time and an ETA.
+    let tty = std::io::stderr().is_terminal();
     let mut bar: Option<(String, ProgressBar)> = None;
+    let mut plain = PlainProgress::default();
     let report = build_index(data, dim, &ids, &a.index, &o, &mut |st, done, total| {
+        if !tty {
+            plain.update(st, done, total);
+            return;
+        }
         if bar.as_ref().map(|(s, _)| s.as_str()) != Some(st) {
             if let Some((_, b)) = bar.take() {
                 b.finish();
