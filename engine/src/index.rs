@@ -107,11 +107,12 @@ pub mod stage {
     pub const WRITE: &str = "write";
 }
 
-/// Build an index over `data` (n × dim row-major f32, finite) with external
+/// Build an index over `data` (n × dim row-major f32, finite; borrowed, e.g.
+/// from a memory-mapped file, or owned) with external
 /// ids `ids` into `dir`. For cosine, `data` is normalised here.
 /// `progress(stage, done, total)` reports long stages.
 pub fn build_index(
-    mut data: Vec<f32>,
+    data: std::borrow::Cow<'_, [f32]>,
     dim: usize,
     ids: &[u64],
     dir: &Path,
@@ -152,11 +153,16 @@ pub fn build_index(
         .map_err(IndexError::from)?;
     // An unfinished build has no manifest: remove any old one first.
     let _ = std::fs::remove_file(dir.join(format::MANIFEST_FILE));
+    // Cosine needs normalised vectors, so its data is copied once; other
+    // metrics build straight from the caller's (possibly memory-mapped)
+    // vectors, which keeps one copy of them resident, not two.
+    let mut data = data;
     if o.metric == Metric::Cosine {
-        for row in data.chunks_exact_mut(dim) {
+        for row in data.to_mut().chunks_exact_mut(dim) {
             crate::metric::normalize(row);
         }
     }
+    let data: &[f32] = &data;
     let mut report = BuildReport {
         n,
         estimated_bytes: need,

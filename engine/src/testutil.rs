@@ -74,5 +74,5 @@ pub fn options(metric: Metric, stored: StoredType, r: usize, pq_bytes: usize) ->
 /// Build an index of `base` into `dir` with ids 0..n.
 pub fn build(base: &[f32], dim: usize, dir: &std::path::Path, o: &IndexBuildOptions) {
     let ids: Vec<u64> = (0..(base.len() / dim) as u64).collect();
-    build_index(base.to_vec(), dim, &ids, dir, o, &mut |_, _, _| {}).unwrap();
+    build_index(base.into(), dim, &ids, dir, o, &mut |_, _, _| {}).unwrap();
 }

@@ -173,7 +173,7 @@ fn build(c: &Case, seed: u64) -> (tempfile::TempDir, Vec<f32>) {
     let dir = tempfile::tempdir().unwrap();
     let base = data(c.n, c.dim, seed);
     build_index(
-        base.clone(),
+        base.clone().into(),
         c.dim,
         &c.ids(),
         dir.path(),

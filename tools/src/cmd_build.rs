@@ -150,8 +150,8 @@ pub fn run(a: BuildArgs) -> Result<()> {
         );
     }
     file.check_finite()?;
-    let data = file.to_vec_f32();
-    drop(file);
+    // Borrowed straight from the mapping for .fbin (no second copy).
+    let data = file.f32_data();
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = std::time::Instant::now();
     // On a terminal: a progress bar per stage. Otherwise (logs, systemd):
