@@ -35,10 +35,10 @@ pub struct GenArgs {
     pub rank: Option<usize>,
     /// Per-axis standard deviation of a cluster in the subspace [default: the generator's].
     #[arg(long)]
-    pub cluster_std: Option<f32>,
+    pub cluster_std: Option<f64>,
     /// Per-axis standard deviation of the isotropic noise [default: the generator's].
     #[arg(long)]
-    pub noise: Option<f32>,
+    pub noise: Option<f64>,
     /// Seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
