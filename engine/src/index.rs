@@ -173,13 +173,13 @@ pub fn build_index(
     progress(stage::PQ, 0, 1);
     let mut pq_params = PqParams::new(o.pq_bytes, o.graph.seed, o.graph.threads);
     pq_params.opq = o.opq;
-    let pq = PqCodebook::train(&data, dim, &pq_params).map_err(|e| IndexError::Invalid(e.to_string()))?;
-    let codes = pq.encode_all(&data, o.graph.threads);
+    let pq = PqCodebook::train(data, dim, &pq_params).map_err(|e| IndexError::Invalid(e.to_string()))?;
+    let codes = pq.encode_all(data, o.graph.threads);
     progress(stage::PQ, 1, 1);
     report.pq_seconds = t.elapsed().as_secs_f64();
 
     let t = std::time::Instant::now();
-    let (g, stats) = graph::build(&data, dim, o.metric, &o.graph, &mut |d, total| {
+    let (g, stats) = graph::build(data, dim, o.metric, &o.graph, &mut |d, total| {
         progress(stage::GRAPH, d, total)
     })?;
     report.graph_seconds = t.elapsed().as_secs_f64();
@@ -189,7 +189,7 @@ pub fn build_index(
     let t = std::time::Instant::now();
     progress(stage::NAV, 0, 1);
     let nav =
-        (o.nav_sample > 0).then(|| NavTier::build(&data, dim, o.metric, &NavParams::new(o.nav_sample, o.graph.seed)));
+        (o.nav_sample > 0).then(|| NavTier::build(data, dim, o.metric, &NavParams::new(o.nav_sample, o.graph.seed)));
     progress(stage::NAV, 1, 1);
     report.nav_seconds = t.elapsed().as_secs_f64();
 

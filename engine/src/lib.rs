@@ -8,6 +8,7 @@
 //! * [`kernels`]: SIMD distances with runtime dispatch.
 //! * [`dataset`]: reading and writing vector files (fbin, u8bin, fvecs,
 //!   bvecs, npy, ibin), the synthetic generator, ground truth and LID.
+//!
 //! See ARCHITECTURE.md for the whole picture.
 
 pub mod dataset;

@@ -92,6 +92,14 @@ impl fmt::Display for Metric {
     }
 }
 
+/// Scale `v` to unit length in place (left unchanged if it is zero).
+pub fn normalize(v: &mut [f32]) {
+    let n = crate::kernels::dot(v, v).sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,13 +127,5 @@ mod tests {
             assert!(m.distance(&q, &near) < m.distance(&q, &far), "{m}");
         }
         assert_eq!(Metric::Ip.distance(&[1.0, 2.0], &[3.0, 4.0]), -11.0);
-    }
-}
-
-/// Scale `v` to unit length in place (left unchanged if it is zero).
-pub fn normalize(v: &mut [f32]) {
-    let n = crate::kernels::dot(v, v).sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
     }
 }

@@ -140,6 +140,7 @@ impl Case {
             self.node_size().div_ceil(SECTOR)
         }
     }
+    #[allow(clippy::manual_checked_ops)]
     /// Absolute byte offset of node i's record in graph.qgr.
     fn node_offset(&self, i: usize) -> usize {
         let nps = self.nodes_per_sector();

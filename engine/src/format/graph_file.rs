@@ -170,7 +170,7 @@ impl StoredVector<'_> {
     }
 
     /// Decode to f32.
-    pub fn to_f32(&self, out: &mut Vec<f32>) {
+    pub fn to_f32(self, out: &mut Vec<f32>) {
         out.clear();
         match self {
             StoredVector::F32(v) => out.extend_from_slice(v),

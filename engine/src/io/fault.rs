@@ -56,7 +56,10 @@ impl SectorReader for FaultReader {
             return Err(ReadError::Injected(sector));
         }
         let slot = self.inner.submit(sector, tag)?;
-        let every = self.plan.fail_every.is_some_and(|n| n > 0 && self.reads % n == 0);
+        let every = self
+            .plan
+            .fail_every
+            .is_some_and(|n| n > 0 && self.reads.is_multiple_of(n));
         if every || self.plan.fail_sectors.contains(&sector) {
             self.doomed.insert(slot, sector);
         }

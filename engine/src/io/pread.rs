@@ -19,7 +19,7 @@ pub struct PreadReader {
 impl PreadReader {
     /// Open `path` for reads of `read_len` bytes with `depth` slots.
     pub fn open(path: &Path, read_len: usize, depth: usize) -> Result<Self, ReadError> {
-        assert!(read_len % SECTOR == 0 && depth > 0);
+        assert!(read_len.is_multiple_of(SECTOR) && depth > 0);
         let (file, direct) = open_direct(path)?;
         Ok(PreadReader {
             path: path.into(),

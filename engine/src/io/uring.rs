@@ -45,7 +45,7 @@ impl UringReader {
     /// buffers fails (typically RLIMIT_MEMLOCK), logs it and continues with
     /// unregistered buffers.
     pub fn open(path: &Path, read_len: usize, depth: usize) -> Result<Self, ReadError> {
-        assert!(read_len % SECTOR == 0 && depth > 0 && depth <= 4096);
+        assert!(read_len.is_multiple_of(SECTOR) && depth > 0 && depth <= 4096);
         let setup = |what, e: std::io::Error| ReadError::Setup {
             path: path.into(),
             what,

@@ -115,7 +115,7 @@ unsafe fn l2_sq_512(a: &[f32], b: &[f32]) -> f32 {
     let mut acc0 = _mm512_setzero_ps();
     let mut acc1 = _mm512_setzero_ps();
     let mut i = 0;
-    // SAFETY (whole block): every load reads 16 lanes starting at i with
+    // SAFETY: every load reads 16 lanes starting at i with
     // i + 16 <= n (or a mask that covers only i..n), inside both slices.
     unsafe {
         while i + 32 <= n {
@@ -142,7 +142,7 @@ unsafe fn dot_512(a: &[f32], b: &[f32]) -> f32 {
     let mut acc0 = _mm512_setzero_ps();
     let mut acc1 = _mm512_setzero_ps();
     let mut i = 0;
-    // SAFETY (whole block): loads stay within i..n of both slices, as in
+    // SAFETY: loads stay within i..n of both slices, as in
     // `l2_sq_512`.
     unsafe {
         while i + 32 <= n {

@@ -235,7 +235,7 @@ impl<'a> Searcher<'a> {
     ) -> Result<(), SearchError> {
         let dim = self.index.dim();
         p.validate(self.index.len())?;
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(SearchError::BadRequest(format!(
                 "query length {} is not a multiple of the dimension {dim}",
                 queries.len()
