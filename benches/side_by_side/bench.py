@@ -273,9 +273,10 @@ def ensure_build(system: str, args, ds: dict, base: Path) -> dict | None:
 
 def search_points(system: str, args) -> list[dict]:
     if system == "diskannpy":
-        return [{"L": max(L, args.k), "W": w} for w in ints(args.W) for L in ints(args.Ls)]
+        Ls = sorted(set(max(L, args.k) for L in ints(args.Ls)))
+        return [{"L": L, "W": w} for w in ints(args.W) for L in Ls]
     if system == "hnswlib":
-        return [{"ef": max(ef, args.k)} for ef in ints(args.hnsw_ef)]
+        return [{"ef": ef} for ef in sorted(set(max(ef, args.k) for ef in ints(args.hnsw_ef)))]
     if system == "faiss":
         return [{"nprobe": p, "k_factor": kf} for kf in ints(args.faiss_kfactor) for p in ints(args.faiss_nprobe)]
     raise ValueError(system)
@@ -639,7 +640,7 @@ def main() -> None:
     ap.add_argument("--build-threads", type=int, default=None, help="default: --threads")
     ap.add_argument("--build-ram-gb", type=float, default=16)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--Ls", default="10,15,20,30,40,50,75,100,150,200", help="search L sweep (Quarry, diskannpy)")
+    ap.add_argument("--Ls", default="10,15,20,30,40,50,75,100,150,200,300", help="search L sweep (Quarry, diskannpy)")
     ap.add_argument("--W", default="2,4,8", help="beam width sweep (Quarry, diskannpy)")
     ap.add_argument("--hnsw-M", type=int, default=32)
     ap.add_argument("--hnsw-efc", type=int, default=200)
@@ -659,7 +660,7 @@ def main() -> None:
     if args.quick:
         defaults = {a.dest: a.default for a in ap._actions}
         quick = {
-            "max_queries": 200, "Ls": "10,20,50,100", "W": "4", "hnsw_ef": "16,64,200",
+            "max_queries": 200, "Ls": "10,20,50,100,200", "W": "4", "hnsw_ef": "16,64,200",
             "faiss_nprobe": "4,16,64", "faiss_kfactor": "1,4", "fio_runtime": 3,
         }  # fmt: skip
         for k, v in quick.items():  # only where the user did not choose
