@@ -559,6 +559,13 @@ def render(args, ds, lid, fio, builds, heads, rows_by_sys, summary, nq, plots) -
     add("")
     add("RAM B/vector: Quarry = its reported PQ + navigation + cache bytes / n (when it reports them); "
         "others = (VmRSS after warm-up − VmRSS before loading) / n.")
+    for s in builds:
+        rows = rows_by_sys.get(s) or []
+        if s.startswith("quarry") and rows:
+            split = {k_: v for k_, v in rows[0].items() if k_.startswith("ram_") and isinstance(v, (int, float))}
+            if split:
+                add(f"- {s} RAM split (its own report): " + ", ".join(
+                    f"{k_[4:].removesuffix('_bytes')} {v / 2**20:,.1f} MiB ({v / ds['n']:,.1f} B/vector)" for k_, v in split.items()))
     add("")
     add("## Points")
     add("")
