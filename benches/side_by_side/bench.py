@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -231,6 +232,7 @@ def ensure_build(system: str, args, ds: dict, base: Path) -> dict | None:
             "--pq-bytes", params["pq_bytes"], "--disk-vector", params["disk_vector"],
             "--threads", params["threads"], "--build-ram-gb", params["build_ram_gb"],
         ]  # fmt: skip
+        extra["quarryctl"] = args.quarryctl
         extra["quarryctl_mtime"] = Path(args.quarryctl).stat().st_mtime
     else:
         extra_path = bdir / "build_extra.json"
@@ -248,6 +250,8 @@ def ensure_build(system: str, args, ds: dict, base: Path) -> dict | None:
         return None
     if system != "quarry":
         extra.update(json.loads((bdir / "build_extra.json").read_text()))
+    elif (index / "build_report.json").exists():
+        extra["quarry_build_report"] = json.loads((index / "build_report.json").read_text())
     meta = {
         "system": system,
         "params": params,
@@ -323,24 +327,30 @@ def search_python(system: str, args, meta: dict, qf: Path, gf: Path, nq: int) ->
     return rows, head
 
 
-def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, threads: int, no_nav: bool, warm: bool = True) -> list[dict]:
-    """One `quarryctl search` process; its JSON lines, each with a /proc IO
-    figure sampled at the moment the line was printed.
+def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, no_nav: bool, warm: bool = True) -> list[dict]:
+    """One `quarryctl search` process for one W; its JSON lines (one per L).
 
-    The first L is searched twice (a warm-up pass whose line is dropped), so
-    every kept line's /proc delta covers that L's search only, not the index
-    load. If quarryctl merges duplicate Ls, the first kept line's delta
-    includes loading and is flagged `ios_proc_includes_load`."""
+    quarryctl makes two passes per L: a latency pass (1 pinned thread, one
+    query in flight, around which it reads its own /proc/self/io:
+    `proc_ios_per_query`, the same method as the Python workers) and a
+    throughput pass on --threads threads. The driver also samples
+    /proc/<pid>/io at the moment each line arrives; the difference between
+    consecutive lines covers both passes of that L, so the throughput pass's
+    IOs = line delta − latency-pass IOs. The first L is searched twice and
+    its first line dropped, so no kept delta includes the index load or the
+    node-cache warm-up. If the run fails with the duplicated L, it is retried
+    without, and the first kept line is flagged `ios_proc_includes_load`."""
     Ls = ints(args.Ls)
     Ls_run = ([Ls[0]] if warm else []) + Ls
     cmd = [
         args.quarryctl, "search",
         "--index", index, "--queries", qf, "--gt", gf,
         "--k", args.k, "--L", ",".join(map(str, Ls_run)), "--W", W,
-        "--threads", threads, "--cache-nodes", args.cache_nodes, "--json",
+        "--threads", args.threads, "--cache-nodes", args.cache_nodes, "--json",
     ]  # fmt: skip
     if no_nav:
         cmd.append("--no-nav")
+    cmd += args.quarry_search_extra
     CMDS.add(cmd)
     p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     poller = ProcPoller(p.pid)
@@ -362,11 +372,14 @@ def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, thr
     p.wait()
     poller.stop()
     t_err.join(timeout=5)
+    err = "".join(stderr_buf)
+    if err.strip():
+        log("quarryctl stderr:", err.strip()[-1500:])
     if p.returncode != 0:
-        log(f"quarry search FAILED (exit {p.returncode}): {''.join(stderr_buf)[-3000:]}")
+        log(f"quarry search FAILED (exit {p.returncode})")
         if warm:
             log("retrying without the duplicated warm-up L")
-            return run_quarry_search(args, index, qf, gf, nq, W, threads, no_nav, warm=False)
+            return run_quarry_search(args, index, qf, gf, nq, W, no_nav, warm=False)
         return []
     total_rb = (poller.last_read_bytes or 0) - start_rb
     drop_first = warm and len(lines) == len(Ls_run)
@@ -377,13 +390,13 @@ def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, thr
         prev_rb = rb if rb is not None else prev_rb
         if drop_first and i == 0:
             continue
-        obj["ios_proc"] = None if delta is None else delta / PAGE / nq
+        obj["ios_proc_line"] = None if delta is None else delta / PAGE / nq
         obj["ios_proc_includes_load"] = (not drop_first) and len(rows) == 0
         obj["rss_proc_bytes"] = rss
         rows.append(obj)
-    # The whole-process cross-check the issue asked for: last /proc sample
-    # (within 10 ms of exit) over every query of every L, load included.
-    passes = len(lines)
+    # The whole-process cross-check: last /proc sample (within 10 ms of
+    # exit) over every query of every pass, load and warm-up included.
+    passes = sum(1 + (o.get("qps") is not None) for o, _, _ in lines)
     for r in rows:
         r["ios_proc_whole_process"] = total_rb / PAGE / (nq * max(1, passes))
     return rows
@@ -393,22 +406,19 @@ def search_quarry(system: str, args, meta: dict, qf: Path, gf: Path, nq: int) ->
     no_nav = system == "quarry-nonav"
     rows = []
     for W in ints(args.W):
-        single = run_quarry_search(args, meta["index_dir"], qf, gf, nq, W, 1, no_nav)
-        sat = run_quarry_search(args, meta["index_dir"], qf, gf, nq, W, args.threads, no_nav)
-        by_L = {r["L"]: r for r in sat}
-        for r in single:
-            s = by_L.get(r["L"], {})
+        for r in run_quarry_search(args, meta["index_dir"], qf, gf, nq, W, no_nav):
             row = dict(r)
             row["W"] = r.get("W", W)
             row["recall_single"] = r.get("recall_at_k")
-            row["recall_at_k"] = s.get("recall_at_k", r.get("recall_at_k"))
-            row["qps_1thread"] = r.get("qps")
-            row["qps"] = s.get("qps")
-            row["ios_proc_single"] = r.get("ios_proc")
-            row["ios_proc_batch"] = s.get("ios_proc")
-            row["ios_per_query"] = r.get("ios_proc")
-            row["lat_mean_us_loaded"] = s.get("lat_mean_us")
-            row["lat_p99_us_loaded"] = s.get("lat_p99_us")
+            # /proc around the latency pass, measured by quarryctl itself the
+            # way worker.py measures the others; else the driver's line delta.
+            single = r.get("proc_ios_per_query")
+            if single is None:
+                single = r.get("ios_proc_line")
+            row["ios_proc_single"] = single
+            if r.get("ios_proc_line") is not None and r.get("proc_ios_per_query") is not None and r.get("qps") is not None:
+                row["ios_proc_batch"] = max(0.0, r["ios_proc_line"] - r["proc_ios_per_query"])
+            row["ios_per_query"] = single
             row["rss_warm_bytes"] = r.get("rss_bytes") or r.get("rss_proc_bytes")
             row["point"] = f"L={r['L']} W={row['W']}"
             row["series"] = f"{system} W={row['W']}"
@@ -550,8 +560,8 @@ def render(args, ds, lid, fio, builds, heads, rows_by_sys, summary, nq, plots) -
         idx_rss = h.get("rss_warm_bytes", 0) - h.get("rss_base_bytes", 0) if h else None
         if s.startswith("quarry"):
             r0 = rows[0]
-            parts = [r0.get(k_) for k_ in ("ram_pq_bytes", "ram_nav_bytes", "ram_cache_bytes")]
-            idx_rss = sum(p for p in parts if p) if any(parts) else rss
+            parts = [v for k_, v in r0.items() if k_.startswith("ram_") and isinstance(v, (int, float))]
+            idx_rss = sum(parts) if parts else rss
         bpv = (idx_rss / ds["n"]) if idx_rss else None
         params = ", ".join(f"{k_}={v}" for k_, v in m["params"].items() if k_ != "threads")
         add(f"| {s} | {params} | {fmt(m['build_wall_s'])} | {fmt(m['peak_rss_bytes'], 2, 2**30)} | "
@@ -637,6 +647,7 @@ def main() -> None:
     ap.add_argument("--systems", default="quarry,diskannpy,hnswlib,faiss", help=f"comma list of {ALL_SYSTEMS}")
     tdir = Path(os.environ["CARGO_TARGET_DIR"]) if os.environ.get("CARGO_TARGET_DIR") else REPO / "target"
     ap.add_argument("--quarryctl", default=str(tdir / "release" / "quarryctl"), help="default: $CARGO_TARGET_DIR or target/, release/quarryctl")
+    ap.add_argument("--quarry-search-extra", default="", help="extra quarryctl search flags, e.g. '--inflight 16 --rerank 20'")
     ap.add_argument("--R", type=int, default=64)
     ap.add_argument("--L", type=int, default=100, help="build complexity (Quarry and diskannpy)")
     ap.add_argument("--alpha", type=float, default=1.2, help="Quarry only (diskannpy's disk build fixes 1.2)")
@@ -674,6 +685,7 @@ def main() -> None:
             if getattr(args, k) == defaults[k]:
                 setattr(args, k, v)
     args.build_threads = args.build_threads or args.threads
+    args.quarry_search_extra = shlex.split(args.quarry_search_extra)
     args.rebuild = set(x for x in args.rebuild.split(",") if x)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for s in systems:
