@@ -426,6 +426,27 @@ def search_quarry(system: str, args, meta: dict, qf: Path, gf: Path, nq: int) ->
     return rows, {}
 
 
+def median_rows(runs: list[list[dict]]) -> list[dict]:
+    """Merge repetitions point by point: the median of every numeric field
+    (each field separately), other fields from the first run."""
+    if len(runs) == 1:
+        return runs[0]
+    by_point: dict[str, list[dict]] = {}
+    for rows in runs:
+        for r in rows:
+            by_point.setdefault(r["point"], []).append(r)
+    out = []
+    for group in by_point.values():
+        m = dict(group[0])
+        for k, v in group[0].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                xs = [g[k] for g in group if isinstance(g.get(k), (int, float))]
+                m[k] = float(np.median(xs))
+        m["repeats"] = len(group)
+        out.append(m)
+    return out
+
+
 # ============================================================ report
 
 
@@ -536,7 +557,8 @@ def render(args, ds, lid, fio, builds, heads, rows_by_sys, summary, nq, plots) -
         f"LID (MLE, k=20, {lid.get('queries_used', '?')} queries): mean {fmt(lid.get('lid_mle_mean'))}, median {fmt(lid.get('lid_mle_median'))}")
     add(f"- machine: {mi['cpu']}, {mi['cores']} cores, kernel {mi['kernel']}; repo {mi['repo_rev']}")
     add(f"- budget: R={args.R}, build L={args.L}, PQ bytes={args.pq_bytes}, cache nodes={args.cache_nodes}, "
-        f"Quarry disk vectors={args.disk_vector}; search threads for QPS={args.threads}")
+        f"Quarry disk vectors={args.disk_vector}; search threads for QPS={args.threads}; "
+        f"figures are per-point medians of {args.repeat} interleaved repetition(s)")
     if fio:
         add("- fio 4 KiB random read (O_DIRECT, io_uring): " + "; ".join(
             f"QD{k[2:]}: {v['iops']:,.0f} IOPS, mean {v['clat_mean_us']:.1f} µs, p99 {v['clat_p99_us']:.1f} µs"
@@ -667,6 +689,7 @@ def main() -> None:
     ap.add_argument("--faiss-nprobe", default="2,4,8,16,32,64,128")
     ap.add_argument("--faiss-kfactor", default="1,4,16")
     ap.add_argument("--max-queries", type=int, default=0, help="use only the first N queries (0: all)")
+    ap.add_argument("--repeat", type=int, default=1, help="search every system N times (interleaved); report per-point medians")
     ap.add_argument("--target-recall", type=float, default=0.95)
     ap.add_argument("--rebuild", default="", help="comma list of systems to rebuild even if cached")
     ap.add_argument("--no-fio", action="store_true")
@@ -711,21 +734,23 @@ def main() -> None:
         log(f"LID (MLE k=20): mean {lid['lid_mle_mean']:.1f}, median {lid['lid_mle_median']:.1f}")
     fio = {} if args.no_fio else run_fio(args)
 
-    builds, heads, rows_by_sys = {}, {}, {}
-    for s in systems:
+    builds, heads = {}, {}
+    for s in systems:  # all builds first, so the searches run back to back
         bsys = "quarry" if s == "quarry-nonav" else s
-        meta = builds.get(bsys) if bsys in builds else ensure_build(bsys, args, ds, base)
-        builds[s] = meta
-        if not meta:
-            continue
-        if s.startswith("quarry"):
-            rows, head = search_quarry(s, args, meta, qf, gf, nq)
-        else:
-            rows, head = search_python(s, args, meta, qf, gf, nq)
-        for r in rows:
-            r["system"] = s
-        rows_by_sys[s] = rows
-        heads[s] = head
+        builds[s] = builds[bsys] if bsys in builds else ensure_build(bsys, args, ds, base)
+    reps: dict[str, list[list[dict]]] = {s: [] for s in systems if builds[s]}
+    for rep in range(args.repeat):  # interleave the systems in every repetition
+        for s in reps:
+            log(f"search {s} (repetition {rep + 1}/{args.repeat})")
+            if s.startswith("quarry"):
+                rows, head = search_quarry(s, args, builds[s], qf, gf, nq)
+            else:
+                rows, head = search_python(s, args, builds[s], qf, gf, nq)
+            for r in rows:
+                r["system"] = s
+            reps[s].append(rows)
+            heads.setdefault(s, head)
+    rows_by_sys = {s: median_rows(rr) for s, rr in reps.items()}
 
     summary = summarize(rows_by_sys, args.target_recall, fio)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
