@@ -699,13 +699,14 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.quick:
-        defaults = {a.dest: a.default for a in ap._actions}
         quick = {
             "max_queries": 200, "Ls": "10,20,50,100,200", "W": "4", "hnsw_ef": "16,64,200",
             "faiss_nprobe": "4,16,64", "faiss_kfactor": "1,4", "fio_runtime": 3,
         }  # fmt: skip
+        given = {a.dest for a in ap._actions for opt in a.option_strings
+                 if any(x == opt or x.startswith(opt + "=") for x in sys.argv[1:])}
         for k, v in quick.items():  # only where the user did not choose
-            if getattr(args, k) == defaults[k]:
+            if k not in given:
                 setattr(args, k, v)
     args.build_threads = args.build_threads or args.threads
     args.quarry_search_extra = shlex.split(args.quarry_search_extra)
