@@ -70,9 +70,7 @@ impl Data {
     fn new(dim: usize) -> Self {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(0x5157_4152_5259 ^ dim as u64);
         let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let rows: Vec<f32> = (0..POOL_ROWS * dim)
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect();
+        let rows: Vec<f32> = (0..POOL_ROWS * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let rows_f16: Vec<f16> = rows.iter().map(|&x| f16::from_f32(x)).collect();
         let rows_f16_ss = rows_f16.iter().map(|h| simsimd::f16(h.to_bits())).collect();
         let query_f16 = query
@@ -205,10 +203,7 @@ fn kernels_bench(c: &mut Criterion) {
                     });
                 }
                 run(&mut g, "simsimd", &mut |i| {
-                    let (q, r) = (
-                        black_box(&d.query_f16[..]),
-                        black_box(&d.rows_f16_ss[row(i)]),
-                    );
+                    let (q, r) = (black_box(&d.query_f16[..]), black_box(&d.rows_f16_ss[row(i)]));
                     if is_l2 {
                         simsimd::f16::sqeuclidean(q, r).unwrap()
                     } else {
