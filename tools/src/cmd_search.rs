@@ -62,6 +62,9 @@ pub struct SearchArgs {
     /// file (index built with --rerank-file); 0 = stored vectors only.
     #[arg(long, default_value_t = 0)]
     pub rerank: usize,
+    /// Rank read nodes by their exact distance in the candidate list.
+    #[arg(long)]
+    pub refine_exact: bool,
     /// Reader: auto (io_uring, else pread), uring, pread.
     #[arg(long, default_value = "auto")]
     pub io: IoBackend,
@@ -137,6 +140,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         p.use_nav = !a.no_nav;
         p.nav_entries = a.nav_entries;
         p.nav_ef = a.nav_ef;
+        p.refine_exact = a.refine_exact;
         p.rerank = if a.rerank > 0 { a.rerank.clamp(a.k, p.l) } else { 0 };
         // Latency pass: one pinned thread, one query in flight.
         runtime::pin_to_core(0);

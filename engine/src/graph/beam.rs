@@ -66,6 +66,19 @@ impl CandidateList {
         self.items[i].expanded = true;
         self.items[i]
     }
+    /// Give candidate `id` (already expanded or in flight) a better-known
+    /// distance, moving it to its new rank; returns false if `id` is no
+    /// longer in the list. Used to replace a PQ estimate with the exact
+    /// distance once a node's record has been read.
+    pub fn refine(&mut self, id: u32, dist: f32) -> bool {
+        let Some(i) = self.items.iter().position(|c| c.id == id) else {
+            return false;
+        };
+        let c = self.items.remove(i);
+        let pos = self.items.partition_point(|x| (x.dist, x.id) < (dist, id));
+        self.items.insert(pos, Candidate { dist, ..c });
+        true
+    }
     /// The candidates, closest first.
     pub fn as_slice(&self) -> &[Candidate] {
         &self.items
