@@ -58,7 +58,18 @@ impl UringReader {
             ));
         }
         let (file, direct) = open_direct(path)?;
-        let ring = IoUring::new(depth.next_power_of_two() as u32).map_err(|e| setup("io_uring", e))?;
+        let entries = depth.next_power_of_two() as u32;
+        let ring = match std::env::var("QUARRY_URING_SETUP").as_deref() {
+            // Experimental: completions are run only when this thread
+            // enters the kernel to wait for them (no task-work interrupts).
+            Ok("defer") => IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .build(entries),
+            Ok("coop") => IoUring::builder().setup_coop_taskrun().build(entries),
+            _ => IoUring::new(entries),
+        }
+        .map_err(|e| setup("io_uring", e))?;
         ring.submitter()
             .register_files(&[file.as_raw_fd()])
             .map_err(|e| setup("io_uring registered file", e))?;
