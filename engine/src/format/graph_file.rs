@@ -413,17 +413,7 @@ impl GraphWriter {
             total_sectors: 1 + self.layout.data_sectors(self.n),
             data_crc32c: self.crc,
         };
-        use std::io::{Seek, SeekFrom};
-        let tmp = self.tmp.clone();
-        let mut f = self.file.into_inner().map_err(|e| FormatError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        f.seek(SeekFrom::Start(0)).map_err(io_err(&tmp))?;
-        f.write_all(&header.encode()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
-        super::sync_dir(&self.path)?;
+        super::seal_streamed(self.file, &self.tmp, &self.path, &header.encode())?;
         Ok(header)
     }
 }

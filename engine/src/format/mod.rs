@@ -193,6 +193,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(path)
 }
 
+/// Finish a file streamed to `tmp` with a placeholder header: write
+/// `header` at offset 0, fsync, rename to `path`, fsync the directory.
+pub(crate) fn seal_streamed(
+    file: std::io::BufWriter<std::fs::File>,
+    tmp: &Path,
+    path: &Path,
+    header: &[u8],
+) -> Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = file.into_inner().map_err(|e| FormatError::Io {
+        path: tmp.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    f.seek(SeekFrom::Start(0)).map_err(io_err(tmp))?;
+    f.write_all(header).map_err(io_err(tmp))?;
+    f.sync_all().map_err(io_err(tmp))?;
+    std::fs::rename(tmp, path).map_err(io_err(path))?;
+    sync_dir(path)
+}
+
 /// fsync the directory containing `path`, so a rename into it is durable.
 pub fn sync_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {

@@ -193,22 +193,12 @@ impl SectionWriter {
 
     /// Write the header, fsync, rename into place and fsync the directory.
     pub fn finish(self) -> Result<()> {
-        use std::io::{Seek, SeekFrom, Write};
         let h = SectionHeader {
             magic: self.magic,
             payload_len: self.len,
             payload_crc32c: self.crc,
             params: self.params,
         };
-        let tmp = self.tmp.clone();
-        let mut f = self.file.into_inner().map_err(|e| FormatError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        f.seek(SeekFrom::Start(0)).map_err(io_err(&tmp))?;
-        f.write_all(&h.encode()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
-        super::sync_dir(&self.path)
+        super::seal_streamed(self.file, &self.tmp, &self.path, &h.encode())
     }
 }
