@@ -8,8 +8,8 @@
 # Both must still answer with the same recall.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-q=$PWD/target/release/quarryctl
-[ -x "$q" ] || cargo build --release -p quarry-tools
+q=${CARGO_TARGET_DIR:-$PWD/target}/release/quarryctl
+cargo build --release -p quarry-tools
 work=$(mktemp -d /tmp/quarry-fallback.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$q" gen --out "$work/data" --n 5000 --dim 64 --queries 100 --no-lid >/dev/null 2>&1

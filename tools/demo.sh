@@ -12,7 +12,7 @@ n=${1:-100000}
 dim=${2:-128}
 out=${QUARRY_DEMO_DIR:-$HOME/.cache/quarry-demo}/synth-$n-$dim
 cargo build --release -p quarry-tools
-q=target/release/quarryctl
+q=${CARGO_TARGET_DIR:-target}/release/quarryctl
 mkdir -p "$out"
 [ -f "$out/base.fbin" ] || "$q" gen --out "$out" --n "$n" --dim "$dim" --queries 1000
 [ -f "$out/gt.ibin" ] || "$q" gt --base "$out/base.fbin" --queries "$out/queries.fbin" --out "$out/gt.ibin"
