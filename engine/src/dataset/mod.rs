@@ -443,18 +443,7 @@ fn bin_layout(path: &Path, map: &[u8], elem: ElemType) -> Result<Layout> {
         "header says {n} x {d} {} = {expected} bytes but file has {len} bytes",
         elem.name()
     );
-    if len < expected {
-        return Err(DatasetError::Truncated {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
-    if len > expected {
-        return Err(DatasetError::SizeMismatch {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
+    check_len(path, len, expected, detail)?;
     let (n, d) = (n as usize, d as usize);
     Ok((elem, n, d, 8, d * elem.size()))
 }
@@ -577,18 +566,7 @@ fn npy_layout(path: &Path, map: &[u8]) -> Result<Layout> {
         "header says {n} x {d} {} = {expected} bytes but file has {len} bytes",
         elem.name()
     );
-    if len < expected {
-        return Err(DatasetError::Truncated {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
-    if len > expected {
-        return Err(DatasetError::SizeMismatch {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
+    check_len(path, len, expected, detail)?;
     Ok((elem, n, d, offset, d * elem.size()))
 }
 
@@ -843,18 +821,7 @@ pub fn read_ibin(path: impl AsRef<Path>) -> Result<(usize, usize, Vec<u32>)> {
     let k = read_u32(&bytes, 4) as u64;
     let expected = 8 + n * k * 4;
     let detail = format!("header says {n} x {k} u32 = {expected} bytes but file has {len} bytes");
-    if len < expected {
-        return Err(DatasetError::Truncated {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
-    if len > expected {
-        return Err(DatasetError::SizeMismatch {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
+    check_len(path, len, expected, detail)?;
     let ids = bytes[8..]
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
@@ -893,3 +860,21 @@ pub fn read_ivecs(path: impl AsRef<Path>) -> Result<(usize, usize, Vec<u32>)> {
 
 #[cfg(test)]
 mod tests;
+
+/// A file shorter than its header promises is truncated; a longer one does
+/// not match its header either.
+fn check_len(path: &Path, len: u64, expected: u64, detail: String) -> Result<()> {
+    if len < expected {
+        return Err(DatasetError::Truncated {
+            path: path.to_path_buf(),
+            detail,
+        });
+    }
+    if len > expected {
+        return Err(DatasetError::SizeMismatch {
+            path: path.to_path_buf(),
+            detail,
+        });
+    }
+    Ok(())
+}

@@ -118,15 +118,7 @@ pub fn read_section(
     let mut bytes = std::fs::read(path).map_err(io_err(path))?;
     let h = SectionHeader::decode(path, magic, kind, &bytes, bytes.len() as u64)?;
     if check_crc {
-        let computed = crc32c(&bytes[SECTION_HEADER_LEN..]);
-        if computed != h.payload_crc32c {
-            return Err(FormatError::Checksum {
-                path: path.into(),
-                section: "payload".into(),
-                stored: h.payload_crc32c,
-                computed,
-            });
-        }
+        check_payload(path, &h, &bytes[SECTION_HEADER_LEN..])?;
     }
     bytes.drain(..SECTION_HEADER_LEN);
     Ok((h, bytes))
@@ -139,7 +131,12 @@ pub(super) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
         magic.copy_from_slice(&bytes[..8]);
     }
     let h = SectionHeader::decode(path, &magic, "section", bytes, bytes.len() as u64)?;
-    let computed = crc32c(&bytes[SECTION_HEADER_LEN..]);
+    check_payload(path, &h, &bytes[SECTION_HEADER_LEN..])
+}
+
+/// The payload's crc32c against the header's.
+fn check_payload(path: &Path, h: &SectionHeader, payload: &[u8]) -> Result<()> {
+    let computed = crc32c(payload);
     if computed != h.payload_crc32c {
         return Err(FormatError::Checksum {
             path: path.into(),
