@@ -365,21 +365,24 @@ pub struct AdcTable {
 
 impl AdcTable {
     /// Approximate distance of the vector with `code`.
+    ///
+    /// Rows are fixed-size arrays indexed by a `u8`, so the compiler drops
+    /// every per-lookup bounds check: one load and one add per subspace.
     #[inline]
     pub fn distance(&self, code: &[u8]) -> f32 {
+        let (rows, _) = self.t.as_chunks::<KS>();
+        let (rows, code) = (&rows[..self.m], &code[..self.m]);
+        let (r4, r_rest) = rows.as_chunks::<4>();
+        let (c4, c_rest) = code.as_chunks::<4>();
         let mut acc = [0f32; 4];
-        let mut chunks = code[..self.m].chunks_exact(4);
-        let mut j = 0;
-        for c in &mut chunks {
-            acc[0] += self.t[j * KS + c[0] as usize];
-            acc[1] += self.t[(j + 1) * KS + c[1] as usize];
-            acc[2] += self.t[(j + 2) * KS + c[2] as usize];
-            acc[3] += self.t[(j + 3) * KS + c[3] as usize];
-            j += 4;
+        for (r, c) in r4.iter().zip(c4) {
+            acc[0] += r[0][c[0] as usize];
+            acc[1] += r[1][c[1] as usize];
+            acc[2] += r[2][c[2] as usize];
+            acc[3] += r[3][c[3] as usize];
         }
-        for c in chunks.remainder() {
-            acc[0] += self.t[j * KS + *c as usize];
-            j += 1;
+        for (r, &c) in r_rest.iter().zip(c_rest) {
+            acc[0] += r[c as usize];
         }
         (acc[0] + acc[1]) + (acc[2] + acc[3])
     }

@@ -86,4 +86,10 @@ impl SectorReader for FaultReader {
     fn describe(&self) -> String {
         format!("fault-injecting({})", self.inner.describe())
     }
+    fn notify_completions(&mut self, fd: std::os::fd::RawFd) -> bool {
+        self.inner.notify_completions(fd)
+    }
+    fn flush(&mut self) -> Result<(), ReadError> {
+        self.inner.flush()
+    }
 }

@@ -17,11 +17,13 @@
 
 mod aligned;
 mod fault;
+mod park;
 mod pread;
 mod uring;
 
 pub use aligned::AlignedBuf;
 pub use fault::{FaultPlan, FaultReader};
+pub use park::{Parker, Waker};
 pub use pread::PreadReader;
 pub use uring::UringReader;
 
@@ -110,6 +112,19 @@ pub trait SectorReader: Send {
     fn release(&mut self, slot: Slot);
     /// Human-readable description ("io_uring, registered buffers", ...).
     fn describe(&self) -> String;
+    /// Hand queued reads to the kernel without waiting or reaping (so a
+    /// caller may sleep elsewhere while they run). The default does
+    /// nothing: readers that read at submit time have nothing queued.
+    fn flush(&mut self) -> Result<(), ReadError> {
+        Ok(())
+    }
+    /// Signal eventfd `fd` whenever a read completes, so a thread parked
+    /// elsewhere (a service shard waiting for new requests too) wakes up.
+    /// Returns false where the reader cannot; the default cannot.
+    fn notify_completions(&mut self, fd: std::os::fd::RawFd) -> bool {
+        let _ = fd;
+        false
+    }
 }
 
 /// Which reader to build.

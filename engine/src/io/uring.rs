@@ -239,6 +239,36 @@ impl SectorReader for UringReader {
         self.free.push(slot);
     }
 
+    fn flush(&mut self) -> Result<(), ReadError> {
+        while self.unsubmitted > 0 {
+            match self.ring.submit() {
+                Ok(_) => self.unsubmitted = 0,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // EBUSY: the completion queue is full; the next complete()
+                // reaps and resubmits.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
+                Err(e) => {
+                    return Err(ReadError::Os {
+                        path: self.path.clone(),
+                        sector: 0,
+                        msg: format!("io_uring_enter: {e}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn notify_completions(&mut self, fd: std::os::fd::RawFd) -> bool {
+        match self.ring.submitter().register_eventfd(fd) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "io_uring eventfd registration refused");
+                false
+            }
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "io_uring, {} buffers, {}",

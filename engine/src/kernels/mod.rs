@@ -172,6 +172,21 @@ pub fn dot_i8(q: &[f32], v: &[i8], scale: f32) -> f32 {
     (active().dot_i8)(q, v, scale)
 }
 
+/// Hint the CPU to start loading the cache lines that hold `data` (a PQ
+/// code row, say) before it is read. Only a hint: no effect on results, and
+/// a no-op on targets without a prefetch instruction.
+#[inline(always)]
+pub fn prefetch(data: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(first), Some(last)) = (data.first(), data.last()) {
+        // The row may straddle two lines; touch both ends.
+        x86::prefetch_line(first);
+        x86::prefetch_line(last);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// `acc_i += (x − col_i)²` for every i (lengths must match).
 #[inline]
 pub fn acc_sq_diff(x: f32, col: &[f32], acc: &mut [f32]) {

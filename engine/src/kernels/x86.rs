@@ -11,6 +11,15 @@ use super::{scalar, Kernels, SimdPath};
 use half::f16;
 use std::arch::x86_64::*;
 
+/// Ask the CPU to pull the cache line holding `byte` into L1 (a hint).
+#[inline(always)]
+pub fn prefetch_line(byte: &u8) {
+    // SAFETY: SSE is part of the x86_64 baseline, so the instruction
+    // exists on every CPU this code runs on; PREFETCHT0 never faults or
+    // writes, and the address comes from a live reference.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(byte as *const u8 as *const i8) }
+}
+
 /// The AVX-512 table, if this CPU has AVX-512F.
 pub fn avx512_kernels() -> Option<&'static Kernels> {
     if std::arch::is_x86_feature_detected!("avx512f") {

@@ -27,6 +27,7 @@ use crate::index::DiskIndex;
 use crate::io::{self, Completion, IoBackend, ReadError, SectorReader};
 use crate::pq::AdcTable;
 use crate::Metric;
+use std::borrow::Borrow;
 use std::time::Instant;
 
 /// Search parameters.
@@ -145,82 +146,125 @@ pub enum SearchError {
 pub type QueryResult = Result<(Vec<Neighbor>, QueryStats), SearchError>;
 
 struct QueryState {
-    qidx: usize,
+    token: u64,
+    params: SearchParams,
     query: Vec<f32>,
     table: AdcTable,
     list: CandidateList,
     seen: IdSet,
+    /// Scratch: the unseen neighbours of the node being expanded.
+    fresh: Vec<u32>,
     full: Vec<(f32, u32)>,
     inflight: usize,
     stats: QueryStats,
     start: Instant,
     error: Option<SearchError>,
     active: bool,
-    refine_exact: bool,
 }
 
 impl QueryState {
     fn new() -> Self {
         QueryState {
-            qidx: 0,
+            token: 0,
+            params: SearchParams::new(1, 1, 1),
             query: Vec::new(),
             table: AdcTable::default(),
             list: CandidateList::new(1),
             seen: IdSet::with_capacity(1024),
+            fresh: Vec::new(),
             full: Vec::new(),
             inflight: 0,
             stats: QueryStats::default(),
             start: Instant::now(),
             error: None,
             active: false,
-            refine_exact: false,
         }
     }
 }
 
 /// A per-thread searcher: one reader (one ring), many queries in flight.
-pub struct Searcher<'a> {
-    index: &'a DiskIndex,
+///
+/// `I` is how the searcher holds its index: `&DiskIndex` for a scoped
+/// loop, `Arc<DiskIndex>` for a long-lived service shard.
+///
+/// Two ways to drive it: [`run`](Self::run) answers a slice of queries
+/// (closed loop, as `quarryctl search` does); [`start_query`] and
+/// [`poll`](Self::poll) form an open loop for a service, where queries
+/// arrive at any time, each with its own parameters.
+///
+/// [`start_query`]: Self::start_query
+pub struct Searcher<I: Borrow<DiskIndex>> {
+    index: I,
     layout: NodeLayout,
     reader: Box<dyn SectorReader>,
     slots: Vec<QueryState>,
+    active: usize,
     nav_scratch: Option<NavScratch>,
     entries: Vec<u32>,
     done: Vec<Completion>,
     rerank_reader: Option<Box<dyn SectorReader>>,
 }
 
-impl<'a> Searcher<'a> {
+impl<I: Borrow<DiskIndex>> Searcher<I> {
     /// A searcher over `index` with a reader of `depth` buffers.
-    pub fn new(index: &'a DiskIndex, backend: IoBackend, depth: usize) -> Result<Self, ReadError> {
-        let layout = index.header.layout;
-        let reader = io::open_reader(&index.graph_path(), layout.read_sectors() * io::SECTOR, depth, backend)?;
+    pub fn new(index: I, backend: IoBackend, depth: usize) -> Result<Self, ReadError> {
+        let ix: &DiskIndex = index.borrow();
+        let layout = ix.header.layout;
+        let reader = io::open_reader(&ix.graph_path(), layout.read_sectors() * io::SECTOR, depth, backend)?;
+        let rerank = if ix.manifest.rerank_file {
+            let rl = crate::format::RerankLayout::new(ix.dim());
+            Some(io::open_reader(&ix.rerank_path(), rl.read_len(), 32, backend)?)
+        } else {
+            None
+        };
         let mut s = Self::with_reader(index, reader);
-        if index.manifest.rerank_file {
-            let rl = crate::format::RerankLayout::new(index.dim());
-            s.rerank_reader = Some(io::open_reader(&index.rerank_path(), rl.read_len(), 32, backend)?);
-        }
+        s.rerank_reader = rerank;
         Ok(s)
     }
 
     /// A searcher over `index` reading through `reader` (e.g. a
     /// [`crate::io::FaultReader`]).
-    pub fn with_reader(index: &'a DiskIndex, reader: Box<dyn SectorReader>) -> Self {
+    pub fn with_reader(index: I, reader: Box<dyn SectorReader>) -> Self {
+        let ix: &DiskIndex = index.borrow();
+        let layout = ix.header.layout;
+        let nav_scratch = ix.nav.as_ref().map(NavTier::scratch);
         Searcher {
             index,
-            layout: index.header.layout,
+            layout,
             reader,
             slots: Vec::new(),
-            nav_scratch: index.nav.as_ref().map(NavTier::scratch),
+            active: 0,
+            nav_scratch,
             entries: Vec::new(),
             done: Vec::new(),
             rerank_reader: None,
         }
     }
 
+    /// The index searched.
+    pub fn index(&self) -> &DiskIndex {
+        self.index.borrow()
+    }
+
     /// The reader's description (backend, registered buffers, O_DIRECT).
     pub fn reader_description(&self) -> String {
         self.reader.describe()
+    }
+
+    /// Ask the reader(s) to signal `fd` (an eventfd) whenever a read
+    /// completes, so a caller parked elsewhere wakes up. False where the
+    /// reader cannot (pread completes synchronously; nothing to wait for).
+    pub fn notify_completions(&mut self, fd: std::os::fd::RawFd) -> bool {
+        let main = self.reader.notify_completions(fd);
+        if let Some(r) = self.rerank_reader.as_deref_mut() {
+            r.notify_completions(fd);
+        }
+        main
+    }
+
+    /// Queries started and not yet answered.
+    pub fn active(&self) -> usize {
+        self.active
     }
 
     /// Answer one query.
@@ -241,8 +285,8 @@ impl<'a> Searcher<'a> {
         p: &SearchParams,
         mut on_done: impl FnMut(usize, QueryResult),
     ) -> Result<(), SearchError> {
-        let dim = self.index.dim();
-        p.validate(self.index.len())?;
+        let dim = self.index().dim();
+        p.validate(self.index().len())?;
         if !queries.len().is_multiple_of(dim) {
             return Err(SearchError::BadRequest(format!(
                 "query length {} is not a multiple of the dimension {dim}",
@@ -251,83 +295,47 @@ impl<'a> Searcher<'a> {
         }
         let nq = queries.len() / dim;
         let inflight = inflight.max(1);
-        while self.slots.len() < inflight {
-            self.slots.push(QueryState::new());
-        }
         let mut next = 0;
-        let mut active = 0;
-        loop {
-            // Start queries in free slots.
-            for s in 0..inflight {
-                if !self.slots[s].active && next < nq {
-                    let q = &queries[next * dim..(next + 1) * dim];
-                    if let Some(err) = check_query(q) {
-                        on_done(next, Err(err));
-                    } else {
-                        self.start(s, next, q, p);
-                        active += 1;
-                    }
-                    next += 1;
+        let mut emit = |t: u64, r: QueryResult| on_done(t as usize, r);
+        while next < nq || self.active > 0 {
+            while next < nq && self.active < inflight {
+                if let Err(e) = self.start_query(next as u64, &queries[next * dim..(next + 1) * dim], p) {
+                    emit(next as u64, Err(e));
                 }
+                next += 1;
             }
-            if active == 0 {
-                if next >= nq {
-                    return Ok(());
-                }
-                continue;
-            }
-            // Issue reads (or expand cached nodes); finish what is done.
-            for s in 0..inflight {
-                if !self.slots[s].active {
-                    continue;
-                }
-                self.issue(s, p);
-                let st = &self.slots[s];
-                if st.inflight == 0 && (st.error.is_some() || st.list.first_unexpanded().is_none()) {
-                    let r = self.finish(s, p);
-                    on_done(self.slots[s].qidx, r);
-                    self.slots[s].active = false;
-                    active -= 1;
-                }
-            }
-            if active == 0 {
-                continue;
-            }
-            // Wait for at least one read, then expand every arrival.
-            if let Err(e) = self.reader.complete(1, &mut self.done) {
-                for st in self.slots.iter_mut().filter(|s| s.active) {
-                    st.error.get_or_insert(SearchError::Read(e.clone()));
-                }
-            }
-            let mut done = std::mem::take(&mut self.done);
-            for c in done.drain(..) {
-                let s = (c.tag >> 32) as usize;
-                let id = c.tag as u32;
-                self.slots[s].inflight -= 1;
-                match c.result {
-                    Ok(()) => {
-                        if self.slots[s].error.is_none() {
-                            let off = self.layout.locate(id).1;
-                            let rec = &self.reader.buffer(c.slot)[off..off + self.layout.node_size];
-                            if let Err(e) = expand(self.index, &self.layout, &mut self.slots[s], id, rec) {
-                                self.slots[s].error = Some(e);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        self.slots[s].error.get_or_insert(SearchError::Read(e));
-                    }
-                }
-                self.reader.release(c.slot);
-            }
-            self.done = done;
+            self.poll(true, &mut emit);
         }
+        Ok(())
     }
 
-    fn start(&mut self, s: usize, qidx: usize, q: &[f32], p: &SearchParams) {
-        let index = self.index;
+    /// Start answering `q` with parameters `p`; the answer comes out of a
+    /// later [`poll`](Self::poll) tagged with `token`. Invalid parameters or
+    /// a query of the wrong length or with a non-finite value fail here,
+    /// and nothing is started.
+    pub fn start_query(&mut self, token: u64, q: &[f32], p: &SearchParams) -> Result<(), SearchError> {
+        let index: &DiskIndex = self.index.borrow();
+        p.validate(index.len())?;
+        if q.len() != index.dim() {
+            return Err(SearchError::BadRequest(format!(
+                "the query has {} values; the index dimension is {}",
+                q.len(),
+                index.dim()
+            )));
+        }
+        if let Some(err) = check_query(q) {
+            return Err(err);
+        }
+        let s = match self.slots.iter().position(|st| !st.active) {
+            Some(s) => s,
+            None => {
+                self.slots.push(QueryState::new());
+                self.slots.len() - 1
+            }
+        };
         let st = &mut self.slots[s];
-        st.qidx = qidx;
+        st.token = token;
+        st.params = *p;
         st.start = Instant::now();
         st.query.clear();
         st.query.extend_from_slice(q);
@@ -342,7 +350,7 @@ impl<'a> Searcher<'a> {
         st.stats = QueryStats::default();
         st.error = None;
         st.active = true;
-        st.refine_exact = p.refine_exact;
+        self.active += 1;
         self.entries.clear();
         match (&index.nav, &mut self.nav_scratch) {
             (Some(nav), Some(scratch)) if p.use_nav => {
@@ -361,15 +369,82 @@ impl<'a> Searcher<'a> {
                 st.list.insert(d, e);
             }
         }
+        Ok(())
     }
 
-    /// Issue reads for slot `s` up to W in flight, expanding cached nodes
-    /// inline.
-    fn issue(&mut self, s: usize, p: &SearchParams) {
-        let index = self.index;
+    /// Make progress on every active query: issue reads up to each one's W,
+    /// expand arrived nodes, and hand finished answers to `on_done(token,
+    /// result)`. With `wait`, blocks until at least one read completes (if
+    /// any is in flight); without, only submits and reaps what is ready.
+    pub fn poll(&mut self, wait: bool, on_done: &mut dyn FnMut(u64, QueryResult)) {
+        self.issue_and_finish(on_done);
+        if self.active == 0 {
+            return;
+        }
+        if let Err(e) = self.reader.complete(usize::from(wait), &mut self.done) {
+            for st in self.slots.iter_mut().filter(|s| s.active) {
+                st.error.get_or_insert(SearchError::Read(e.clone()));
+            }
+        }
+        let index: &DiskIndex = self.index.borrow();
+        for c in self.done.drain(..) {
+            let s = (c.tag >> 32) as usize;
+            let id = c.tag as u32;
+            let st = &mut self.slots[s];
+            st.inflight -= 1;
+            match c.result {
+                Ok(()) => {
+                    if st.error.is_none() {
+                        let off = self.layout.locate(id).1;
+                        let rec = &self.reader.buffer(c.slot)[off..off + self.layout.node_size];
+                        if let Err(e) = expand(index, &self.layout, st, id, rec) {
+                            st.error = Some(e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    st.error.get_or_insert(SearchError::Read(e));
+                }
+            }
+            self.reader.release(c.slot);
+        }
+        self.issue_and_finish(on_done);
+        if !wait {
+            // Reads issued just now must reach the kernel before the
+            // caller sleeps elsewhere.
+            if let Err(e) = self.reader.flush() {
+                for st in self.slots.iter_mut().filter(|s| s.active) {
+                    st.error.get_or_insert(SearchError::Read(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Issue reads for every active query and finish those with nothing
+    /// left to do.
+    fn issue_and_finish(&mut self, on_done: &mut dyn FnMut(u64, QueryResult)) {
+        for s in 0..self.slots.len() {
+            if !self.slots[s].active {
+                continue;
+            }
+            self.issue(s);
+            let st = &self.slots[s];
+            if st.inflight == 0 && (st.error.is_some() || st.list.first_unexpanded().is_none()) {
+                let r = self.finish(s);
+                self.slots[s].active = false;
+                self.active -= 1;
+                on_done(self.slots[s].token, r);
+            }
+        }
+    }
+
+    /// Issue reads for slot `s` up to its W in flight, expanding cached
+    /// nodes inline.
+    fn issue(&mut self, s: usize) {
+        let index: &DiskIndex = self.index.borrow();
         loop {
             let st = &mut self.slots[s];
-            if st.error.is_some() || st.inflight >= p.w {
+            if st.error.is_some() || st.inflight >= st.params.w {
                 return;
             }
             let Some(i) = st.list.first_unexpanded() else {
@@ -390,23 +465,23 @@ impl<'a> Searcher<'a> {
             let sector = self.layout.locate(id).0;
             match self.reader.submit(sector, ((s as u64) << 32) | id as u64) {
                 Ok(_) => {
-                    let st = &mut self.slots[s];
                     st.list.take(i);
                     st.inflight += 1;
                     st.stats.ios += self.layout.read_sectors() as u32;
                 }
                 Err(ReadError::Full(_)) => return,
                 Err(e) => {
-                    self.slots[s].error = Some(SearchError::Read(e));
+                    st.error = Some(SearchError::Read(e));
                     return;
                 }
             }
         }
     }
 
-    fn finish(&mut self, s: usize, p: &SearchParams) -> QueryResult {
-        let index = self.index;
+    fn finish(&mut self, s: usize) -> QueryResult {
+        let index: &DiskIndex = self.index.borrow();
         let st = &mut self.slots[s];
+        let p = st.params;
         if let Some(e) = st.error.take() {
             return Err(e);
         }
@@ -510,12 +585,16 @@ fn expand(index: &DiskIndex, layout: &NodeLayout, st: &mut QueryState, id: u32, 
         });
     }
     st.full.push((d, id));
-    if st.refine_exact {
+    if st.params.refine_exact {
         st.list.refine(id, d);
     }
     st.stats.exact_distances += 1;
     st.stats.hops += 1;
     let m = index.pq.m();
+    // Two passes: first find the unseen neighbours and prefetch their code
+    // rows (each is a likely cache miss in a large code array), then score
+    // them, so the misses overlap instead of queueing one after another.
+    st.fresh.clear();
     for &v in node.neighbors {
         if v >= n {
             return Err(SearchError::Corrupt {
@@ -524,11 +603,15 @@ fn expand(index: &DiskIndex, layout: &NodeLayout, st: &mut QueryState, id: u32, 
             });
         }
         if st.seen.insert(v) {
-            let pd = st.table.distance(&index.codes[v as usize * m..(v as usize + 1) * m]);
-            st.stats.pq_distances += 1;
-            st.list.insert(pd, v);
+            crate::kernels::prefetch(&index.codes[v as usize * m..(v as usize + 1) * m]);
+            st.fresh.push(v);
         }
     }
+    for &v in &st.fresh {
+        let pd = st.table.distance(&index.codes[v as usize * m..(v as usize + 1) * m]);
+        st.list.insert(pd, v);
+    }
+    st.stats.pq_distances += st.fresh.len() as u32;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ const DIM: usize = 48;
 
 fn run_all(
     index: &DiskIndex,
-    s: &mut Searcher,
+    s: &mut Searcher<&DiskIndex>,
     queries: &[f32],
     p: &SearchParams,
     inflight: usize,
