@@ -12,8 +12,12 @@ for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="quarry_engine": print(m["executable"])' | tail -n1)
 [ -x "$bin" ] || { echo "valgrind: could not find the engine test binary" >&2; exit 1; }
+# valgrind runs one thread at a time and does not release its lock while a
+# thread sleeps in io_uring_enter, so a test that parks in io_uring and is
+# woken by another thread deadlocks under it (and only under it). That one
+# test is skipped here; it runs in the normal test pass.
 for filter in kernels:: io:: runtime search::idset; do
   echo "== valgrind memcheck: $filter"
   PROPTEST_CASES=16 QUARRY_REQUIRE_URING=1 valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
-    "$bin" --test-threads=1 "$filter"
+    "$bin" --test-threads=1 "$filter" --skip io::park::tests::wakes_from_another_thread
 done

@@ -1,10 +1,12 @@
 //! quarryctl: Quarry's command-line tool — data sets (`gen`, `gt`, `lid`),
 //! index builds (`build`), measured searches (`search`) and integrity
-//! checks (`verify`).
+//! checks (`verify`); and, against a running quarryd over gRPC, `status`
+//! and `collections`.
 
 mod cmd_build;
 mod cmd_gen;
 mod cmd_gt;
+mod cmd_remote;
 mod cmd_search;
 mod cmd_verify;
 
@@ -31,6 +33,10 @@ enum Cmd {
     Search(cmd_search::SearchArgs),
     /// Check every checksum and the graph invariants.
     Verify(cmd_verify::VerifyArgs),
+    /// A running quarryd's status: shards, RAM, latency, collections.
+    Status(cmd_remote::StatusArgs),
+    /// Manage a running quarryd's collections: list, describe, create, build, drop.
+    Collections(cmd_remote::CollectionsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +51,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build(a) => cmd_build::run(a),
         Cmd::Search(a) => cmd_search::run(a),
         Cmd::Verify(a) => cmd_verify::run(a),
+        Cmd::Status(a) => cmd_remote::run_status(a),
+        Cmd::Collections(a) => cmd_remote::run_collections(a),
     }
 }

@@ -1,0 +1,111 @@
+//! The service's error type and its mapping to gRPC statuses.
+//!
+//! Owns: which status each failure gets. Every message names the field at
+//! fault and, for limits, the limit.
+
+/// A failed request.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ServiceError {
+    /// Bad input (INVALID_ARGUMENT).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown collection, operation or id (NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// Name taken (ALREADY_EXISTS).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Not in a state to do this (FAILED_PRECONDITION).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Over a limit, a full queue or the memory budget (RESOURCE_EXHAUSTED).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The deadline passed before the work started (DEADLINE_EXCEEDED).
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// Shutting down (UNAVAILABLE).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A server-side failure: I/O, corruption (INTERNAL).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(e: ServiceError) -> Self {
+        use tonic::Status;
+        match e {
+            ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
+            ServiceError::NotFound(m) => Status::not_found(m),
+            ServiceError::AlreadyExists(m) => Status::already_exists(m),
+            ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            ServiceError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+            ServiceError::Unavailable(m) => Status::unavailable(m),
+            ServiceError::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
+impl From<quarry_engine::search::SearchError> for ServiceError {
+    fn from(e: quarry_engine::search::SearchError) -> Self {
+        use quarry_engine::search::SearchError;
+        match e {
+            SearchError::BadRequest(m) => ServiceError::InvalidArgument(m),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A tower layer that gives oversized messages the status gRPC specifies
+/// for them. tonic rejects a request over `max_decoding_message_size` with
+/// OUT_OF_RANGE; the gRPC status-code table (and grpc-go, grpc-java) use
+/// RESOURCE_EXHAUSTED for "received message larger than the configured
+/// limit", which is what Quarry documents. The message (naming the size
+/// and the limit) is kept.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OversizeStatusLayer;
+
+impl<S> tower_layer::Layer<S> for OversizeStatusLayer {
+    type Service = OversizeStatus<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        OversizeStatus { inner }
+    }
+}
+
+/// See [`OversizeStatusLayer`].
+#[derive(Clone, Debug)]
+pub struct OversizeStatus<S> {
+    inner: S,
+}
+
+impl<S, Req, B> tower_service::Service<Req> for OversizeStatus<S>
+where
+    S: tower_service::Service<Req, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<B>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut resp = fut.await?;
+            let h = resp.headers_mut();
+            let oversize = h.get("grpc-status").is_some_and(|v| v == "11")
+                && h.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| {
+                    m.contains("message%20length%20too%20large") || m.contains("message length too large")
+                });
+            if oversize {
+                h.insert("grpc-status", http::HeaderValue::from_static("8"));
+            }
+            Ok(resp)
+        })
+    }
+}

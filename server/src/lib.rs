@@ -1,0 +1,178 @@
+//! quarryd: Quarry's gRPC service.
+//!
+//! Owns: assembling the service — configuration, catalog, shards, the
+//! tonic server (Collections, Query, Admin, health, reflection), the
+//! metrics endpoint, systemd notification and the watchdog, and the
+//! SIGTERM drain. The parts:
+//!
+//! - [`config`]: the TOML file and its defaults;
+//! - [`catalog`]: collections on disk, builds, the memory budget;
+//! - [`shard`]: pinned search threads with bounded queues;
+//! - [`service`]: the gRPC handlers and every request limit;
+//! - [`metrics`]: Prometheus metrics;
+//! - [`notify`]: systemd's notify protocol and watchdog.
+//!
+//! The network runs on a small tokio runtime; searches run on the shards
+//! (see ARCHITECTURE.md for why the shards are our own io_uring loop rather
+//! than glommio executors).
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod notify;
+pub mod service;
+pub mod shard;
+
+use anyhow::Context;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use config::Config;
+pub use error::ServiceError;
+
+/// Run quarryd until SIGTERM or SIGINT, then drain and return.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let io = cfg.io_backend()?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
+    let t0 = Instant::now();
+    let catalog = {
+        let (dir, cache, budget, threads) = (
+            cfg.data_dir.clone(),
+            cfg.cache_nodes,
+            cfg.memory_budget_bytes(),
+            cfg.build_threads,
+        );
+        tokio::task::spawn_blocking(move || catalog::Catalog::open(&dir, io, cache, budget, threads))
+            .await?
+            .map_err(|e| anyhow::anyhow!("opening the collections in {}: {e}", cfg.data_dir.display()))?
+    };
+    let catalog = Arc::new(catalog);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let shards = Arc::new(
+        shard::Shards::start(
+            cfg.shard_count(),
+            cfg.queue_depth,
+            cfg.inflight_per_shard,
+            io,
+            metrics.clone(),
+        )
+        .context("starting the search shards")?,
+    );
+    let state = Arc::new(service::AppState {
+        config: cfg.clone(),
+        catalog: catalog.clone(),
+        shards: shards.clone(),
+        metrics: metrics.clone(),
+        draining: Default::default(),
+        started: Instant::now(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (listen)", cfg.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (metrics_listen)", cfg.metrics_listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(quarry_proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    use quarry_proto::v1::{
+        admin_server::AdminServer, collections_server::CollectionsServer, query_server::QueryServer,
+    };
+    let max = cfg.max_message_bytes;
+    let query = QueryServer::new(service::QuerySvc(state.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let collections = CollectionsServer::new(service::CollectionsSvc(state.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let admin = AdminServer::new(service::AdminSvc(state.clone()));
+    health_reporter.set_serving::<QueryServer<service::QuerySvc>>().await;
+    health_reporter
+        .set_serving::<CollectionsServer<service::CollectionsSvc>>()
+        .await;
+    health_reporter.set_serving::<AdminServer<service::AdminSvc>>().await;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut grpc_stop = stop_rx.clone();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tonic::transport::Server::builder()
+        .layer(error::OversizeStatusLayer)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(query)
+        .add_service(collections)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = grpc_stop.changed().await;
+        });
+    let mut server = tokio::spawn(server);
+    let render_state = state.clone();
+    let render: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || render_state.metrics.render(&render_state.render_gauges()));
+    tokio::spawn(metrics::serve(metrics_listener, render, stop_rx.clone()));
+
+    tracing::info!(
+        grpc = %grpc_addr,
+        metrics = %metrics_addr,
+        data_dir = %cfg.data_dir.display(),
+        shards = shards.len(),
+        collections = catalog.list().len(),
+        startup_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "quarryd listening"
+    );
+    notify::ready(&format!("serving on {grpc_addr}"));
+    if let Some(period) = notify::watchdog_period() {
+        tokio::spawn(notify::watchdog(shards.clone(), period, stop_rx.clone()));
+    }
+
+    // Wait for SIGTERM / SIGINT (or the server failing on its own).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let early = tokio::select! {
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+        r = &mut server => Some(r),
+    };
+    if let Some(r) = early {
+        r?.context("the gRPC server stopped")?;
+        return Ok(());
+    }
+    let drain = Duration::from_secs_f64(cfg.drain_timeout_secs);
+    tracing::info!(
+        drain_timeout_s = cfg.drain_timeout_secs,
+        "shutting down: draining in-flight requests"
+    );
+    notify::stopping();
+    state.draining.store(true, Ordering::SeqCst);
+    health_reporter
+        .set_not_serving::<QueryServer<service::QuerySvc>>()
+        .await;
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(drain, &mut server).await {
+        Ok(r) => {
+            r?.context("the gRPC server failed while draining")?;
+            tracing::info!("drained");
+        }
+        Err(_) => {
+            tracing::warn!(
+                drain_timeout_s = cfg.drain_timeout_secs,
+                "drain timeout reached; abandoning the requests still running"
+            );
+            server.abort();
+        }
+    }
+    // Shards finish what they hold, then stop.
+    tokio::task::spawn_blocking(move || shards.shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

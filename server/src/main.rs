@@ -1,0 +1,83 @@
+//! `quarryd`: Quarry's gRPC server.
+//!
+//! ```text
+//! quarryd [--config FILE] [--data-dir DIR] [--listen ADDR] [--metrics-listen ADDR]
+//! ```
+//! With no arguments it serves on 127.0.0.1:7700 (metrics on :7701) from
+//! `$STATE_DIRECTORY` or `~/.local/share/quarry`. Flags override the file.
+
+use clap::Parser;
+use quarry_server::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "quarryd", version, about = "Quarry: disk-first vector search over gRPC")]
+struct Args {
+    /// TOML configuration file (every key optional; see ops/quarryd.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address (overrides listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Metrics listen address (overrides metrics_listen).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Search shards, 0 = one per core (overrides shards).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Memory budget in MiB (overrides memory_budget_mb).
+    #[arg(long)]
+    memory_budget_mb: Option<u64>,
+    /// Drain timeout in seconds (overrides drain_timeout_secs).
+    #[arg(long)]
+    drain_timeout_secs: Option<f64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let mut cfg = match &a.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(v) = a.data_dir {
+        cfg.data_dir = v;
+    }
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = a.metrics_listen {
+        cfg.metrics_listen = v;
+    }
+    if let Some(v) = a.shards {
+        cfg.shards = v;
+    }
+    if let Some(v) = a.memory_budget_mb {
+        cfg.memory_budget_mb = v;
+    }
+    if let Some(v) = a.drain_timeout_secs {
+        cfg.drain_timeout_secs = v;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    // The network side needs little CPU: two workers, leaving the cores to
+    // the shards.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("net")
+        .enable_all()
+        .build()?;
+    rt.block_on(quarry_server::run(cfg))
+}

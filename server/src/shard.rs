@@ -1,0 +1,362 @@
+//! Search shards: one pinned thread per core, each with its own rings and
+//! many queries in flight.
+//!
+//! Owns: the bounded queue between the network side (tokio) and each shard,
+//! the shard loop, deadline checks, and per-shard counters. Does not own:
+//! the search itself (`quarry_engine::search::Searcher`) or request
+//! validation (`service`).
+//!
+//! The network side pushes a [`Job`] into a shard's bounded queue
+//! ([`crossbeam_queue::ArrayQueue`]) and wakes the shard through its
+//! eventfd ([`quarry_engine::io::Waker`]). If every queue is full the
+//! request is refused at once with RESOURCE_EXHAUSTED: nothing queues
+//! without bound. The shard admits jobs while it has fewer than
+//! `inflight_per_shard` queries running, drops a job whose deadline has
+//! passed without computing it, and drives all its searchers with
+//! non-blocking polls. When nothing is left to do it parks in
+//! `io_uring_enter` on its parking ring ([`quarry_engine::io::Parker`]);
+//! completions on its data rings and new jobs both signal the same
+//! eventfd, so it wakes for either.
+
+use crate::catalog::OpenIndex;
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crossbeam_queue::ArrayQueue;
+use quarry_engine::index::DiskIndex;
+use quarry_engine::io::{IoBackend, Parker, Waker};
+use quarry_engine::search::{Neighbor, QueryResult, QueryStats, SearchParams, Searcher};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// What a search returns.
+#[derive(Debug)]
+pub struct SearchOutcome {
+    /// Nearest first.
+    pub neighbors: Vec<Neighbor>,
+    /// Engine statistics.
+    pub stats: QueryStats,
+    /// Time spent waiting in the shard's queue, microseconds.
+    pub queue_micros: f64,
+}
+
+/// One search for a shard.
+pub struct SearchJob {
+    /// The index to search (kept alive by this reference).
+    pub open: Arc<OpenIndex>,
+    /// The query (validated: right length, finite).
+    pub query: Vec<f32>,
+    /// Parameters (validated).
+    pub params: SearchParams,
+    /// Drop the job, uncomputed, if it starts after this.
+    pub deadline: Option<Instant>,
+    /// When it was queued.
+    pub enqueued: Instant,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<SearchOutcome, ServiceError>>,
+}
+
+/// Work for a shard.
+pub enum Job {
+    /// A search.
+    Search(Box<SearchJob>),
+    /// Liveness check (the watchdog): answered when the shard loop runs.
+    Ping(oneshot::Sender<()>),
+}
+
+/// Counters one shard keeps (read by Stats and /metrics).
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// Queries answered (ok or error).
+    pub queries: AtomicU64,
+    /// Queries dropped because their deadline had passed.
+    pub expired: AtomicU64,
+    /// Queries refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Queries being worked on now.
+    pub in_flight: AtomicUsize,
+}
+
+struct Shard {
+    queue: Arc<ArrayQueue<Job>>,
+    waker: Waker,
+    counters: Arc<ShardCounters>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Every shard.
+pub struct Shards {
+    shards: Vec<Shard>,
+    next: AtomicUsize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Shards {
+    /// Start `n` shards, shard i pinned to core i mod cores.
+    pub fn start(
+        n: usize,
+        queue_depth: usize,
+        inflight: usize,
+        io: IoBackend,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Shards> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut shards = Vec::with_capacity(n);
+        for i in 0..n {
+            let queue = Arc::new(ArrayQueue::new(queue_depth));
+            let parker = Parker::new()?;
+            let waker = parker.waker();
+            let counters = Arc::new(ShardCounters::default());
+            let (q, c, s, m) = (queue.clone(), counters.clone(), stop.clone(), metrics.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || shard_main(i, q, parker, c, s, inflight, io, m))?;
+            shards.push(Shard {
+                queue,
+                waker,
+                counters,
+                thread: std::sync::Mutex::new(Some(thread)),
+            });
+        }
+        Ok(Shards {
+            shards,
+            next: AtomicUsize::new(0),
+            stop,
+        })
+    }
+
+    /// Number of shards.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// Queue a search on the next shard with room (round robin). Every
+    /// queue full: RESOURCE_EXHAUSTED, and the job is handed back dropped.
+    pub fn submit(&self, job: SearchJob) -> Result<(), ServiceError> {
+        let n = self.shards.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut job = Job::Search(Box::new(job));
+        for k in 0..n {
+            let sh = &self.shards[(start + k) % n];
+            match sh.queue.push(job) {
+                Ok(()) => {
+                    sh.waker.wake();
+                    return Ok(());
+                }
+                Err(back) => job = back,
+            }
+        }
+        self.shards[start % n].counters.rejected.fetch_add(1, Ordering::Relaxed);
+        Err(ServiceError::ResourceExhausted(format!(
+            "every shard queue is full ({} shards x {} queued requests); retry with backoff",
+            n,
+            self.shards[0].queue.capacity()
+        )))
+    }
+
+    /// True if every shard answers a ping within `timeout` (the watchdog's
+    /// test of liveness).
+    pub async fn ping_all(&self, timeout: Duration) -> bool {
+        let mut waits = Vec::new();
+        for sh in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            // A full queue means the shard is busy, not dead: wait for it
+            // with the same timeout by retrying until there is room.
+            let deadline = Instant::now() + timeout;
+            let mut job = Job::Ping(tx);
+            loop {
+                match sh.queue.push(job) {
+                    Ok(()) => break,
+                    Err(back) if Instant::now() < deadline => {
+                        job = back;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            sh.waker.wake();
+            waits.push(rx);
+        }
+        for rx in waits {
+            if tokio::time::timeout(timeout, rx).await.map(|r| r.is_ok()) != Ok(true) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Per-shard (counters, queue length).
+    pub fn counters(&self) -> Vec<(Arc<ShardCounters>, usize)> {
+        self.shards
+            .iter()
+            .map(|s| (s.counters.clone(), s.queue.len()))
+            .collect()
+    }
+
+    /// Stop every shard after it has finished the jobs it holds, and join.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for sh in &self.shards {
+            sh.waker.wake();
+        }
+        for sh in &self.shards {
+            if let Some(t) = sh.thread.lock().expect("lock").take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<SearchOutcome, ServiceError>>,
+    queue_micros: f64,
+}
+
+struct Lane {
+    open: Arc<OpenIndex>,
+    searcher: Searcher<Arc<DiskIndex>>,
+    /// The reader signals the parker's eventfd on completions.
+    notifies: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shard_main(
+    id: usize,
+    queue: Arc<ArrayQueue<Job>>,
+    mut parker: Parker,
+    counters: Arc<ShardCounters>,
+    stop: Arc<AtomicBool>,
+    inflight_max: usize,
+    io: IoBackend,
+    metrics: Arc<Metrics>,
+) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    quarry_engine::runtime::pin_to_core(id % cores);
+    tracing::debug!(shard = id, parks_in_uring = parker.uses_uring(), "shard started");
+    let mut lanes: HashMap<u64, Lane> = HashMap::new();
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut next_token: u64 = 0;
+    let mut active = 0usize;
+    let mut last_gc = Instant::now();
+    loop {
+        let mut progress = false;
+        // Admit new jobs while there is room.
+        while active < inflight_max {
+            let Some(job) = queue.pop() else { break };
+            progress = true;
+            let job = match job {
+                Job::Ping(tx) => {
+                    let _ = tx.send(());
+                    continue;
+                }
+                Job::Search(j) => j,
+            };
+            let now = Instant::now();
+            let queue_micros = now.duration_since(job.enqueued).as_secs_f64() * 1e6;
+            if job.deadline.is_some_and(|d| now >= d) {
+                counters.expired.fetch_add(1, Ordering::Relaxed);
+                metrics.expired.fetch_add(1, Ordering::Relaxed);
+                let _ = job.reply.send(Err(ServiceError::DeadlineExceeded(format!(
+                    "the deadline passed after {:.0} us in the queue; the query was not run",
+                    queue_micros
+                ))));
+                continue;
+            }
+            let key = job.open.key;
+            if let std::collections::hash_map::Entry::Vacant(v) = lanes.entry(key) {
+                match Searcher::new(job.open.index.clone(), io, inflight_max * 8) {
+                    Ok(mut searcher) => {
+                        let notifies = searcher.notify_completions(parker.fd());
+                        v.insert(Lane {
+                            open: job.open.clone(),
+                            searcher,
+                            notifies,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = job
+                            .reply
+                            .send(Err(ServiceError::Internal(format!("cannot open a reader: {e}"))));
+                        continue;
+                    }
+                }
+            }
+            let lane = lanes.get_mut(&key).expect("inserted above");
+            let token = next_token;
+            next_token += 1;
+            match lane.searcher.start_query(token, &job.query, &job.params) {
+                Ok(()) => {
+                    active += 1;
+                    pending.insert(
+                        token,
+                        Pending {
+                            reply: job.reply,
+                            queue_micros,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e.into()));
+                }
+            }
+        }
+        counters.in_flight.store(active, Ordering::Relaxed);
+        // Drive every lane with work.
+        let mut must_spin = false;
+        for lane in lanes.values_mut() {
+            if lane.searcher.active() == 0 {
+                continue;
+            }
+            lane.searcher.poll(false, &mut |token, r: QueryResult| {
+                progress = true;
+                active -= 1;
+                let p = pending.remove(&token).expect("every token is pending");
+                counters.queries.fetch_add(1, Ordering::Relaxed);
+                let out = match r {
+                    Ok((neighbors, stats)) => {
+                        metrics.record_query(&stats, p.queue_micros);
+                        Ok(SearchOutcome {
+                            neighbors,
+                            stats,
+                            queue_micros: p.queue_micros,
+                        })
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = p.reply.send(out);
+            });
+            if lane.searcher.active() > 0 && !lane.notifies {
+                must_spin = true;
+            }
+        }
+        // Forget lanes of indexes nobody else holds (dropped or rebuilt
+        // collections), so their files and rings are released.
+        if last_gc.elapsed() > Duration::from_secs(1) {
+            lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.open) > 1);
+            last_gc = Instant::now();
+        }
+        if stop.load(Ordering::SeqCst) && active == 0 && queue.is_empty() {
+            break;
+        }
+        if !progress && !must_spin {
+            if let Err(e) = parker.park() {
+                tracing::error!(shard = id, error = %e, "parking failed; backing off");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    tracing::debug!(shard = id, "shard stopped");
+}

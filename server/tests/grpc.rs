@@ -1,0 +1,568 @@
+//! End-to-end tests of the real `quarryd` binary on loopback: build and
+//! search over gRPC, every bad-input class, SIGTERM under load, restart,
+//! and the systemd notify protocol with the watchdog.
+
+use quarry_engine::dataset::synth::{generate_vectors, Stream, SynthParams};
+use quarry_engine::dataset::{groundtruth::exact_knn, write_fbin};
+use quarry_engine::Metric;
+use quarry_proto::v1 as pb;
+use quarry_proto::v1::collections_client::CollectionsClient;
+use quarry_proto::v1::query_client::QueryClient;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::Code;
+
+const DIM: usize = 32;
+
+struct Server {
+    child: Child,
+    addr: String,
+    _log: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Start quarryd on ephemeral ports over `data`, with extra env vars
+    /// and config lines; wait for its "listening" line.
+    fn start(data: &Path, env: &[(&str, &str)], config: &str) -> Server {
+        let cfg = data.with_extension("toml");
+        std::fs::write(
+            &cfg,
+            format!("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nshards = 2\nlog = \"info\"\n{config}"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarryd"));
+        cmd.arg("--config").arg(&cfg).arg("--data-dir").arg(data);
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+        cmd.env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("quarryd starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[quarryd] {line}");
+                if let Some(i) = line.find("grpc=") {
+                    let a = line[i + 5..].split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(a);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("quarryd printed its listening address");
+        Server {
+            child,
+            addr: format!("http://{addr}"),
+            _log: log,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    fn sigterm(&self) {
+        // SAFETY-free: kill(1) keeps the test free of unsafe.
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(t.elapsed() < within, "quarryd did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A clustered data set written as .fbin, with its queries and exact top-10.
+fn dataset(dir: &Path, n: usize) -> (PathBuf, Vec<f32>, Vec<Vec<u32>>) {
+    let mut p = SynthParams::defaults(n, DIM);
+    p.queries = 100;
+    p.clusters = 50;
+    p.rank = 16;
+    let base = generate_vectors(&p, Stream::Base, 0).unwrap();
+    let queries = generate_vectors(&p, Stream::Queries, 0).unwrap();
+    let path = dir.join(format!("base-{n}.fbin"));
+    write_fbin(&path, n, DIM, &base).unwrap();
+    let gt = exact_knn(&base, &queries, DIM, 10, Metric::L2, 0, &mut |_, _| {}).unwrap();
+    let truth = (0..100).map(|q| gt.row(q).to_vec()).collect();
+    (path, queries, truth)
+}
+
+async fn create_and_build(ch: Channel, name: &str, source: &Path) {
+    let mut c = CollectionsClient::new(ch);
+    c.create_collection(pb::CreateCollectionRequest {
+        name: name.into(),
+        dim: DIM as u32,
+        metric: pb::Metric::L2 as i32,
+        index_params: Some(pb::IndexParams {
+            max_degree: 24,
+            build_list_size: 48,
+            pq_bytes: 16,
+            ..Default::default()
+        }),
+        stored_vector: 0,
+    })
+    .await
+    .unwrap();
+    let op = c
+        .build_index(pb::BuildIndexRequest {
+            collection: name.into(),
+            source_path: source.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let t = Instant::now();
+    loop {
+        let o = c
+            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(o.progress >= 0.0 && o.progress <= 1.0);
+        match pb::OperationState::try_from(o.state).unwrap() {
+            pb::OperationState::Done => break,
+            pb::OperationState::Failed => panic!("build failed: {}", o.error),
+            _ => {}
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "build took too long");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn search_all(ch: Channel, name: &str, queries: &[f32]) -> Vec<Vec<u64>> {
+    let mut q = QueryClient::new(ch);
+    let mut out = Vec::new();
+    for v in queries.chunks_exact(DIM) {
+        let r = q
+            .search(pb::SearchRequest {
+                collection: name.into(),
+                vector: v.to_vec(),
+                params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.push(r.neighbors.iter().map(|n| n.id).collect());
+    }
+    out
+}
+
+fn recall(got: &[Vec<u64>], truth: &[Vec<u32>]) -> f64 {
+    let hits: usize = got
+        .iter()
+        .zip(truth)
+        .map(|(g, t)| g.iter().filter(|id| t[..10].contains(&(**id as u32))).count())
+        .sum();
+    hits as f64 / (10 * got.len()) as f64
+}
+
+fn code_of<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let s = r.expect_err("expected an error status");
+    (s.code(), s.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_search_get_and_every_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, queries, truth) = dataset(tmp.path(), 4000);
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[],
+        "max_batch = 64\nmax_message_bytes = 65536\n",
+    );
+    let ch = server.channel().await;
+    create_and_build(ch.clone(), "docs", &source).await;
+
+    // Recall over gRPC.
+    let got = search_all(ch.clone(), "docs", &queries).await;
+    let r = recall(&got, &truth);
+    assert!(r >= 0.9, "recall@10 over gRPC = {r}");
+
+    // Batch search answers the same as single searches.
+    let mut q = QueryClient::new(ch.clone());
+    let batch = q
+        .search_batch(pb::SearchBatchRequest {
+            collection: "docs".into(),
+            vectors: queries[..10 * DIM].to_vec(),
+            params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let b: Vec<Vec<u64>> = batch
+        .results
+        .iter()
+        .map(|r| r.neighbors.iter().map(|n| n.id).collect())
+        .collect();
+    assert_eq!(b, got[..10].to_vec());
+
+    // Get returns the stored vector (f32 at this dimension).
+    let g = q
+        .get(pb::GetRequest {
+            collection: "docs".into(),
+            ids: vec![0, 3999],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(g.records.len(), 2);
+    assert_eq!(g.records[1].id, 3999);
+    assert_eq!(g.records[1].vector.len(), DIM);
+
+    let good = queries[..DIM].to_vec();
+    let search = |vector: Vec<f32>, params: Option<pb::SearchParams>, name: &str| pb::SearchRequest {
+        collection: name.into(),
+        vector,
+        params,
+    };
+    // Wrong dimension.
+    let (c, m) = code_of(q.search(search(vec![0.0; DIM + 1], None, "docs")).await);
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("dimension 32"), "{m}");
+    // NaN and Inf.
+    let mut bad = good.clone();
+    bad[5] = f32::NAN;
+    let (c, m) = code_of(q.search(search(bad, None, "docs")).await);
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.contains("vector[5]"), "{m}");
+    let mut bad = good.clone();
+    bad[0] = f32::INFINITY;
+    assert_eq!(
+        code_of(q.search(search(bad, None, "docs")).await).0,
+        Code::InvalidArgument
+    );
+    // k, L, W out of range.
+    for (p, field) in [
+        (pb::SearchParams { k: 5000, l: 0, w: 0 }, "max_k"),
+        (pb::SearchParams { k: 10, l: 5, w: 0 }, "params.l"),
+        (pb::SearchParams { k: 10, l: 20000, w: 0 }, "params.l"),
+        (pb::SearchParams { k: 10, l: 40, w: 65 }, "params.w"),
+    ] {
+        let (c, m) = code_of(q.search(search(good.clone(), Some(p), "docs")).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.contains(field), "{field}: {m}");
+    }
+    // Oversized batch (max_batch = 64).
+    let (c, m) = code_of(
+        q.search_batch(pb::SearchBatchRequest {
+            collection: "docs".into(),
+            vectors: queries[..DIM].repeat(65),
+            params: None,
+        })
+        .await,
+    );
+    assert_eq!(c, Code::ResourceExhausted, "{m}");
+    assert!(m.contains("max_batch = 64"), "{m}");
+    // Oversized message (max_message_bytes = 65536).
+    let (c, m) = code_of(q.search(search(vec![0.5; 40_000], None, "docs")).await);
+    assert_eq!(c, Code::ResourceExhausted, "{m}");
+    // Unknown collection.
+    let (c, m) = code_of(q.search(search(good.clone(), None, "nope")).await);
+    assert_eq!(c, Code::NotFound, "{m}");
+    assert!(m.contains("\"nope\""), "{m}");
+    // Unknown id.
+    let (c, m) = code_of(
+        q.get(pb::GetRequest {
+            collection: "docs".into(),
+            ids: vec![123_456],
+        })
+        .await,
+    );
+    assert_eq!(c, Code::NotFound, "{m}");
+    // A collection with no index, and one still building.
+    let mut cc = CollectionsClient::new(ch.clone());
+    cc.create_collection(pb::CreateCollectionRequest {
+        name: "later".into(),
+        dim: DIM as u32,
+        metric: pb::Metric::L2 as i32,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (c, m) = code_of(q.search(search(good.clone(), None, "later")).await);
+    assert_eq!(c, Code::FailedPrecondition, "{m}");
+    let (big, _, _) = dataset(tmp.path(), 30_000);
+    cc.build_index(pb::BuildIndexRequest {
+        collection: "later".into(),
+        source_path: big.display().to_string(),
+        threads: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (c, m) = code_of(q.search(search(good.clone(), None, "later")).await);
+    assert_eq!(c, Code::FailedPrecondition, "{m}");
+    assert!(m.contains("still building"), "{m}");
+    // Bad create requests.
+    for (req, field) in [
+        (
+            pb::CreateCollectionRequest {
+                name: "a/b".into(),
+                dim: 8,
+                metric: 1,
+                ..Default::default()
+            },
+            "name",
+        ),
+        (
+            pb::CreateCollectionRequest {
+                name: "x".into(),
+                dim: 0,
+                metric: 1,
+                ..Default::default()
+            },
+            "dim",
+        ),
+        (
+            pb::CreateCollectionRequest {
+                name: "x".into(),
+                dim: 8,
+                metric: 0,
+                ..Default::default()
+            },
+            "metric",
+        ),
+    ] {
+        let (c, m) = code_of(cc.create_collection(req).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.contains(field), "{field}: {m}");
+    }
+    let (c, _) = code_of(
+        cc.create_collection(pb::CreateCollectionRequest {
+            name: "docs".into(),
+            dim: 8,
+            metric: 1,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, Code::AlreadyExists);
+    // A build from a file of the wrong dimension or a missing file.
+    let (c, m) = code_of(
+        cc.build_index(pb::BuildIndexRequest {
+            collection: "docs".into(),
+            source_path: "/nonexistent/x.fbin".into(),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("source_path"), "{m}");
+    // A malformed protobuf body.
+    let status = raw_call(
+        ch.clone(),
+        "/quarry.v1.Query/Search",
+        vec![0xff, 0xff, 0xff, 0x0f, 0x01],
+    )
+    .await;
+    assert!(
+        status.code() != Code::Ok && status.code() != Code::Unknown,
+        "{status:?}"
+    );
+
+    // Still serving, with the same answers.
+    let again = search_all(ch.clone(), "docs", &queries[..10 * DIM]).await;
+    assert_eq!(again, got[..10].to_vec());
+}
+
+/// Send `body` as the raw request bytes of `path`.
+async fn raw_call(ch: Channel, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await.unwrap();
+    let r: Result<tonic::Response<Vec<u8>>, _> = grpc
+        .unary(
+            tonic::Request::new(body),
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            RawCodec,
+        )
+        .await;
+    r.expect_err("a malformed message must fail")
+}
+
+#[derive(Default, Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let mut v = vec![0; src.remaining()];
+        src.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_restart_answers_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, queries, _) = dataset(tmp.path(), 3000);
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[], "drain_timeout_secs = 5\n");
+    let ch = server.channel().await;
+    create_and_build(ch.clone(), "docs", &source).await;
+    let before = search_all(ch.clone(), "docs", &queries).await;
+
+    // Eight clients search in a loop; SIGTERM arrives mid-load.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let ch = ch.clone();
+        let stop = stop.clone();
+        let q = queries[(c * DIM)..(c + 1) * DIM].to_vec();
+        clients.push(tokio::spawn(async move {
+            let mut client = QueryClient::new(ch);
+            let (mut ok, mut other) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .search(pb::SearchRequest {
+                        collection: "docs".into(),
+                        vector: q.clone(),
+                        params: None,
+                    })
+                    .await;
+                match r {
+                    Ok(_) => ok += 1,
+                    Err(s) => {
+                        other.push(s.code());
+                        if other.len() > 50 {
+                            break;
+                        }
+                    }
+                }
+            }
+            (ok, other)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    server.sigterm();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = server.wait_exit(Duration::from_secs(15));
+        (s, server)
+    })
+    .await
+    .unwrap();
+    let exit_after = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total_ok = 0;
+    for c in clients {
+        let (ok, other) = c.await.unwrap();
+        total_ok += ok;
+        for code in other {
+            assert!(
+                matches!(code, Code::Unavailable | Code::Cancelled),
+                "a request got {code:?} during the drain"
+            );
+        }
+    }
+    assert!(total_ok > 0, "no search succeeded before SIGTERM");
+    assert!(status.0.success(), "quarryd exited with {:?}", status.0);
+    assert!(
+        exit_after < Duration::from_secs(6),
+        "exit took {exit_after:?} (drain timeout 5 s)"
+    );
+    drop(status);
+
+    // Restart: the collection opens without a rebuild and answers the same.
+    let server = Server::start(&data, &[], "");
+    let ch = server.channel().await;
+    let after = search_all(ch.clone(), "docs", &queries).await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notify_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+        "",
+    );
+    let mut buf = [0u8; 4096];
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let first = recv();
+    assert!(first.lines().any(|l| l == "READY=1"), "{first}");
+    // Watchdog pings arrive every ~100 ms while the shards answer.
+    let t = Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        if recv().lines().any(|l| l == "WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "3 pings took {:?}", t.elapsed());
+    server.sigterm();
+    let mut stopping = false;
+    for _ in 0..20 {
+        if recv().lines().any(|l| l == "STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1 after SIGTERM");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+}

@@ -1,0 +1,329 @@
+//! `quarryctl status` and `quarryctl collections …`: talk to a running
+//! quarryd over gRPC.
+//!
+//! Owns: the command-line face of the Collections and Admin services.
+//! Output is one JSON object per line with `--json`, else a short table.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use quarry_proto::v1 as pb;
+use quarry_proto::v1::admin_client::AdminClient;
+use quarry_proto::v1::collections_client::CollectionsClient;
+use std::time::Duration;
+
+/// Where the server is.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// quarryd's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:7700", global = true)]
+    pub server: String,
+    /// JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `quarryctl status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `quarryctl collections`.
+#[derive(Args, Debug)]
+pub struct CollectionsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    cmd: CollectionsCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum CollectionsCmd {
+    /// List every collection.
+    List,
+    /// One collection in full.
+    Describe {
+        /// Collection name.
+        name: String,
+    },
+    /// Create an empty collection.
+    Create {
+        /// Collection name ([A-Za-z0-9_-], up to 64).
+        name: String,
+        /// Dimension.
+        #[arg(long)]
+        dim: u32,
+        /// l2, ip or cosine.
+        #[arg(long, default_value = "l2")]
+        metric: String,
+        /// Maximum degree R (0 = server default).
+        #[arg(long = "R", default_value_t = 0)]
+        r: u32,
+        /// Build L (0 = server default).
+        #[arg(long = "L", default_value_t = 0)]
+        l: u32,
+        /// PQ bytes per vector (0 = server default).
+        #[arg(long, default_value_t = 0)]
+        pq_bytes: u32,
+        /// Stored vector type: f32, f16 or i8 (default: the server's choice).
+        #[arg(long)]
+        disk_vector: Option<String>,
+    },
+    /// Build a collection's index from a file on the server.
+    Build {
+        /// Collection name.
+        name: String,
+        /// Vector file path, as the server sees it.
+        #[arg(long)]
+        source: String,
+        /// Return at once instead of following the progress.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Drop a collection and its files.
+    Drop {
+        /// Collection name.
+        name: String,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+async fn channel(c: &Conn) -> Result<tonic::transport::Channel> {
+    tonic::transport::Channel::from_shared(c.server.clone())
+        .with_context(|| format!("bad --server {}", c.server))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to quarryd at {}", c.server))
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+fn state_name(s: i32) -> &'static str {
+    match pb::CollectionState::try_from(s) {
+        Ok(pb::CollectionState::Empty) => "empty",
+        Ok(pb::CollectionState::Building) => "building",
+        Ok(pb::CollectionState::Ready) => "ready",
+        Ok(pb::CollectionState::Failed) => "failed",
+        _ => "?",
+    }
+}
+
+fn collection_json(c: &pb::Collection) -> serde_json::Value {
+    let p = c.index_params.unwrap_or_default();
+    let ram = c.ram.unwrap_or_default();
+    serde_json::json!({
+        "name": c.name, "dim": c.dim,
+        "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "state": state_name(c.state), "vectors": c.vector_count,
+        "R": p.max_degree, "L": p.build_list_size, "alpha": p.alpha, "pq_bytes": p.pq_bytes,
+        "stored_vector": pb::StoredVector::try_from(c.stored_vector).map(|m| m.as_str_name()).unwrap_or("?"),
+        "operation_id": c.operation_id, "error": c.error,
+        "ram_bytes": {"pq_codes": ram.pq_codes, "pq_pivots": ram.pq_pivots, "nav_tier": ram.nav_tier,
+                      "cache": ram.cache, "id_map": ram.id_map, "total": ram.total},
+        "disk_bytes": c.disk_bytes,
+    })
+}
+
+fn print_collection(c: &pb::Collection, json: bool) {
+    if json {
+        println!("{}", collection_json(c));
+    } else {
+        println!(
+            "{:<24} {:>5}-d {:<14} {:<9} {:>12} vectors  RAM {:>8.1} MiB  disk {:>8.1} MiB{}",
+            c.name,
+            c.dim,
+            pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+            state_name(c.state),
+            c.vector_count,
+            c.ram.as_ref().map_or(0, |r| r.total) as f64 / 1048576.0,
+            c.disk_bytes as f64 / 1048576.0,
+            if c.error.is_empty() {
+                String::new()
+            } else {
+                format!("  error: {}", c.error)
+            }
+        );
+    }
+}
+
+/// Run `quarryctl status`.
+pub fn run_status(a: StatusArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut admin = AdminClient::new(channel(&a.conn).await?);
+        let s = admin.stats(pb::StatsRequest {}).await.map_err(status_err)?.into_inner();
+        if a.conn.json {
+            let shards: Vec<_> = s
+                .shards
+                .iter()
+                .map(|x| {
+                    serde_json::json!({"shard": x.shard, "queries": x.queries, "queue_depth": x.queue_depth,
+                    "in_flight": x.in_flight, "expired": x.expired, "rejected": x.rejected})
+                })
+                .collect();
+            let ram = s.ram.unwrap_or_default();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "version": s.version, "uptime_seconds": s.uptime_seconds, "shards": shards,
+                    "collections": s.collections.iter().map(collection_json).collect::<Vec<_>>(),
+                    "ram_bytes": ram.total, "memory_budget_bytes": s.memory_budget_bytes, "rss_bytes": s.rss_bytes,
+                    "latency_p50_us": s.latency_p50_us, "latency_p99_us": s.latency_p99_us,
+                    "latency_p999_us": s.latency_p999_us, "mean_ios": s.mean_ios, "cache_hit_rate": s.cache_hit_rate,
+                })
+            );
+            return Ok(());
+        }
+        println!(
+            "quarryd {} up {:.0} s at {}",
+            s.version, s.uptime_seconds, a.conn.server
+        );
+        let ram = s.ram.unwrap_or_default();
+        println!(
+            "RAM: indexes {:.1} MiB of a {:.1} MiB budget; process RSS {:.1} MiB",
+            ram.total as f64 / 1048576.0,
+            s.memory_budget_bytes as f64 / 1048576.0,
+            s.rss_bytes as f64 / 1048576.0
+        );
+        println!(
+            "searches: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us; {:.1} IOs/query; cache hit rate {:.3}",
+            s.latency_p50_us, s.latency_p99_us, s.latency_p999_us, s.mean_ios, s.cache_hit_rate
+        );
+        for x in &s.shards {
+            println!(
+                "shard {}: {} queries, queue {}, in flight {}, expired {}, rejected {}",
+                x.shard, x.queries, x.queue_depth, x.in_flight, x.expired, x.rejected
+            );
+        }
+        for c in &s.collections {
+            print_collection(c, false);
+        }
+        Ok(())
+    })
+}
+
+/// Run `quarryctl collections …`.
+pub fn run_collections(a: CollectionsArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut c = CollectionsClient::new(channel(&a.conn).await?);
+        match a.cmd {
+            CollectionsCmd::List => {
+                let l = c
+                    .list_collections(pb::ListCollectionsRequest {})
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                for x in &l.collections {
+                    print_collection(x, a.conn.json);
+                }
+            }
+            CollectionsCmd::Describe { name } => {
+                let x = c
+                    .describe_collection(pb::DescribeCollectionRequest { name })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                println!("{}", serde_json::to_string_pretty(&collection_json(&x))?);
+            }
+            CollectionsCmd::Create {
+                name,
+                dim,
+                metric,
+                r,
+                l,
+                pq_bytes,
+                disk_vector,
+            } => {
+                let metric = match metric.as_str() {
+                    "l2" => pb::Metric::L2,
+                    "ip" => pb::Metric::Ip,
+                    "cosine" => pb::Metric::Cosine,
+                    o => bail!("unknown metric {o:?}: expected l2, ip or cosine"),
+                };
+                let stored = match disk_vector.as_deref() {
+                    None => pb::StoredVector::Unspecified,
+                    Some("f32") => pb::StoredVector::F32,
+                    Some("f16") => pb::StoredVector::F16,
+                    Some("i8") => pb::StoredVector::I8,
+                    Some(o) => bail!("unknown --disk-vector {o:?}: expected f32, f16 or i8"),
+                };
+                let x = c
+                    .create_collection(pb::CreateCollectionRequest {
+                        name,
+                        dim,
+                        metric: metric as i32,
+                        index_params: Some(pb::IndexParams {
+                            max_degree: r,
+                            build_list_size: l,
+                            pq_bytes,
+                            ..Default::default()
+                        }),
+                        stored_vector: stored as i32,
+                    })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                print_collection(&x, a.conn.json);
+            }
+            CollectionsCmd::Build { name, source, no_wait } => {
+                let op = c
+                    .build_index(pb::BuildIndexRequest {
+                        collection: name,
+                        source_path: source,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                eprintln!("build started: operation {}", op.id);
+                if no_wait {
+                    println!("{}", serde_json::json!({"operation_id": op.id}));
+                    return Ok(());
+                }
+                let mut last = -1.0;
+                loop {
+                    let o = c
+                        .get_operation(pb::GetOperationRequest { id: op.id.clone() })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    if o.progress - last >= 0.05 || o.state != pb::OperationState::Running as i32 {
+                        eprintln!(
+                            "{:>5.1} %  {:<8} elapsed {:>6.0} s  eta {:>6.0} s",
+                            o.progress * 100.0,
+                            o.stage,
+                            o.elapsed_seconds,
+                            o.eta_seconds
+                        );
+                        last = o.progress;
+                    }
+                    match pb::OperationState::try_from(o.state) {
+                        Ok(pb::OperationState::Done) => {
+                            println!(
+                                "{}",
+                                serde_json::json!({"operation_id": o.id, "state": "done",
+                                "seconds": o.elapsed_seconds, "vectors": o.vector_count})
+                            );
+                            break;
+                        }
+                        Ok(pb::OperationState::Failed) => bail!("build failed: {}", o.error),
+                        _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+            }
+            CollectionsCmd::Drop { name } => {
+                c.drop_collection(pb::DropCollectionRequest { name: name.clone() })
+                    .await
+                    .map_err(status_err)?;
+                eprintln!("dropped {name}");
+            }
+        }
+        Ok(())
+    })
+}
