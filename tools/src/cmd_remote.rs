@@ -81,6 +81,30 @@ enum CollectionsCmd {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Search a collection with every query in a file; print recall
+    /// (with --gt) and client-side latency.
+    Search {
+        /// Collection name.
+        name: String,
+        /// Query vectors (.fbin etc.), read here on the client.
+        #[arg(long)]
+        queries: std::path::PathBuf,
+        /// Ground truth (.ibin) for recall.
+        #[arg(long)]
+        gt: Option<std::path::PathBuf>,
+        /// Neighbours.
+        #[arg(long, default_value_t = 10)]
+        k: u32,
+        /// Search list size (0 = server default).
+        #[arg(long = "L", default_value_t = 0)]
+        l: u32,
+        /// Beam width (0 = server default).
+        #[arg(long = "W", default_value_t = 0)]
+        w: u32,
+        /// Use only the first N queries.
+        #[arg(long)]
+        max_queries: Option<usize>,
+    },
     /// Drop a collection and its files.
     Drop {
         /// Collection name.
@@ -316,6 +340,55 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                         _ => tokio::time::sleep(Duration::from_millis(500)).await,
                     }
                 }
+            }
+            CollectionsCmd::Search {
+                name,
+                queries,
+                gt,
+                k,
+                l,
+                w,
+                max_queries,
+            } => {
+                let file = quarry_engine::dataset::VectorFile::open(&queries)?;
+                let dim = file.dim();
+                let nq = max_queries.unwrap_or(usize::MAX).min(file.len());
+                let data = file.read_rows_f32(0, nq);
+                let truth = match &gt {
+                    Some(p) => Some(quarry_engine::dataset::read_ibin(p)?),
+                    None => None,
+                };
+                let mut q = quarry_proto::v1::query_client::QueryClient::new(channel(&a.conn).await?);
+                let mut lat = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                let (mut hits, mut ios) = (0usize, 0u64);
+                let t0 = std::time::Instant::now();
+                for (i, v) in data.chunks_exact(dim).enumerate() {
+                    let t = std::time::Instant::now();
+                    let r = q
+                        .search(pb::SearchRequest {
+                            collection: name.clone(),
+                            vector: v.to_vec(),
+                            params: Some(pb::SearchParams { k, l, w }),
+                        })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    lat.record(t.elapsed().as_micros().max(1) as u64)?;
+                    ios += r.stats.map_or(0, |s| s.ios as u64);
+                    if let Some((_, gk, ids)) = &truth {
+                        let row = &ids[i * gk..i * gk + (k as usize).min(*gk)];
+                        hits += r.neighbors.iter().filter(|n| row.contains(&(n.id as u32))).count();
+                    }
+                }
+                let secs = t0.elapsed().as_secs_f64();
+                let recall = truth.as_ref().map(|_| hits as f64 / (nq * k as usize) as f64);
+                println!(
+                    "{}",
+                    serde_json::json!({"collection": name, "queries": nq, "k": k, "L": l, "W": w,
+                        "recall_at_k": recall, "qps_one_client": nq as f64 / secs,
+                        "lat_p50_us": lat.value_at_quantile(0.5), "lat_p99_us": lat.value_at_quantile(0.99),
+                        "mean_ios": ios as f64 / nq.max(1) as f64})
+                );
             }
             CollectionsCmd::Drop { name } => {
                 c.drop_collection(pb::DropCollectionRequest { name: name.clone() })
