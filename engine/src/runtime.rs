@@ -26,6 +26,21 @@ fn status_kib(field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time (user + system) this process has used, all threads, seconds.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed local it is
+    // given; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return 0.0;
+        }
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// Current resident set size in bytes (0 if unknown).
 pub fn rss_bytes() -> u64 {
     status_kib("VmRSS:").unwrap_or(0) * 1024
@@ -54,6 +69,13 @@ pub fn io_read_bytes() -> u64 {
 mod tests {
     #[test]
     fn pinning_and_memory_figures() {
+        let c0 = super::cpu_seconds();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(super::cpu_seconds() > c0, "CPU time must grow while spinning");
         assert!(super::pin_to_core(0));
         // Pinning to a core beyond the CPU count wraps instead of failing.
         assert!(super::pin_to_core(1000));

@@ -13,10 +13,12 @@
 //! without bound. The shard admits jobs while it has fewer than
 //! `inflight_per_shard` queries running, drops a job whose deadline has
 //! passed without computing it, and drives all its searchers with
-//! non-blocking polls. When nothing is left to do it parks in
-//! `io_uring_enter` on its parking ring ([`quarry_engine::io::Parker`]);
-//! completions on its data rings and new jobs both signal the same
-//! eventfd, so it wakes for either.
+//! non-blocking polls. When exactly one ring has reads in flight it waits
+//! on that ring (one `io_uring_enter` per completion, the in-process cost);
+//! new jobs are admitted at the next completion. When idle, or when several
+//! rings are busy, it parks in `io_uring_enter` on its parking ring
+//! ([`quarry_engine::io::Parker`]); completions on its data rings and new
+//! jobs both signal the same eventfd, so it wakes for either.
 
 use crate::catalog::OpenIndex;
 use crate::error::ServiceError;
@@ -232,6 +234,35 @@ struct Lane {
     notifies: bool,
 }
 
+/// Poll one searcher and send every finished answer; returns how many.
+fn drive(
+    searcher: &mut Searcher<Arc<DiskIndex>>,
+    wait: bool,
+    pending: &mut HashMap<u64, Pending>,
+    counters: &ShardCounters,
+    metrics: &Metrics,
+) -> usize {
+    let mut n = 0;
+    searcher.poll(wait, &mut |token, r: QueryResult| {
+        n += 1;
+        let p = pending.remove(&token).expect("every token is pending");
+        counters.queries.fetch_add(1, Ordering::Relaxed);
+        let out = match r {
+            Ok((neighbors, stats)) => {
+                metrics.record_query(&stats, p.queue_micros);
+                Ok(SearchOutcome {
+                    neighbors,
+                    stats,
+                    queue_micros: p.queue_micros,
+                })
+            }
+            Err(e) => Err(e.into()),
+        };
+        let _ = p.reply.send(out);
+    });
+    n
+}
+
 #[allow(clippy::too_many_arguments)]
 fn shard_main(
     id: usize,
@@ -313,35 +344,22 @@ fn shard_main(
                 }
             }
         }
-        counters.in_flight.store(active, Ordering::Relaxed);
         // Drive every lane with work.
         let mut must_spin = false;
+        let mut busy_lanes = 0;
         for lane in lanes.values_mut() {
             if lane.searcher.active() == 0 {
                 continue;
             }
-            lane.searcher.poll(false, &mut |token, r: QueryResult| {
-                progress = true;
-                active -= 1;
-                let p = pending.remove(&token).expect("every token is pending");
-                counters.queries.fetch_add(1, Ordering::Relaxed);
-                let out = match r {
-                    Ok((neighbors, stats)) => {
-                        metrics.record_query(&stats, p.queue_micros);
-                        Ok(SearchOutcome {
-                            neighbors,
-                            stats,
-                            queue_micros: p.queue_micros,
-                        })
-                    }
-                    Err(e) => Err(e.into()),
-                };
-                let _ = p.reply.send(out);
-            });
-            if lane.searcher.active() > 0 && !lane.notifies {
-                must_spin = true;
+            let n = drive(&mut lane.searcher, false, &mut pending, &counters, &metrics);
+            active -= n;
+            progress |= n > 0;
+            if lane.searcher.active() > 0 {
+                busy_lanes += 1;
+                must_spin |= !lane.notifies;
             }
         }
+        counters.in_flight.store(active, Ordering::Relaxed);
         // Forget lanes of indexes nobody else holds (dropped or rebuilt
         // collections), so their files and rings are released.
         if last_gc.elapsed() > Duration::from_secs(1) {
@@ -351,11 +369,27 @@ fn shard_main(
         if stop.load(Ordering::SeqCst) && active == 0 && queue.is_empty() {
             break;
         }
-        if !progress && !must_spin {
-            if let Err(e) = parker.park() {
-                tracing::error!(shard = id, error = %e, "parking failed; backing off");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+        if progress || must_spin {
+            continue;
+        }
+        if busy_lanes == 1 && queue.is_empty() {
+            // One ring has reads in flight: wait on it directly (one
+            // io_uring_enter per completion, as in-process). A request that
+            // arrives meanwhile is admitted at the next completion, at most
+            // one read's latency later; the eventfd wake-up stays for the
+            // idle case below.
+            let lane = lanes
+                .values_mut()
+                .find(|l| l.searcher.active() > 0)
+                .expect("one busy lane");
+            active -= drive(&mut lane.searcher, true, &mut pending, &counters, &metrics);
+            continue;
+        }
+        // Idle, or several rings busy: sleep until a request or any
+        // completion signals the eventfd.
+        if let Err(e) = parker.park() {
+            tracing::error!(shard = id, error = %e, "parking failed; backing off");
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     tracing::debug!(shard = id, "shard stopped");

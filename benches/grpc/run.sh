@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# gRPC overhead, in one run: the same index and queries searched
+#   1. in-process by the engine (quarry-bench --in-process), and
+#   2. over gRPC through quarryd (quarry-bench against a local quarryd),
+# closed loop at 1 client (added latency) and at saturation (QPS), with
+# each side's CPU use; then an open-loop overload at 4x the saturating
+# rate and a recovery run at half of it.
+#
+#   benches/grpc/run.sh INDEX_DIR DATA_DIR [L] [W]
+#
+# INDEX_DIR is a built engine index (quarryctl build); DATA_DIR holds
+# queries.fbin and gt.ibin. quarryd adopts the index as collection "bench"
+# through a symlink in a temporary data directory (no rebuild). Results:
+# JSON lines on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+IDX=$(cd "$1" && pwd); DATA=$(cd "$2" && pwd); L=${3:-30}; W=${4:-8}
+DUR=${DUR:-10}
+T="${CARGO_TARGET_DIR:-target}/release"
+cargo build --release --bin quarryd --bin quarry-bench >&2
+work=$(mktemp -d); trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+mkdir -p "$work/data/collections/bench"
+ln -s "$IDX" "$work/data/collections/bench/index-1"
+python3 - "$IDX/manifest.json" "$work/data/collections/bench/collection.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+json.dump({"name": "bench", "dim": m["dim"], "metric": m["metric"],
+           "params": {"max_degree": m["r"], "build_list_size": m["l_build"], "alpha": m["alpha"],
+                      "pq_bytes": m["pq_bytes"], "opq": False, "nav_sample": m["nav_nodes"]},
+           "stored": m["stored"], "state": "ready", "index_dir": "index-1", "generation": 1,
+           "operation_id": "", "error": "", "vector_count": m["n"]}, open(sys.argv[2], "w"))
+PY
+Q=(--queries "$DATA/queries.fbin" --gt "$DATA/gt.ibin" --k 10 --L "$L" --W "$W")
+echo "== in-process (engine), 2 threads x 8 in flight" >&2
+"$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 2 --inflight 8 --duration "$DUR" --label in-process
+"$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
+echo $! > "$work/pid"
+for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.1; done
+srv=$(cat "$work/pid")
+cpu() { awk '{print $14+$15}' "/proc/$srv/stat"; }
+tck=$(getconf CLK_TCK)
+run() {  # label, quarry-bench args...
+  local label=$1; shift
+  local c0; c0=$(cpu); local t0; t0=$(date +%s.%N)
+  local out; out=$("$T/quarry-bench" --server http://127.0.0.1:7790 --collection bench "${Q[@]}" --label "$label" "$@")
+  local c1; c1=$(cpu); local t1; t1=$(date +%s.%N)
+  python3 -c 'import json,sys
+a = sys.argv; d = json.loads(a[1]); c0, c1, t0, t1, tck = map(float, a[2:7])
+d["server_cpu_cores"] = round((c1 - c0) / tck / (t1 - t0), 3); print(json.dumps(d))' "$out" "$c0" "$c1" "$t0" "$t1" "$tck"
+}
+echo "== gRPC, 1 client (added latency)" >&2
+run grpc-1-client --clients 1 --duration "$DUR"
+echo "== gRPC, 16 clients (saturation)" >&2
+sat=$(run grpc-16-clients --clients 16 --duration "$DUR"); echo "$sat"
+qps=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['qps'])" "$sat")
+echo "== overload: open loop at 4x the saturating rate, 100 ms deadlines" >&2
+run overload-4x --rate "$(python3 -c "print(4*$qps)")" --deadline-ms 100 --duration "$DUR" --warmup 0
+echo "server RSS after overload: $(grep VmRSS /proc/$srv/status)" >&2
+echo "== recovery: open loop at 0.5x" >&2
+run recovery-0.5x --rate "$(python3 -c "print(0.5*$qps)")" --duration "$DUR" --warmup 1
+kill -TERM "$srv"; wait "$srv" 2>/dev/null || true

@@ -1,0 +1,329 @@
+//! `quarry-bench`: load generator for quarryd, and the same workload run
+//! in-process on the engine for comparison.
+//!
+//! ```text
+//! quarry-bench --server http://127.0.0.1:7700 --collection NAME --queries q.fbin [--gt gt.ibin]
+//!              [--clients N | --rate QPS] [--duration S] [--k 10 --L 64 --W 8] [--deadline-ms D]
+//! quarry-bench --in-process INDEX_DIR --queries q.fbin [--gt gt.ibin] [--threads T --inflight I]
+//! ```
+//! Closed loop (`--clients N`): N clients send back to back. Open loop
+//! (`--rate R`): requests are due at start + i/R whatever the server does,
+//! and latency is measured from the due time, so a stalled server is
+//! charged for every request it delayed (coordinated omission corrected).
+//! Prints one JSON object: QPS, p50/p99/p99.9 (hdrhistogram), recall@k,
+//! statuses by code, and this process's own CPU use (it shares the cores).
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use quarry_proto::v1 as pb;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "quarry-bench", version, about = "gRPC load generator for quarryd")]
+struct Args {
+    /// quarryd address.
+    #[arg(long, default_value = "http://127.0.0.1:7700")]
+    server: String,
+    /// Collection to search.
+    #[arg(long, default_value = "")]
+    collection: String,
+    /// Query vectors (cycled through).
+    #[arg(long)]
+    queries: PathBuf,
+    /// Ground truth (.ibin) for recall@k.
+    #[arg(long)]
+    gt: Option<PathBuf>,
+    /// Closed loop with this many concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Open loop at this many queries per second (overrides --clients).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Neighbours.
+    #[arg(long, default_value_t = 10)]
+    k: u32,
+    /// Search list size (0 = server default).
+    #[arg(long = "L", default_value_t = 0)]
+    l: u32,
+    /// Beam width (0 = server default).
+    #[arg(long = "W", default_value_t = 8)]
+    w: u32,
+    /// Per-request deadline in milliseconds (sent as grpc-timeout).
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Run the same queries in-process on this index directory instead of
+    /// over gRPC (the comparison for gRPC overhead).
+    #[arg(long)]
+    in_process: Option<PathBuf>,
+    /// In-process: threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// In-process: queries in flight per thread.
+    #[arg(long, default_value_t = 8)]
+    inflight: usize,
+    /// Label put in the JSON.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+fn cpu_seconds() -> f64 {
+    quarry_engine::runtime::cpu_seconds()
+}
+
+struct Tally {
+    hist: Histogram<u64>,
+    codes: std::collections::BTreeMap<String, u64>,
+    hits: u64,
+    judged: u64,
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let file = quarry_engine::dataset::VectorFile::open(&a.queries)?;
+    let dim = file.dim();
+    let queries = Arc::new(file.to_vec_f32());
+    let nq = file.len();
+    let gt = match &a.gt {
+        Some(p) => {
+            let (gn, gk, ids) = quarry_engine::dataset::read_ibin(p)?;
+            if gn < nq || gk < a.k as usize {
+                bail!(
+                    "{} has {gn} rows of {gk}; need {nq} rows of at least {}",
+                    p.display(),
+                    a.k
+                );
+            }
+            Some(Arc::new((gk, ids)))
+        }
+        None => None,
+    };
+    if let Some(dir) = &a.in_process {
+        return in_process(&a, dir, &queries, dim, nq, gt.as_deref());
+    }
+    if a.collection.is_empty() {
+        bail!("--collection is required (or --in-process INDEX_DIR)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(remote(a, queries, dim, nq, gt))
+}
+
+fn judge(t: &mut Tally, gt: Option<&(usize, Vec<u32>)>, qi: usize, k: usize, ids: impl Iterator<Item = u64>) {
+    if let Some((gk, g)) = gt {
+        let row = &g[qi * gk..qi * gk + k];
+        t.hits += ids.filter(|id| row.contains(&(*id as u32))).count() as u64;
+        t.judged += k as u64;
+    }
+}
+
+async fn remote(
+    a: Args,
+    queries: Arc<Vec<f32>>,
+    dim: usize,
+    nq: usize,
+    gt: Option<Arc<(usize, Vec<u32>)>>,
+) -> Result<()> {
+    let ch = tonic::transport::Channel::from_shared(a.server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let tally = Arc::new(Mutex::new(Tally {
+        hist: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        codes: Default::default(),
+        hits: 0,
+        judged: 0,
+    }));
+    let next = Arc::new(AtomicUsize::new(0));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let req = {
+        let a = a.clone();
+        let queries = queries.clone();
+        move |qi: usize| {
+            let mut r = tonic::Request::new(pb::SearchRequest {
+                collection: a.collection.clone(),
+                vector: queries[qi * dim..(qi + 1) * dim].to_vec(),
+                params: Some(pb::SearchParams { k: a.k, l: a.l, w: a.w }),
+            });
+            if let Some(ms) = a.deadline_ms {
+                r.set_timeout(Duration::from_millis(ms));
+            }
+            r
+        }
+    };
+    let record = {
+        let tally = tally.clone();
+        let gt = gt.clone();
+        let measuring = measuring.clone();
+        let k = a.k as usize;
+        move |qi: usize, since: Instant, r: Result<tonic::Response<pb::SearchResponse>, tonic::Status>| {
+            if !measuring.load(Ordering::Relaxed) {
+                return;
+            }
+            let us = since.elapsed().as_micros().max(1) as u64;
+            let mut t = tally.lock().expect("lock");
+            match r {
+                Ok(resp) => {
+                    t.hist.saturating_record(us);
+                    *t.codes.entry("ok".into()).or_insert(0) += 1;
+                    let resp = resp.into_inner();
+                    judge(&mut t, gt.as_deref(), qi, k, resp.neighbors.iter().map(|n| n.id));
+                }
+                Err(s) => *t.codes.entry(format!("{:?}", s.code())).or_insert(0) += 1,
+            }
+        }
+    };
+    let cpu0 = cpu_seconds();
+    let mut handles = Vec::new();
+    let t_start = Instant::now();
+    let warm = Duration::from_secs_f64(a.warmup);
+    let total = warm + Duration::from_secs_f64(a.duration);
+    if let Some(rate) = a.rate {
+        // Open loop: request i is due at start + i / rate.
+        let (req, record) = (req.clone(), record.clone());
+        let ch = ch.clone();
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let mut i: u64 = 0;
+        loop {
+            let due = t_start + Duration::from_secs_f64(i as f64 / rate);
+            if due >= t_start + total {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            if !measuring.load(Ordering::Relaxed) && due >= t_start + warm {
+                measuring.store(true, Ordering::Relaxed);
+            }
+            let qi = (i as usize) % nq;
+            let (req, record, inflight) = (req.clone(), record.clone(), inflight.clone());
+            let mut client = pb::query_client::QueryClient::new(ch.clone());
+            inflight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let r = client.search(req(qi)).await;
+                record(qi, due, r);
+                inflight.fetch_sub(1, Ordering::Relaxed);
+            });
+            i += 1;
+        }
+        // Let the stragglers finish (bounded).
+        let t = Instant::now();
+        while inflight.load(Ordering::Relaxed) > 0 && t.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        for _ in 0..a.clients.max(1) {
+            let (req, record) = (req.clone(), record.clone());
+            let (next, stop) = (next.clone(), stop.clone());
+            let mut client = pb::query_client::QueryClient::new(ch.clone());
+            handles.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let qi = next.fetch_add(1, Ordering::Relaxed) % nq;
+                    let t = Instant::now();
+                    let r = client.search(req(qi)).await;
+                    record(qi, t, r);
+                }
+            }));
+        }
+        tokio::time::sleep(warm).await;
+        measuring.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+    let wall = a.duration;
+    let cpu = cpu_seconds() - cpu0;
+    let t = tally.lock().expect("lock");
+    let ok = t.codes.get("ok").copied().unwrap_or(0);
+    let out = serde_json::json!({
+        "label": a.label,
+        "mode": if a.rate.is_some() { "open" } else { "closed" },
+        "clients": a.clients, "rate": a.rate, "k": a.k, "L": a.l, "W": a.w,
+        "duration_s": wall,
+        "qps": ok as f64 / wall,
+        "lat_p50_us": t.hist.value_at_quantile(0.5),
+        "lat_p99_us": t.hist.value_at_quantile(0.99),
+        "lat_p999_us": t.hist.value_at_quantile(0.999),
+        "lat_mean_us": t.hist.mean(),
+        "recall_at_k": if t.judged > 0 { Some(t.hits as f64 / t.judged as f64) } else { None },
+        "statuses": t.codes,
+        "client_cpu_cores": cpu / (t_start.elapsed().as_secs_f64()),
+        "coordinated_omission_corrected": a.rate.is_some(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+fn in_process(
+    a: &Args,
+    dir: &std::path::Path,
+    queries: &[f32],
+    dim: usize,
+    nq: usize,
+    gt: Option<&(usize, Vec<u32>)>,
+) -> Result<()> {
+    use quarry_engine::index::DiskIndex;
+    use quarry_engine::search::{search_parallel, SearchParams, Searcher};
+    let index = DiskIndex::open(dir)?;
+    if index.dim() != dim {
+        bail!("queries are {dim}-d, the index is {}-d", index.dim());
+    }
+    let l = if a.l == 0 { 64.max(a.k as usize) } else { a.l as usize };
+    let p = SearchParams::new(a.k as usize, l, a.w as usize);
+    let io = quarry_engine::io::IoBackend::Auto;
+    // Single-query latency, one query in flight (what one gRPC client sees
+    // minus the network).
+    let mut s = Searcher::new(&index, io, a.w as usize)?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let mut tally = Tally {
+        hist: Histogram::new_with_bounds(1, 2, 1)?,
+        codes: Default::default(),
+        hits: 0,
+        judged: 0,
+    };
+    for (qi, q) in queries.chunks_exact(dim).enumerate() {
+        let t = Instant::now();
+        let (res, _) = s.search(q, &p)?;
+        hist.record(t.elapsed().as_micros().max(1) as u64)?;
+        judge(&mut tally, gt, qi, a.k as usize, res.iter().map(|n| n.id));
+    }
+    drop(s);
+    // Saturation: every query on `threads` threads, passes until
+    // `duration` has elapsed.
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let mut done = 0usize;
+    while t0.elapsed().as_secs_f64() < a.duration {
+        let r = search_parallel(&index, queries, &p, a.threads, a.inflight, io)?;
+        done += r.len();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": a.label, "mode": "in-process", "threads": a.threads, "inflight": a.inflight,
+            "k": a.k, "L": l, "W": a.w, "queries": nq,
+            "qps": done as f64 / wall,
+            "lat_p50_us": hist.value_at_quantile(0.5),
+            "lat_p99_us": hist.value_at_quantile(0.99),
+            "lat_p999_us": hist.value_at_quantile(0.999),
+            "lat_mean_us": hist.mean(),
+            "recall_at_k": if tally.judged > 0 { Some(tally.hits as f64 / tally.judged as f64) } else { None },
+            "cpu_cores": cpu / wall,
+        })
+    );
+    Ok(())
+}
