@@ -327,6 +327,23 @@ pub struct RamUsage {
     pub ids: usize,
 }
 
+impl RamUsage {
+    /// Sum of the components, bytes.
+    pub fn total(&self) -> u64 {
+        (self.pq_codes + self.pq_pivots + self.nav + self.cache + self.ids) as u64
+    }
+}
+
+impl std::ops::AddAssign for RamUsage {
+    fn add_assign(&mut self, o: Self) {
+        self.pq_codes += o.pq_codes;
+        self.pq_pivots += o.pq_pivots;
+        self.nav += o.nav;
+        self.cache += o.cache;
+        self.ids += o.ids;
+    }
+}
+
 /// An index opened for search.
 #[derive(Debug)]
 pub struct DiskIndex {

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-/// Graph and PQ parameters, resolved (no zeros).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Graph and PQ parameters (all zeros = every default; see `resolve`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IndexParams {
     /// R.
     pub max_degree: u32,
@@ -191,11 +191,6 @@ impl OpenIndex {
         node.vector.to_f32(&mut v);
         Ok(Some(v))
     }
-}
-
-/// Sum of the components.
-pub fn ram_total(r: &RamUsage) -> u64 {
-    (r.pq_codes + r.pq_pivots + r.nav + r.cache + r.ids) as u64
 }
 
 /// Progress of a build, shared with GetOperation.
@@ -357,7 +352,7 @@ impl Catalog {
                 tracing::info!(
                     collection = %meta.name,
                     vectors = open.index.len(),
-                    ram_bytes = ram_total(&open.ram()),
+                    ram_bytes = open.ram().total(),
                     ms = t.elapsed().as_secs_f64() * 1e3,
                     "opened"
                 );
@@ -379,7 +374,7 @@ impl Catalog {
             .read()
             .expect("lock")
             .values()
-            .filter_map(|e| e.open.read().expect("lock").as_ref().map(|o| ram_total(&o.ram())))
+            .filter_map(|e| e.open.read().expect("lock").as_ref().map(|o| o.ram().total()))
             .sum();
         open + self.reserved.load(Ordering::Relaxed)
     }
@@ -393,7 +388,7 @@ impl Catalog {
     /// budget (`replacing` bytes are about to be released).
     fn open_index(&self, dir: &Path, replacing: u64) -> Result<OpenIndex, ServiceError> {
         let mut index = DiskIndex::open(dir).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let mut ram = ram_total(&index.ram());
+        let mut ram = index.ram().total();
         let id_map = if index.ids.iter().enumerate().all(|(i, &x)| x == i as u64) {
             None
         } else {
@@ -711,12 +706,7 @@ impl Catalog {
         let final_dir = dir.join(&final_name);
         std::fs::rename(&tmp, &final_dir).map_err(|e| ServiceError::Internal(format!("{}: {e}", tmp.display())))?;
         op.lock().expect("lock").stage = "opening".into();
-        let replacing = entry
-            .open
-            .read()
-            .expect("lock")
-            .as_ref()
-            .map_or(0, |o| ram_total(&o.ram()));
+        let replacing = entry.open.read().expect("lock").as_ref().map_or(0, |o| o.ram().total());
         let open = self.open_index(&final_dir, replacing)?;
         let n = open.index.len() as u64;
         let old_dir;
@@ -785,14 +775,7 @@ mod tests {
 
     #[test]
     fn params_resolve_defaults_and_reject_out_of_range() {
-        let z = IndexParams {
-            max_degree: 0,
-            build_list_size: 0,
-            alpha: 0.0,
-            pq_bytes: 0,
-            opq: false,
-            nav_sample: 0,
-        };
+        let z = IndexParams::default();
         let r = z.resolve(384).unwrap();
         assert_eq!((r.max_degree, r.build_list_size, r.pq_bytes), (64, 100, 96));
         let e = IndexParams { max_degree: 1000, ..z }.resolve(384).unwrap_err();
@@ -804,14 +787,7 @@ mod tests {
     #[test]
     fn catalog_survives_reopen_and_refuses_duplicates() {
         let d = tempfile::tempdir().unwrap();
-        let z = IndexParams {
-            max_degree: 0,
-            build_list_size: 0,
-            alpha: 0.0,
-            pq_bytes: 0,
-            opq: false,
-            nav_sample: 0,
-        };
+        let z = IndexParams::default();
         {
             let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1).unwrap();
             c.create("a", 8, Metric::L2, z, None).unwrap();

@@ -100,7 +100,7 @@ fn ram_to_pb(r: &quarry_engine::index::RamUsage) -> pb::RamUsage {
         nav_tier: r.nav as u64,
         cache: r.cache as u64,
         id_map: r.ids as u64,
-        total: catalog::ram_total(r),
+        total: r.total(),
     }
 }
 
@@ -215,16 +215,19 @@ impl AppState {
         Ok(SearchParams::new(k, l, w))
     }
 
-    fn check_vector(field: &str, v: &[f32], dim: u32, name: &str) -> Result<(), ServiceError> {
+    /// `field()` names the vector in the error (built only on failure).
+    fn check_vector(field: impl Fn() -> String, v: &[f32], dim: u32, name: &str) -> Result<(), ServiceError> {
         if v.len() != dim as usize {
             return Err(ServiceError::InvalidArgument(format!(
-                "{field} has {} values; collection {name:?} has dimension {dim}",
+                "{} has {} values; collection {name:?} has dimension {dim}",
+                field(),
                 v.len()
             )));
         }
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(ServiceError::InvalidArgument(format!(
-                "{field}[{i}] is {}; vectors must be finite",
+                "{}[{i}] is {}; vectors must be finite",
+                field(),
                 v[i]
             )));
         }
@@ -303,7 +306,7 @@ impl pb::query_server::Query for QuerySvc {
         let run = async {
             st.check_open()?;
             let (open, dim) = st.serving(&r.collection)?;
-            AppState::check_vector("vector", &r.vector, dim, &r.collection)?;
+            AppState::check_vector(|| "vector".into(), &r.vector, dim, &r.collection)?;
             let params = st.params(r.params)?;
             st.search_one(open, r.vector, params, deadline).await
         };
@@ -338,7 +341,7 @@ impl pb::query_server::Query for QuerySvc {
                 )));
             }
             for (i, q) in r.vectors.chunks_exact(d).enumerate() {
-                AppState::check_vector(&format!("vectors (query {i})"), q, dim, &r.collection)?;
+                AppState::check_vector(|| format!("vectors (query {i})"), q, dim, &r.collection)?;
             }
             let params = st.params(r.params)?;
             let mut waits = Vec::with_capacity(nq);
@@ -524,12 +527,7 @@ impl AppState {
         let mut ram = quarry_engine::index::RamUsage::default();
         for e in &entries {
             if let Some(o) = e.open.read().expect("lock").as_ref() {
-                let r = o.ram();
-                ram.pq_codes += r.pq_codes;
-                ram.pq_pivots += r.pq_pivots;
-                ram.nav += r.nav;
-                ram.cache += r.cache;
-                ram.ids += r.ids;
+                ram += o.ram();
             }
         }
         let (p50, p99, p999) = self.metrics.latency_quantiles();

@@ -73,7 +73,7 @@ impl Server {
     }
 
     fn sigterm(&self) {
-        // SAFETY-free: kill(1) keeps the test free of unsafe.
+        // kill(1) rather than libc::kill keeps the test free of unsafe.
         let ok = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

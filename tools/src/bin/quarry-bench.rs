@@ -120,11 +120,15 @@ fn main() -> Result<()> {
     rt.block_on(remote(a, queries, dim, nq, gt))
 }
 
-fn judge(t: &mut Tally, gt: Option<&(usize, Vec<u32>)>, qi: usize, k: usize, ids: impl Iterator<Item = u64>) {
-    if let Some((gk, g)) = gt {
-        let row = &g[qi * gk..qi * gk + k];
-        t.hits += ids.filter(|id| row.contains(&(*id as u32))).count() as u64;
-        t.judged += k as u64;
+/// (true neighbours found, neighbours judged) for query `qi`; (0, 0)
+/// without ground truth.
+fn judge(gt: Option<&(usize, Vec<u32>)>, qi: usize, k: usize, ids: impl Iterator<Item = u64>) -> (u64, u64) {
+    match gt {
+        Some((gk, g)) => {
+            let row = &g[qi * gk..qi * gk + k];
+            (ids.filter(|id| row.contains(&(*id as u32))).count() as u64, k as u64)
+        }
+        None => (0, 0),
     }
 }
 
@@ -179,7 +183,9 @@ async fn remote(
                     t.hist.saturating_record(us);
                     *t.codes.entry("ok".into()).or_insert(0) += 1;
                     let resp = resp.into_inner();
-                    judge(&mut t, gt.as_deref(), qi, k, resp.neighbors.iter().map(|n| n.id));
+                    let (h, j) = judge(gt.as_deref(), qi, k, resp.neighbors.iter().map(|n| n.id));
+                    t.hits += h;
+                    t.judged += j;
                 }
                 Err(s) => *t.codes.entry(format!("{:?}", s.code())).or_insert(0) += 1,
             }
@@ -287,17 +293,14 @@ fn in_process(
     // minus the network).
     let mut s = Searcher::new(&index, io, a.w as usize)?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
-    let mut tally = Tally {
-        hist: Histogram::new_with_bounds(1, 2, 1)?,
-        codes: Default::default(),
-        hits: 0,
-        judged: 0,
-    };
+    let (mut hits, mut judged) = (0u64, 0u64);
     for (qi, q) in queries.chunks_exact(dim).enumerate() {
         let t = Instant::now();
         let (res, _) = s.search(q, &p)?;
         hist.record(t.elapsed().as_micros().max(1) as u64)?;
-        judge(&mut tally, gt, qi, a.k as usize, res.iter().map(|n| n.id));
+        let (h, j) = judge(gt, qi, a.k as usize, res.iter().map(|n| n.id));
+        hits += h;
+        judged += j;
     }
     drop(s);
     // Saturation: every query on `threads` threads, passes until
@@ -321,7 +324,7 @@ fn in_process(
             "lat_p99_us": hist.value_at_quantile(0.99),
             "lat_p999_us": hist.value_at_quantile(0.999),
             "lat_mean_us": hist.mean(),
-            "recall_at_k": if tally.judged > 0 { Some(tally.hits as f64 / tally.judged as f64) } else { None },
+            "recall_at_k": if judged > 0 { Some(hits as f64 / judged as f64) } else { None },
             "cpu_cores": cpu / wall,
         })
     );
