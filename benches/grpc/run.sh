@@ -4,7 +4,10 @@
 #   2. over gRPC through quarryd (quarry-bench against a local quarryd),
 # closed loop at 1 client (added latency) and at saturation (QPS), with
 # each side's CPU use; then an open-loop overload at 4x the saturating
-# rate and a recovery run at half of it.
+# rate and a recovery run at half of it. The 1-client run is repeated with
+# the shards not polling (shard_poll_us = 0). quarry-bench reports, per
+# request, client latency minus the engine time inside the shard
+# (overhead_p50_us): the added latency paired request by request.
 #
 #   benches/grpc/run.sh INDEX_DIR DATA_DIR [L] [W]
 #
@@ -31,7 +34,14 @@ json.dump({"name": "bench", "dim": m["dim"], "metric": m["metric"],
            "operation_id": "", "error": "", "vector_count": m["n"]}, open(sys.argv[2], "w"))
 PY
 Q=(--queries "$DATA/queries.fbin" --gt "$DATA/gt.ibin" --k 10 --L "$L" --W "$W")
-echo "== in-process (engine), 2 threads x 8 in flight" >&2
+# In-process, one query in flight, for the added-latency comparison: the
+# engine polling its completion queue (its default, and what quarryd's
+# shards do) and blocking in io_uring_enter.
+for wait in poll block; do
+  echo "== in-process (engine), 1 thread, 1 query in flight, wait=$wait" >&2
+  "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 1 --inflight 1 --wait "$wait" --duration "$DUR" --label "in-process-1-$wait"
+done
+echo "== in-process (engine), 2 threads x 8 in flight (saturation)" >&2
 "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 2 --inflight 8 --duration "$DUR" --label in-process
 "$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
 echo $! > "$work/pid"
@@ -50,6 +60,19 @@ d["server_cpu_cores"] = round((c1 - c0) / tck / (t1 - t0), 3); print(json.dumps(
 }
 echo "== gRPC, 1 client (added latency)" >&2
 run grpc-1-client --clients 1 --duration "$DUR"
+# The same with the shards never polling (shard_poll_us = 0): what polling
+# buys, and what it costs in server CPU.
+kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
+printf 'shard_poll_us = 0\n' > "$work/nopoll.toml"
+"$T/quarryd" --config "$work/nopoll.toml" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
+echo $! > "$work/pid"; srv=$!
+for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.1; done
+echo "== gRPC, 1 client, shard_poll_us = 0" >&2
+run grpc-1-client-nopoll --clients 1 --duration "$DUR"
+kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
+"$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
+echo $! > "$work/pid"; srv=$!
+for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.1; done
 echo "== gRPC, 16 clients (saturation)" >&2
 sat=$(run grpc-16-clients --clients 16 --duration "$DUR"); echo "$sat"
 qps=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['qps'])" "$sat")

@@ -136,6 +136,9 @@ pub fn build_index(
             i % dim
         )));
     }
+    // Parameters are checked before the long stages start, not after PQ
+    // training.
+    o.graph.validate()?;
     let (need, detail) = estimate_build_bytes(n, dim, o);
     if let Some(budget) = o.ram_budget {
         if need > budget {
@@ -640,4 +643,56 @@ pub fn verify_index(dir: &Path) -> Result<VerifySummary> {
         mean_degree: total as f64 / n as f64,
         max_degree,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::StoredType;
+    use crate::testutil::{clustered, options};
+
+    /// Build a tiny index; the error and the stages that were started.
+    fn try_build(o: &IndexBuildOptions, dir: &Path) -> (Result<BuildReport>, Vec<String>) {
+        let (base, _) = clustered(300, 0, 16, 5);
+        let ids: Vec<u64> = (0..300).collect();
+        let mut stages = Vec::new();
+        let r = build_index(
+            std::borrow::Cow::Borrowed(&base[..]),
+            16,
+            &ids,
+            dir,
+            o,
+            &mut |s, _, _| stages.push(s.to_string()),
+        );
+        (r, stages)
+    }
+
+    #[test]
+    fn bad_graph_params_are_refused_before_any_stage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut o = options(Metric::L2, StoredType::F32, 32, 8);
+        o.graph.l = 16;
+        let (r, stages) = try_build(&o, &tmp.path().join("ix"));
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("L ≥ R") && e.contains("R 32, L 16"), "{e}");
+        assert!(stages.is_empty(), "a refused build started {stages:?}");
+        assert!(!tmp.path().join("ix").exists());
+        // The same options with L ≥ R build.
+        o.graph.l = 64;
+        let (r, stages) = try_build(&o, &tmp.path().join("ix"));
+        r.unwrap();
+        assert!(!stages.is_empty());
+    }
+
+    #[test]
+    fn over_budget_is_refused_up_front_with_the_split() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut o = options(Metric::L2, StoredType::F32, 16, 8);
+        o.ram_budget = Some(1024);
+        let (r, stages) = try_build(&o, &tmp.path().join("ix"));
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("GiB") && e.contains("vectors"), "{e}");
+        assert!(stages.is_empty(), "a refused build started {stages:?}");
+        assert!(!tmp.path().join("ix").exists());
+    }
 }

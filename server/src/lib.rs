@@ -57,6 +57,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.shard_count(),
             cfg.queue_depth,
             cfg.inflight_per_shard,
+            std::time::Duration::from_micros(cfg.shard_poll_us),
             io,
             metrics.clone(),
         )

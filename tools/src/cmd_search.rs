@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use quarry_engine::dataset::{read_ibin, VectorFile};
 use quarry_engine::io::IoBackend;
 use quarry_engine::runtime;
-use quarry_engine::search::{search_parallel, SearchParams, Searcher};
+use quarry_engine::search::{search_parallel, SearchParams, Searcher, WaitMode};
 use quarry_engine::DiskIndex;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -68,6 +68,10 @@ pub struct SearchArgs {
     /// Reader: auto (io_uring, else pread), uring, pread.
     #[arg(long, default_value = "auto")]
     pub io: IoBackend,
+    /// How a searching thread waits for reads: poll (busy-poll the
+    /// completion queue; lowest latency, one busy core per thread) or block.
+    #[arg(long, default_value = "poll")]
+    pub wait: WaitMode,
     /// Use at most this many queries.
     #[arg(long)]
     pub max_queries: Option<usize>,
@@ -145,6 +149,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         // Latency pass: one pinned thread, one query in flight.
         runtime::pin_to_core(0);
         let mut s = Searcher::new(&index, a.io, a.w.max(1))?;
+        s.set_wait_mode(a.wait);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)?;
         let (mut ios, mut hops, mut hits, mut pqd, mut lat_sum) = (0u64, 0u64, 0u64, 0u64, 0f64);
         let mut found = 0usize;
@@ -169,7 +174,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             None
         } else {
             let t = Instant::now();
-            let res = search_parallel(&index, &queries, &p, a.threads, a.inflight, a.io)?;
+            let res = search_parallel(&index, &queries, &p, a.threads, a.inflight, a.io, a.wait)?;
             let secs = t.elapsed().as_secs_f64();
             if let Some(e) = res.iter().find_map(|r| r.as_ref().err()) {
                 bail!("throughput pass failed: {e}");
@@ -181,7 +186,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "L": l, "W": a.w, "k": a.k,
             "recall_at_k": gt.as_ref().map(|_| found as f64 / (nqf * a.k as f64)),
             "qps": qps,
-            "threads": a.threads, "inflight": a.inflight,
+            "threads": a.threads, "inflight": a.inflight, "wait": format!("{:?}", a.wait).to_lowercase(),
             "lat_mean_us": lat_sum / nqf,
             "lat_p50_us": hist.value_at_quantile(0.50) as f64 / 1000.0,
             "lat_p99_us": hist.value_at_quantile(0.99) as f64 / 1000.0,

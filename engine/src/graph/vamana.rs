@@ -293,6 +293,19 @@ pub fn medoid(data: &[f32], dim: usize, threads: usize) -> u32 {
     best as u32
 }
 
+impl BuildParams {
+    /// Check R, L and alpha (cheap; callers run it before any long stage).
+    pub fn validate(&self) -> Result<(), BuildError> {
+        if self.r < 2 || self.l < self.r || self.alpha.is_nan() || self.alpha < 1.0 {
+            return Err(BuildError::Invalid(format!(
+                "need R ≥ 2, L ≥ R and alpha ≥ 1 (got R {}, L {}, alpha {})",
+                self.r, self.l, self.alpha
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Build a Vamana graph over `data` (n × dim row-major, cosine data already
 /// normalised). `progress(done, total)` is called between batches.
 pub fn build(
@@ -311,12 +324,7 @@ pub fn build(
             "{n} vectors exceed one index's u32 id space"
         )));
     }
-    if p.r < 2 || p.l < p.r || p.alpha < 1.0 {
-        return Err(BuildError::Invalid(format!(
-            "need R ≥ 2, L ≥ R and alpha ≥ 1 (got R {}, L {}, alpha {})",
-            p.r, p.l, p.alpha
-        )));
-    }
+    p.validate()?;
     let med = medoid(data, dim, p.threads);
     let mut g = Graph::empty(n, p.r, med);
     let mut order: Vec<u32> = (0..n as u32).filter(|&i| i != med).collect();

@@ -159,14 +159,17 @@ fn bad_queries_and_parameters_are_refused() {
 }
 
 #[test]
-fn parallel_search_matches_single_thread() {
+fn parallel_search_matches_single_thread_and_wait_modes_agree() {
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = clustered(3000, 64, DIM, 17);
     build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F16, 24, 16));
     let index = DiskIndex::open(dir.path()).unwrap();
     let p = SearchParams::new(10, 40, 4);
-    let par = search_parallel(&index, &queries, &p, 2, 4, IoBackend::Auto).unwrap();
+    // Two threads busy-polling their rings; one thread blocking in the
+    // kernel: the same answers.
+    let par = search_parallel(&index, &queries, &p, 2, 4, IoBackend::Uring, WaitMode::Poll).unwrap();
     let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
+    s.set_wait_mode(WaitMode::Block);
     for (i, r) in par.iter().enumerate() {
         let one = s.search(&queries[i * DIM..(i + 1) * DIM], &p).unwrap();
         assert_eq!(r.as_ref().unwrap().0, one.0);

@@ -16,6 +16,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use quarry_engine::search::WaitMode;
 use quarry_proto::v1 as pb;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,6 +50,10 @@ struct Args {
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// In-process mode: how a searching thread waits for reads (poll or
+    /// block; quarryd's shards poll too, see `shard_poll_us`).
+    #[arg(long, default_value = "poll")]
+    wait: WaitMode,
     /// Neighbours.
     #[arg(long, default_value_t = 10)]
     k: u32,
@@ -82,6 +87,13 @@ fn cpu_seconds() -> f64 {
 
 struct Tally {
     hist: Histogram<u64>,
+    /// Per request: client latency minus the engine's time inside the
+    /// shard (`stats.shard_micros`), i.e. what the service path adds
+    /// (network, tonic/h2, queueing, hand-offs), paired request by request
+    /// so that disk noise cancels.
+    overhead: Histogram<u64>,
+    /// The engine's own time per request inside the shard.
+    shard: Histogram<u64>,
     codes: std::collections::BTreeMap<String, u64>,
     hits: u64,
     judged: u64,
@@ -113,10 +125,9 @@ fn main() -> Result<()> {
     if a.collection.is_empty() {
         bail!("--collection is required (or --in-process INDEX_DIR)");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    // One thread: the client shares the machine's cores with quarryd, and
+    // a single-threaded runtime avoids a cross-thread hand-off per reply.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(remote(a, queries, dim, nq, gt))
 }
 
@@ -145,6 +156,8 @@ async fn remote(
         .with_context(|| format!("cannot connect to {}", a.server))?;
     let tally = Arc::new(Mutex::new(Tally {
         hist: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        overhead: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        shard: Histogram::new_with_bounds(1, 120_000_000, 3)?,
         codes: Default::default(),
         hits: 0,
         judged: 0,
@@ -183,6 +196,9 @@ async fn remote(
                     t.hist.saturating_record(us);
                     *t.codes.entry("ok".into()).or_insert(0) += 1;
                     let resp = resp.into_inner();
+                    let shard_us = resp.stats.as_ref().map_or(0.0, |st| st.shard_micros);
+                    t.overhead.saturating_record((us as f64 - shard_us).max(1.0) as u64);
+                    t.shard.saturating_record(shard_us.max(1.0) as u64);
                     let (h, j) = judge(gt.as_deref(), qi, k, resp.neighbors.iter().map(|n| n.id));
                     t.hits += h;
                     t.judged += j;
@@ -197,31 +213,48 @@ async fn remote(
     let warm = Duration::from_secs_f64(a.warmup);
     let total = warm + Duration::from_secs_f64(a.duration);
     if let Some(rate) = a.rate {
-        // Open loop: request i is due at start + i / rate.
-        let (req, record) = (req.clone(), record.clone());
-        let ch = ch.clone();
+        // Open loop: request i is due at start + i / rate. A plain OS
+        // thread paces the requests: tokio's timer ticks in whole
+        // milliseconds, which would start requests up to 1 ms late and,
+        // since latency is measured from the due time (coordinated
+        // omission corrected), add that lateness to every figure.
+        // `std::thread::sleep` uses high-resolution timers.
         let inflight = Arc::new(AtomicUsize::new(0));
-        let mut i: u64 = 0;
-        loop {
-            let due = t_start + Duration::from_secs_f64(i as f64 / rate);
-            if due >= t_start + total {
-                break;
-            }
-            tokio::time::sleep_until(due.into()).await;
-            if !measuring.load(Ordering::Relaxed) && due >= t_start + warm {
-                measuring.store(true, Ordering::Relaxed);
-            }
-            let qi = (i as usize) % nq;
-            let (req, record, inflight) = (req.clone(), record.clone(), inflight.clone());
-            let mut client = pb::query_client::QueryClient::new(ch.clone());
-            inflight.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let r = client.search(req(qi)).await;
-                record(qi, due, r);
-                inflight.fetch_sub(1, Ordering::Relaxed);
-            });
-            i += 1;
+        let pacer = {
+            let (req, record) = (req.clone(), record.clone());
+            let (ch, measuring, inflight) = (ch.clone(), measuring.clone(), inflight.clone());
+            let rt = tokio::runtime::Handle::current();
+            std::thread::Builder::new().name("pacer".into()).spawn(move || {
+                let mut i: u64 = 0;
+                loop {
+                    let due = t_start + Duration::from_secs_f64(i as f64 / rate);
+                    if due >= t_start + total {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    if !measuring.load(Ordering::Relaxed) && due >= t_start + warm {
+                        measuring.store(true, Ordering::Relaxed);
+                    }
+                    let qi = (i as usize) % nq;
+                    let (req, record, inflight) = (req.clone(), record.clone(), inflight.clone());
+                    let mut client = pb::query_client::QueryClient::new(ch.clone());
+                    inflight.fetch_add(1, Ordering::Relaxed);
+                    rt.spawn(async move {
+                        let r = client.search(req(qi)).await;
+                        record(qi, due, r);
+                        inflight.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    i += 1;
+                }
+            })?
+        };
+        while !pacer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let _ = pacer.join();
         // Let the stragglers finish (bounded).
         let t = Instant::now();
         while inflight.load(Ordering::Relaxed) > 0 && t.elapsed() < Duration::from_secs(30) {
@@ -263,6 +296,9 @@ async fn remote(
         "lat_p99_us": t.hist.value_at_quantile(0.99),
         "lat_p999_us": t.hist.value_at_quantile(0.999),
         "lat_mean_us": t.hist.mean(),
+        "overhead_p50_us": t.overhead.value_at_quantile(0.5),
+        "overhead_p99_us": t.overhead.value_at_quantile(0.99),
+        "shard_p50_us": t.shard.value_at_quantile(0.5),
         "recall_at_k": if t.judged > 0 { Some(t.hits as f64 / t.judged as f64) } else { None },
         "statuses": t.codes,
         "client_cpu_cores": cpu / (t_start.elapsed().as_secs_f64()),
@@ -292,6 +328,7 @@ fn in_process(
     // Single-query latency, one query in flight (what one gRPC client sees
     // minus the network).
     let mut s = Searcher::new(&index, io, a.w as usize)?;
+    s.set_wait_mode(a.wait);
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let (mut hits, mut judged) = (0u64, 0u64);
     for (qi, q) in queries.chunks_exact(dim).enumerate() {
@@ -309,7 +346,7 @@ fn in_process(
     let t0 = Instant::now();
     let mut done = 0usize;
     while t0.elapsed().as_secs_f64() < a.duration {
-        let r = search_parallel(&index, queries, &p, a.threads, a.inflight, io)?;
+        let r = search_parallel(&index, queries, &p, a.threads, a.inflight, io, a.wait)?;
         done += r.len();
     }
     let wall = t0.elapsed().as_secs_f64();
@@ -317,7 +354,7 @@ fn in_process(
     println!(
         "{}",
         serde_json::json!({
-            "label": a.label, "mode": "in-process", "threads": a.threads, "inflight": a.inflight,
+            "label": a.label, "mode": "in-process", "threads": a.threads, "inflight": a.inflight, "wait": format!("{:?}", a.wait).to_lowercase(),
             "k": a.k, "L": l, "W": a.w, "queries": nq,
             "qps": done as f64 / wall,
             "lat_p50_us": hist.value_at_quantile(0.5),
