@@ -82,3 +82,14 @@ echo "server RSS after overload: $(grep VmRSS /proc/$srv/status)" >&2
 echo "== recovery: open loop at 0.5x" >&2
 run recovery-0.5x --rate "$(python3 -c "print(0.5*$qps)")" --duration "$DUR" --warmup 1
 kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
+# Restart: the first 10 seconds after quarryd comes back, measured from the
+# first request (no warm-up), against the steady 1-client run above. Reads
+# are O_DIRECT, so no page cache is warm; RAM state (PQ codes, navigation
+# tier, the BFS node cache if cache_nodes > 0) is loaded when the
+# collection opens, before READY.
+"$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
+echo $! > "$work/pid"; srv=$!
+for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.01; done
+echo "== restart: 1 client, the first 10 s" >&2
+run restart-first-10s --clients 1 --duration 10 --warmup 0
+kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
