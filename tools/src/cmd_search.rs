@@ -186,7 +186,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "L": l, "W": a.w, "k": a.k,
             "recall_at_k": gt.as_ref().map(|_| found as f64 / (nqf * a.k as f64)),
             "qps": qps,
-            "threads": a.threads, "inflight": a.inflight, "wait": format!("{:?}", a.wait).to_lowercase(),
+            "threads": a.threads, "inflight": a.inflight, "wait": a.wait.to_string(),
             "lat_mean_us": lat_sum / nqf,
             "lat_p50_us": hist.value_at_quantile(0.50) as f64 / 1000.0,
             "lat_p99_us": hist.value_at_quantile(0.99) as f64 / 1000.0,

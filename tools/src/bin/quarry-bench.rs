@@ -4,14 +4,17 @@
 //! ```text
 //! quarry-bench --server http://127.0.0.1:7700 --collection NAME --queries q.fbin [--gt gt.ibin]
 //!              [--clients N | --rate QPS] [--duration S] [--k 10 --L 64 --W 8] [--deadline-ms D]
-//! quarry-bench --in-process INDEX_DIR --queries q.fbin [--gt gt.ibin] [--threads T --inflight I]
+//! quarry-bench --in-process INDEX_DIR --queries q.fbin [--gt gt.ibin] [--threads T --inflight I] [--wait poll|block]
 //! ```
 //! Closed loop (`--clients N`): N clients send back to back. Open loop
 //! (`--rate R`): requests are due at start + i/R whatever the server does,
 //! and latency is measured from the due time, so a stalled server is
-//! charged for every request it delayed (coordinated omission corrected).
+//! charged for every request it delayed (coordinated omission corrected);
+//! a dedicated OS thread paces the requests with high-resolution sleeps.
 //! Prints one JSON object: QPS, p50/p99/p99.9 (hdrhistogram), recall@k,
-//! statuses by code, and this process's own CPU use (it shares the cores).
+//! statuses by code, this process's own CPU use (it shares the cores), and
+//! per request the overhead (client latency minus the engine's time in the
+//! shard, `overhead_p50_us`) and that engine time (`shard_p50_us`).
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -354,7 +357,7 @@ fn in_process(
     println!(
         "{}",
         serde_json::json!({
-            "label": a.label, "mode": "in-process", "threads": a.threads, "inflight": a.inflight, "wait": format!("{:?}", a.wait).to_lowercase(),
+            "label": a.label, "mode": "in-process", "threads": a.threads, "inflight": a.inflight, "wait": a.wait.to_string(),
             "k": a.k, "L": l, "W": a.w, "queries": nq,
             "qps": done as f64 / wall,
             "lat_p50_us": hist.value_at_quantile(0.5),
