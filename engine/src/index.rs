@@ -52,6 +52,9 @@ pub struct IndexBuildOptions {
     pub opq: bool,
     /// Build memory budget in bytes (None = unlimited).
     pub ram_budget: Option<u64>,
+    /// Rename nodes so that graph neighbours share sectors (when several
+    /// records fit in one).
+    pub colocate: bool,
 }
 
 /// What a build did and what it cost.
@@ -77,6 +80,9 @@ pub struct BuildReport {
     pub peak_rss_bytes: u64,
     /// Total index size on disk.
     pub index_bytes: u64,
+    /// Fraction of sector-mates that are out-neighbours (0 with one record
+    /// per sector).
+    pub sector_mate_fraction: f64,
 }
 
 /// Estimated peak bytes of a build of n × dim vectors.
@@ -197,90 +203,347 @@ pub fn build_index(
     report.nav_seconds = t.elapsed().as_secs_f64();
 
     let t = std::time::Instant::now();
-    let mut w = GraphWriter::create(&dir.join(files::GRAPH), layout, o.metric, n as u64)?;
-    for i in 0..n {
-        w.push(&data[i * dim..(i + 1) * dim], g.neighbors(i as u32))?;
-        if i % 65_536 == 0 {
-            progress(stage::WRITE, i, n);
-        }
-    }
-    w.finish(g.medoid as u64)?;
-    let m = o.pq_bytes as u64;
-    format::write_section(
-        &dir.join(files::PQ_PIVOTS),
-        b"QRYPQPIV",
-        [dim as u64, m, pq.rotated() as u64],
-        &pq.to_bytes(),
-    )?;
-    format::write_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", [n as u64, m, 0], &codes)?;
-    format::write_section(
-        &dir.join(files::IDS),
-        b"QRYIDMAP",
-        [n as u64, 0, 0],
-        bytemuck::cast_slice(ids),
-    )?;
-    let mut names = vec![files::GRAPH, files::PQ_PIVOTS, files::PQ_CODES, files::IDS];
-    if let Some(nav) = &nav {
-        format::write_section(
-            &dir.join(files::NAV),
-            b"QRYNAVHN",
-            [nav.len() as u64, 0, 0],
-            &nav.to_bytes(),
-        )?;
-        names.push(files::NAV);
-    }
-    if o.rerank_file {
-        // The payload starts with padding so vectors sit on 4 KiB sector
-        // boundaries of the file, as O_DIRECT requires (docs/format.md).
-        let rl = format::RerankLayout::new(dim);
-        let mut w = format::SectionWriter::create(
-            &dir.join(files::RERANK),
-            b"QRYRERNK",
-            [n as u64, dim as u64, rl.per_sector as u64],
-        )?;
-        w.write(&vec![0u8; format::SECTOR - format::SECTION_HEADER_LEN])?;
-        let mut sector = vec![0u8; rl.read_len()];
-        let mut i = 0;
-        while i < n {
-            sector.fill(0);
-            let take = if rl.sectors_per_vector == 1 {
-                rl.per_sector.min(n - i)
-            } else {
-                1
-            };
-            for k in 0..take {
-                let v = &data[(i + k) * dim..(i + k + 1) * dim];
-                sector[k * 4 * dim..(k + 1) * 4 * dim].copy_from_slice(bytemuck::cast_slice(v));
-            }
-            w.write(&sector)?;
-            i += take;
-        }
-        w.finish()?;
-        names.push(files::RERANK);
-    }
-    progress(stage::WRITE, n, n);
-    let manifest = Manifest {
-        format_version: format::FORMAT_VERSION,
-        n: n as u64,
-        dim: dim as u32,
-        metric: o.metric,
-        stored: o.stored,
-        r: o.graph.r as u32,
-        l_build: o.graph.l as u32,
-        alpha: o.graph.alpha,
-        pq_bytes: o.pq_bytes as u32,
-        seed: o.graph.seed,
-        nav_nodes: nav.as_ref().map_or(0, |t| t.len() as u64),
-        rerank_file: o.rerank_file,
-        files: names
-            .iter()
-            .map(|f| Manifest::entry(dir, f))
-            .collect::<std::result::Result<_, _>>()?,
+    // Co-locate graph neighbours in sectors when several records share one:
+    // nodes are renamed so that a sector's records are mostly neighbours.
+    let (g, order) = if o.colocate && layout.nodes_per_sector > 1 {
+        let order = graph::layout::colocate(&g, layout.nodes_per_sector);
+        (graph::layout::relabel(&g, &order), order)
+    } else {
+        let order = (0..n as u32).collect();
+        (g, order)
     };
-    manifest.save(dir)?;
+    report.sector_mate_fraction = graph::layout::mate_fraction(&g, layout.nodes_per_sector);
+    let sink = IndexFiles {
+        dir,
+        layout,
+        metric: o.metric,
+        graph: &g,
+        order: &order,
+        pq_pivots: &pq.to_bytes(),
+        pq_rotated: pq.rotated(),
+        codes: &codes,
+        ids,
+        nav: nav.as_ref(),
+        rerank: o.rerank_file,
+        colocated: o.colocate && layout.nodes_per_sector > 1,
+    };
+    let manifest = sink.write(
+        &mut |old, out| {
+            out.clear();
+            out.extend_from_slice(&data[old as usize * dim..(old as usize + 1) * dim]);
+            Ok(())
+        },
+        &BuildMeta {
+            l_build: o.graph.l as u32,
+            alpha: o.graph.alpha,
+            seed: o.graph.seed,
+        },
+        progress,
+    )?;
     report.write_seconds = t.elapsed().as_secs_f64();
     report.index_bytes = manifest.files.iter().map(|f| f.bytes).sum();
     report.peak_rss_bytes = crate::runtime::peak_rss_bytes();
+    Ok(report)
+}
+
+/// Build parameters recorded in the manifest.
+struct BuildMeta {
+    l_build: u32,
+    alpha: f32,
+    seed: u64,
+}
+
+/// Everything an index directory holds, ready to be written in disk order:
+/// new node `j` is old node `order[j]` (`graph` is already renamed;
+/// `codes`, `ids` and `nav` are in the old naming and renamed as written).
+struct IndexFiles<'a> {
+    dir: &'a Path,
+    layout: NodeLayout,
+    metric: Metric,
+    graph: &'a graph::Graph,
+    order: &'a [u32],
+    pq_pivots: &'a [u8],
+    pq_rotated: bool,
+    codes: &'a [u8],
+    ids: &'a [u64],
+    nav: Option<&'a NavTier>,
+    rerank: bool,
+    colocated: bool,
+}
+
+impl IndexFiles<'_> {
+    /// Write every file, then the manifest (last, so a directory without
+    /// one is an unfinished write). `vector(old, out)` fills `out` with old
+    /// node `old`'s full-precision vector.
+    fn write(
+        &self,
+        vector: &mut dyn FnMut(u32, &mut Vec<f32>) -> Result<()>,
+        meta: &BuildMeta,
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<Manifest> {
+        let (dir, n, dim) = (self.dir, self.order.len(), self.layout.dim);
+        let mut v = Vec::with_capacity(dim);
+        let mut w = GraphWriter::create(&dir.join(files::GRAPH), self.layout, self.metric, n as u64)?;
+        for (j, &old) in self.order.iter().enumerate() {
+            vector(old, &mut v)?;
+            w.push(&v, self.graph.neighbors(j as u32))?;
+            if j % 65_536 == 0 {
+                progress(stage::WRITE, j, n);
+            }
+        }
+        w.finish(self.graph.medoid as u64)?;
+        let m = self.codes.len() / n.max(1);
+        format::write_section(
+            &dir.join(files::PQ_PIVOTS),
+            b"QRYPQPIV",
+            [dim as u64, m as u64, self.pq_rotated as u64],
+            self.pq_pivots,
+        )?;
+        let mut codes = Vec::with_capacity(self.codes.len());
+        let mut ids = Vec::with_capacity(n);
+        for &old in self.order {
+            codes.extend_from_slice(&self.codes[old as usize * m..(old as usize + 1) * m]);
+            ids.push(self.ids[old as usize]);
+        }
+        format::write_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", [n as u64, m as u64, 0], &codes)?;
+        drop(codes);
+        format::write_section(
+            &dir.join(files::IDS),
+            b"QRYIDMAP",
+            [n as u64, 0, 0],
+            bytemuck::cast_slice(&ids),
+        )?;
+        let mut names = vec![files::GRAPH, files::PQ_PIVOTS, files::PQ_CODES, files::IDS];
+        if let Some(nav) = self.nav {
+            let nav = nav.relabeled(&graph::layout::inverse(self.order));
+            format::write_section(
+                &dir.join(files::NAV),
+                b"QRYNAVHN",
+                [nav.len() as u64, 0, 0],
+                &nav.to_bytes(),
+            )?;
+            names.push(files::NAV);
+        }
+        if self.rerank {
+            // The payload starts with padding so vectors sit on 4 KiB sector
+            // boundaries of the file, as O_DIRECT requires (docs/format.md).
+            let rl = format::RerankLayout::new(dim);
+            let mut w = format::SectionWriter::create(
+                &dir.join(files::RERANK),
+                b"QRYRERNK",
+                [n as u64, dim as u64, rl.per_sector as u64],
+            )?;
+            w.write(&vec![0u8; format::SECTOR - format::SECTION_HEADER_LEN])?;
+            let mut sector = vec![0u8; rl.read_len()];
+            let mut i = 0;
+            while i < n {
+                sector.fill(0);
+                let take = if rl.sectors_per_vector == 1 {
+                    rl.per_sector.min(n - i)
+                } else {
+                    1
+                };
+                for k in 0..take {
+                    vector(self.order[i + k], &mut v)?;
+                    sector[k * 4 * dim..(k + 1) * 4 * dim].copy_from_slice(bytemuck::cast_slice(&v));
+                }
+                w.write(&sector)?;
+                i += take;
+            }
+            w.finish()?;
+            names.push(files::RERANK);
+        }
+        progress(stage::WRITE, n, n);
+        let manifest = Manifest {
+            format_version: format::FORMAT_VERSION,
+            n: n as u64,
+            dim: dim as u32,
+            metric: self.metric,
+            stored: self.layout.stored,
+            r: self.layout.r as u32,
+            l_build: meta.l_build,
+            alpha: meta.alpha,
+            pq_bytes: m as u32,
+            seed: meta.seed,
+            nav_nodes: self.nav.map_or(0, |t| t.len() as u64),
+            rerank_file: self.rerank,
+            colocated: self.colocated,
+            files: names
+                .iter()
+                .map(|f| Manifest::entry(dir, f))
+                .collect::<std::result::Result<_, _>>()?,
+        };
+        manifest.save(dir)?;
+        Ok(manifest)
+    }
+}
+
+/// What a relayout did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RelayoutReport {
+    /// Nodes.
+    pub n: usize,
+    /// Records per sector in the new file.
+    pub nodes_per_sector: usize,
+    /// Fraction of sector-mates that are out-neighbours, before and after.
+    pub mate_fraction_before: f64,
+    /// See `mate_fraction_before`.
+    pub mate_fraction_after: f64,
+    /// Seconds.
+    pub seconds: f64,
+    /// Total size of the new index on disk.
+    pub index_bytes: u64,
+}
+
+/// Rewrite the index in `src` into `dst` with vectors stored as `stored`
+/// and, with `colocate`, nodes renamed so that graph neighbours share
+/// sectors. The graph, PQ codebook and navigation tier are reused (no
+/// rebuild); vectors come from the source's stored vectors (or its rerank
+/// file when it has one, which is exact). `dst` must not be `src`.
+pub fn relayout(
+    src: &Path,
+    dst: &Path,
+    stored: StoredType,
+    colocate: bool,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<RelayoutReport> {
+    use std::os::unix::fs::FileExt;
+    let t = std::time::Instant::now();
+    if dst.exists() && dst.canonicalize().ok() == src.canonicalize().ok() {
+        return Err(IndexError::Invalid(format!(
+            "relayout needs a new directory: {} is the source",
+            dst.display()
+        )));
+    }
+    let ix = DiskIndex::open(src)?;
+    let n = ix.len();
+    let old = ix.header.layout;
+    let gpath = ix.graph_path();
+    let file = std::fs::File::open(&gpath)
+        .map_err(format::io_err(&gpath))
+        .map_err(IndexError::from)?;
+    // Pass 1: the adjacency, streamed sector by sector.
+    let mut g = graph::Graph::empty(n, old.r, ix.header.medoid as u32);
+    {
+        let rs = old.read_sectors();
+        let per = old.nodes_per_sector.max(1);
+        let chunk_sectors = 256 * rs;
+        let mut buf = crate::io::AlignedBuf::new(chunk_sectors * format::SECTOR);
+        let mut id = 0usize;
+        let total_sectors = old.data_sectors(n as u64) as usize;
+        let mut sector = 0usize;
+        while sector < total_sectors {
+            let take = chunk_sectors.min(total_sectors - sector);
+            let bytes = &mut buf.as_mut_slice()[..take * format::SECTOR];
+            file.read_exact_at(bytes, (1 + sector) as u64 * format::SECTOR as u64)
+                .map_err(format::io_err(&gpath))
+                .map_err(IndexError::from)?;
+            for s in 0..take / rs {
+                for k in 0..per {
+                    if id >= n {
+                        break;
+                    }
+                    let off = s * rs * format::SECTOR + k * old.node_size;
+                    let node = old
+                        .node(&bytes[off..off + old.node_size])
+                        .map_err(|detail| FormatError::Invalid {
+                            path: gpath.clone(),
+                            field: "node record",
+                            detail: format!("node {id}: {detail}"),
+                        })?;
+                    g.set_neighbors(id as u32, node.neighbors);
+                    id += 1;
+                }
+            }
+            sector += take;
+            progress(stage::GRAPH, id, n);
+        }
+    }
+    let new = NodeLayout::new(old.dim, stored, old.r);
+    let mut report = RelayoutReport {
+        n,
+        nodes_per_sector: new.nodes_per_sector,
+        mate_fraction_before: graph::layout::mate_fraction(&g, new.nodes_per_sector),
+        ..Default::default()
+    };
+    let colocated = colocate && new.nodes_per_sector > 1;
+    let (g, order) = if colocated {
+        let order = graph::layout::colocate(&g, new.nodes_per_sector);
+        (graph::layout::relabel(&g, &order), order)
+    } else {
+        (g, (0..n as u32).collect())
+    };
+    report.mate_fraction_after = graph::layout::mate_fraction(&g, new.nodes_per_sector);
+    std::fs::create_dir_all(dst)
+        .map_err(format::io_err(dst))
+        .map_err(IndexError::from)?;
+    let _ = std::fs::remove_file(dst.join(format::MANIFEST_FILE));
+    let pivots = std::fs::read(src.join(files::PQ_PIVOTS))
+        .map_err(format::io_err(&src.join(files::PQ_PIVOTS)))
+        .map_err(IndexError::from)?;
+    let pivots = &pivots[format::SECTION_HEADER_LEN..];
+    // Pass 2: vectors by random access in the new order (the page cache
+    // serves the source file; only one record is held at a time).
+    let rerank = ix.manifest.rerank_file.then(|| ix.rerank_path());
+    let rerank_file = match &rerank {
+        Some(p) => Some(
+            std::fs::File::open(p)
+                .map_err(format::io_err(p))
+                .map_err(IndexError::from)?,
+        ),
+        None => None,
+    };
+    let rl = format::RerankLayout::new(old.dim);
+    let mut rec = vec![0u8; old.read_sectors() * format::SECTOR];
+    let mut vector = |id: u32, out: &mut Vec<f32>| -> Result<()> {
+        out.clear();
+        if let (Some(f), Some(p)) = (&rerank_file, &rerank) {
+            let (sec, off) = rl.locate(id as usize);
+            let mut b = vec![0u8; 4 * old.dim];
+            f.read_exact_at(&mut b, sec * format::SECTOR as u64 + off as u64)
+                .map_err(format::io_err(p))
+                .map_err(IndexError::from)?;
+            out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))));
+            return Ok(());
+        }
+        let (sec, off) = old.locate(id);
+        let len = old.node_size;
+        file.read_exact_at(&mut rec[..off + len], sec * format::SECTOR as u64)
+            .map_err(format::io_err(&gpath))
+            .map_err(IndexError::from)?;
+        let node = old.node(&rec[off..off + len]).map_err(|detail| FormatError::Invalid {
+            path: gpath.clone(),
+            field: "node record",
+            detail: format!("node {id}: {detail}"),
+        })?;
+        node.vector.to_f32(out);
+        Ok(())
+    };
+    let sink = IndexFiles {
+        dir: dst,
+        layout: new,
+        metric: ix.metric(),
+        graph: &g,
+        order: &order,
+        pq_pivots: pivots,
+        pq_rotated: ix.pq.rotated(),
+        codes: &ix.codes,
+        ids: &ix.ids,
+        nav: ix.nav.as_ref(),
+        rerank: ix.manifest.rerank_file,
+        colocated,
+    };
+    let manifest = sink.write(
+        &mut vector,
+        &BuildMeta {
+            l_build: ix.manifest.l_build,
+            alpha: ix.manifest.alpha,
+            seed: ix.manifest.seed,
+        },
+        progress,
+    )?;
+    report.index_bytes = manifest.files.iter().map(|f| f.bytes).sum();
+    report.seconds = t.elapsed().as_secs_f64();
     Ok(report)
 }
 
@@ -650,6 +913,65 @@ mod tests {
     use super::*;
     use crate::format::StoredType;
     use crate::testutil::{clustered, options};
+
+    #[test]
+    fn relayout_keeps_answers_ids_and_invariants() {
+        use crate::search::{SearchParams, Searcher};
+        let tmp = tempfile::tempdir().unwrap();
+        let dim = 32;
+        let (base, queries) = clustered(2500, 30, dim, 6);
+        let ids: Vec<u64> = (0..2500u64).map(|i| 1_000_000 + 3 * i).collect();
+        let mut o = options(Metric::L2, StoredType::F32, 16, 8);
+        o.colocate = false;
+        let src = tmp.path().join("src");
+        build_index(
+            std::borrow::Cow::Borrowed(&base[..]),
+            dim,
+            &ids,
+            &src,
+            &o,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let dst = tmp.path().join("dst");
+        let r = relayout(&src, &dst, StoredType::I8, true, &mut |_, _, _| {}).unwrap();
+        assert_eq!(r.n, 2500);
+        // 39 records to a sector and R = 16: at most 16 of 38 mates can be
+        // neighbours.
+        assert!(
+            r.mate_fraction_after > 0.1 && r.mate_fraction_after > 10.0 * r.mate_fraction_before,
+            "{r:?}"
+        );
+        verify_index(&dst).expect("the relaid index verifies");
+        let a = DiskIndex::open(&src).unwrap();
+        let b = DiskIndex::open(&dst).unwrap();
+        assert!(b.manifest.colocated && b.manifest.stored == StoredType::I8);
+        assert_ne!(a.ids, b.ids, "nodes were renamed");
+        let truth = crate::testutil::exact_knn(&base, &queries, dim, 10, Metric::L2);
+        let p = SearchParams::new(10, 40, 4);
+        for ix in [&a, &b] {
+            let mut s = Searcher::new(ix, IoBackend::Auto, 8).unwrap();
+            let got: Vec<Vec<u64>> = queries
+                .chunks_exact(dim)
+                .map(|q| {
+                    s.search(q, &p)
+                        .unwrap()
+                        .0
+                        .iter()
+                        .map(|n| (n.id - 1_000_000) / 3)
+                        .collect()
+                })
+                .collect();
+            let rc = crate::testutil::recall(&got, &truth, 10);
+            assert!(rc >= 0.9, "{}: recall {rc}", ix.manifest.stored);
+            // A base vector finds itself under its external id.
+            let own = s.search(&base[7 * dim..8 * dim], &p).unwrap().0;
+            assert_eq!(own[0].id, ids[7]);
+        }
+        // The source is refused as the destination, and left intact.
+        assert!(relayout(&src, &src, StoredType::I8, true, &mut |_, _, _| {}).is_err());
+        verify_index(&src).unwrap();
+    }
 
     /// Build a tiny index; the error and the stages that were started.
     fn try_build(o: &IndexBuildOptions, dir: &Path) -> (Result<BuildReport>, Vec<String>) {

@@ -68,6 +68,7 @@ pub fn options(metric: Metric, stored: StoredType, r: usize, pq_bytes: usize) ->
         rerank_file: false,
         opq: false,
         ram_budget: None,
+        colocate: true,
     }
 }
 

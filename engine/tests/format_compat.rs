@@ -92,6 +92,7 @@ impl Case {
             rerank_file: self.rerank,
             opq: false,
             ram_budget: None,
+            colocate: false,
         }
     }
     /// External ids that are not 0..n, so the id map is really checked.
@@ -487,6 +488,7 @@ fn check_manifest(c: &Case, dir: &Path, nav_nodes: u64, files: &[&str]) {
         "seed": o.graph.seed,
         "nav_nodes": nav_nodes,
         "rerank_file": c.rerank,
+        "colocated": false,
     });
     for (k, v) in want.as_object().unwrap() {
         pin_eq!(m[k], *v, "manifest.json field {k}");

@@ -575,6 +575,7 @@ impl Catalog {
             rerank_file: false,
             opq: meta.params.opq,
             ram_budget: None,
+            colocate: true,
         };
         let (need, detail) = estimate_build_bytes(n, dim, &o);
         // The finished index's RAM must fit beside what is open now, and

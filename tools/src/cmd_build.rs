@@ -50,6 +50,51 @@ impl PlainProgress {
     }
 }
 
+/// Progress of a staged job: on a terminal, a bar per stage; otherwise
+/// (logs, systemd) a line every 5 % with the elapsed time and an ETA.
+pub(crate) struct StageProgress {
+    tty: bool,
+    bar: Option<(String, ProgressBar)>,
+    plain: PlainProgress,
+}
+
+impl StageProgress {
+    pub(crate) fn new() -> Self {
+        StageProgress {
+            tty: std::io::stderr().is_terminal(),
+            bar: None,
+            plain: PlainProgress::default(),
+        }
+    }
+
+    pub(crate) fn update(&mut self, st: &str, done: usize, total: usize) {
+        if !self.tty {
+            self.plain.update(st, done, total);
+            return;
+        }
+        if self.bar.as_ref().map(|(s, _)| s.as_str()) != Some(st) {
+            if let Some((_, b)) = self.bar.take() {
+                b.finish();
+            }
+            let unit = if st == stage::GRAPH || st == stage::WRITE {
+                total as u64
+            } else {
+                1
+            };
+            self.bar = Some((st.to_string(), progress_bar(unit, st)));
+        }
+        if let Some((_, b)) = &self.bar {
+            b.set_position(done as u64);
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        if let Some((_, b)) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
 /// Arguments of `quarryctl build`.
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
@@ -92,6 +137,11 @@ pub struct BuildArgs {
     /// Also write a full-precision f32 rerank file.
     #[arg(long)]
     pub rerank_file: bool,
+    /// Keep the build order on disk instead of renaming nodes so that
+    /// graph neighbours share sectors (only matters when several records
+    /// fit in a sector, e.g. i8 at 1024-d or 384-d vectors).
+    #[arg(long)]
+    pub no_colocate: bool,
     /// Learn an OPQ rotation before PQ (helps data of low intrinsic rank;
     /// costs a dim x dim eigen-decomposition at build time).
     #[arg(long)]
@@ -123,6 +173,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         rerank_file: a.rerank_file,
         opq: a.opq,
         ram_budget: Some((a.build_ram_gb * (1u64 << 30) as f64) as u64),
+        colocate: !a.no_colocate,
     };
     let (need, detail) = estimate_build_bytes(n, dim, &o);
     eprintln!(
@@ -154,35 +205,12 @@ pub fn run(a: BuildArgs) -> Result<()> {
     let data = file.f32_data();
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = std::time::Instant::now();
-    // On a terminal: a progress bar per stage. Otherwise (logs, systemd):
-    // a line every 5 % with the elapsed time and an ETA.
-    let tty = std::io::stderr().is_terminal();
-    let mut bar: Option<(String, ProgressBar)> = None;
-    let mut plain = PlainProgress::default();
+    let mut progress = StageProgress::new();
     let report = build_index(data, dim, &ids, &a.index, &o, &mut |st, done, total| {
-        if !tty {
-            plain.update(st, done, total);
-            return;
-        }
-        if bar.as_ref().map(|(s, _)| s.as_str()) != Some(st) {
-            if let Some((_, b)) = bar.take() {
-                b.finish();
-            }
-            let unit = if st == stage::GRAPH || st == stage::WRITE {
-                total as u64
-            } else {
-                1
-            };
-            bar = Some((st.to_string(), progress_bar(unit, st)));
-        }
-        if let Some((_, b)) = &bar {
-            b.set_position(done as u64);
-        }
+        progress.update(st, done, total)
     })
     .with_context(|| format!("building {}", a.index.display()))?;
-    if let Some((_, b)) = bar.take() {
-        b.finish();
-    }
+    progress.finish();
     let mut json = serde_json::to_value(&report)?;
     json["build_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
     json["threads"] = serde_json::json!(o.graph.threads);

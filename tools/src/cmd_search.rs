@@ -16,6 +16,7 @@ use quarry_engine::io::IoBackend;
 use quarry_engine::runtime;
 use quarry_engine::search::{search_parallel, SearchParams, Searcher, WaitMode};
 use quarry_engine::DiskIndex;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -65,6 +66,21 @@ pub struct SearchArgs {
     /// Rank read nodes by their exact distance in the candidate list.
     #[arg(long)]
     pub refine_exact: bool,
+    /// Do not expand the other records of a sector read for one node
+    /// (measures what sector-mate expansion buys).
+    #[arg(long)]
+    pub no_sector_mates: bool,
+    /// Write one CSV line per query of the latency pass (L, query, micros,
+    /// ios, hops, mate_expansions, recall) to this file.
+    #[arg(long)]
+    pub per_query: Option<PathBuf>,
+    /// Re-issue a read still outstanding after this many µs (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub hedge_us: u32,
+    /// Score the navigation tier with its f16 vectors instead of the
+    /// query's PQ table.
+    #[arg(long)]
+    pub nav_f16: bool,
     /// Reader: auto (io_uring, else pread), uring, pread.
     #[arg(long, default_value = "auto")]
     pub io: IoBackend,
@@ -139,35 +155,68 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "L", "W", "recall", "qps", "mean_us", "p50_us", "p99_us", "ios", "hops", "proc_ios"
         );
     }
+    let mut per_query = match &a.per_query {
+        Some(p) => {
+            let mut f =
+                std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?);
+            writeln!(f, "L,query,micros,ios,hops,mate_expansions,recall")?;
+            Some(f)
+        }
+        None => None,
+    };
     for &l in &a.l {
         let mut p = SearchParams::new(a.k, l.max(a.k), a.w);
         p.use_nav = !a.no_nav;
         p.nav_entries = a.nav_entries;
         p.nav_ef = a.nav_ef;
         p.refine_exact = a.refine_exact;
+        p.sector_mates = !a.no_sector_mates;
+        p.nav_pq = !a.nav_f16;
+        p.hedge_us = a.hedge_us;
         p.rerank = if a.rerank > 0 { a.rerank.clamp(a.k, p.l) } else { 0 };
         // Latency pass: one pinned thread, one query in flight.
         runtime::pin_to_core(0);
-        let mut s = Searcher::new(&index, a.io, a.w.max(1))?;
+        let mut s = Searcher::new(&index, a.io, 2 * a.w.max(1))?;
         s.set_wait_mode(a.wait);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)?;
         let (mut ios, mut hops, mut hits, mut pqd, mut lat_sum) = (0u64, 0u64, 0u64, 0u64, 0f64);
+        let (mut mates, mut hedged) = (0u64, 0u64);
         let mut found = 0usize;
         let io_before = runtime::io_read_bytes();
+        let cpu_before = runtime::cpu_seconds();
         for (i, q) in queries.chunks_exact(dim).enumerate() {
             let (res, st) = s.search(q, &p).with_context(|| format!("query {i}"))?;
             hist.record((st.micros * 1000.0).max(1.0) as u64)?;
             lat_sum += st.micros;
             ios += st.ios as u64;
             hops += st.hops as u64;
+            mates += st.mate_expansions as u64;
+            hedged += st.hedged_reads as u64;
             hits += st.cache_hits as u64;
             pqd += st.pq_distances as u64;
+            let mut hit = 0;
             if let Some((gk, ids)) = &gt {
                 let truth = &ids[i * gk..i * gk + a.k];
-                found += res.iter().filter(|r| truth.contains(&(r.id as u32))).count();
+                hit = res.iter().filter(|r| truth.contains(&(r.id as u32))).count();
+                found += hit;
+            }
+            if let Some(f) = per_query.as_mut() {
+                writeln!(
+                    f,
+                    "{l},{i},{:.1},{},{},{},{}",
+                    st.micros,
+                    st.ios,
+                    st.hops,
+                    st.mate_expansions,
+                    hit as f64 / a.k as f64
+                )?;
             }
         }
         let proc_ios = (runtime::io_read_bytes() - io_before) as f64 / 4096.0 / nq as f64;
+        // With --wait block this is the work per query (user + kernel, the
+        // reads' submission and completion included); polling spins, so it
+        // is then about the latency itself.
+        let cpu_us = (runtime::cpu_seconds() - cpu_before) * 1e6 / nq as f64;
         drop(s);
         // Throughput pass.
         let qps = if a.no_qps {
@@ -193,7 +242,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "lat_p999_us": hist.value_at_quantile(0.999) as f64 / 1000.0,
             "mean_ios": ios as f64 / nqf,
             "proc_ios_per_query": proc_ios,
+            "lat_cpu_us_per_query": cpu_us,
             "mean_hops": hops as f64 / nqf,
+            "mean_mate_expansions": mates as f64 / nqf,
+            "sector_mates": p.sector_mates,
+            "nav_pq": p.nav_pq,
+            "hedge_us": p.hedge_us,
+            "mean_hedged_reads": hedged as f64 / nqf,
             "mean_cache_hits": hits as f64 / nqf,
             "mean_pq_distances": pqd as f64 / nqf,
             "nav": !a.no_nav,

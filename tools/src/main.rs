@@ -6,6 +6,7 @@
 mod cmd_build;
 mod cmd_gen;
 mod cmd_gt;
+mod cmd_relayout;
 mod cmd_remote;
 mod cmd_search;
 mod cmd_verify;
@@ -33,6 +34,9 @@ enum Cmd {
     Search(cmd_search::SearchArgs),
     /// Check every checksum and the graph invariants.
     Verify(cmd_verify::VerifyArgs),
+    /// Rewrite an index with another stored-vector type and/or neighbours
+    /// co-located in sectors, reusing its graph (no rebuild).
+    Relayout(cmd_relayout::RelayoutArgs),
     /// A running quarryd's status: shards, RAM, latency, collections.
     Status(cmd_remote::StatusArgs),
     /// Manage a running quarryd's collections: list, describe, create, build, drop.
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build(a) => cmd_build::run(a),
         Cmd::Search(a) => cmd_search::run(a),
         Cmd::Verify(a) => cmd_verify::run(a),
+        Cmd::Relayout(a) => cmd_relayout::run(a),
         Cmd::Status(a) => cmd_remote::run_status(a),
         Cmd::Collections(a) => cmd_remote::run_collections(a),
     }

@@ -48,6 +48,11 @@ pub struct Manifest {
     pub nav_nodes: u64,
     /// Whether a full-precision rerank file exists.
     pub rerank_file: bool,
+    /// Whether nodes were renamed so that graph neighbours share sectors
+    /// (informational: reading is the same either way). Absent in
+    /// manifests written before it existed, which means false.
+    #[serde(default)]
+    pub colocated: bool,
     /// Files, each with size and checksum.
     pub files: Vec<FileEntry>,
 }

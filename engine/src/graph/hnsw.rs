@@ -192,10 +192,10 @@ impl NavTier {
             let level = t.levels[i as usize] as usize;
             let mut cur = t.entry;
             for lc in (level + 1..=t.max_level as usize).rev() {
-                cur = t.greedy_step(q, cur, lc);
+                cur = t.greedy_step(&|i| t.dist(q, i), cur, lc);
             }
             for lc in (0..=level.min(t.max_level as usize)).rev() {
-                t.search_layer(q, &[cur], p.ef_construction, lc, &mut sc);
+                t.search_layer(&|i| t.dist(q, i), &[cur], p.ef_construction, lc, &mut sc);
                 let cands: Vec<(f32, u32)> = sc.list.as_slice().iter().map(|c| (c.dist, c.id)).collect();
                 cur = cands[0].1;
                 let chosen = select(&cands, t.slots(lc), &frow, q);
@@ -220,12 +220,12 @@ impl NavTier {
         t
     }
 
-    fn greedy_step(&self, q: &[f32], mut cur: u32, level: usize) -> u32 {
-        let mut best = self.dist(q, cur);
+    fn greedy_step(&self, dist: &impl Fn(u32) -> f32, mut cur: u32, level: usize) -> u32 {
+        let mut best = dist(cur);
         loop {
             let mut moved = false;
             for &v in self.links(cur, level) {
-                let d = self.dist(q, v);
+                let d = dist(v);
                 if d < best {
                     best = d;
                     cur = v;
@@ -238,37 +238,73 @@ impl NavTier {
         }
     }
 
-    fn search_layer(&self, q: &[f32], eps: &[u32], ef: usize, level: usize, s: &mut NavScratch) {
+    fn search_layer(&self, dist: &impl Fn(u32) -> f32, eps: &[u32], ef: usize, level: usize, s: &mut NavScratch) {
         s.list.reset(ef);
         s.visited.clear();
         for &e in eps {
             if s.visited.insert(e) {
-                s.list.insert(self.dist(q, e), e);
+                s.list.insert(dist(e), e);
             }
         }
         while let Some(i) = s.list.first_unexpanded() {
             let c = s.list.take(i);
             for &v in self.links(c.id, level) {
                 if s.visited.insert(v) {
-                    s.list.insert(self.dist(q, v), v);
+                    s.list.insert(dist(v), v);
                 }
             }
         }
     }
 
     /// Up to `count` graph node ids near `q`, closest first, from a layer-0
-    /// search with beam `ef`.
+    /// search with beam `ef`, using the tier's own f16 vectors.
     pub fn entry_points(&self, q: &[f32], ef: usize, count: usize, s: &mut NavScratch, out: &mut Vec<u32>) {
+        self.entry_points_by(|i| self.dist(q, i), ef, count, s, out)
+    }
+
+    /// As [`entry_points`](Self::entry_points), scoring the tier's points
+    /// with `node_dist(graph node id)` instead, e.g. the query's PQ table
+    /// over codes already in RAM: a 128-byte ADC lookup costs a fraction
+    /// of a 1024-d f16 distance, and entry points need only be near.
+    pub fn entry_points_pq(
+        &self,
+        node_dist: impl Fn(u32) -> f32,
+        ef: usize,
+        count: usize,
+        s: &mut NavScratch,
+        out: &mut Vec<u32>,
+    ) {
+        self.entry_points_by(|i| node_dist(self.nodes[i as usize]), ef, count, s, out)
+    }
+
+    fn entry_points_by(
+        &self,
+        dist: impl Fn(u32) -> f32,
+        ef: usize,
+        count: usize,
+        s: &mut NavScratch,
+        out: &mut Vec<u32>,
+    ) {
         out.clear();
         if self.is_empty() {
             return;
         }
         let mut cur = self.entry;
         for lc in (1..=self.max_level as usize).rev() {
-            cur = self.greedy_step(q, cur, lc);
+            cur = self.greedy_step(&dist, cur, lc);
         }
-        self.search_layer(q, &[cur], ef.max(count), 0, s);
+        self.search_layer(&dist, &[cur], ef.max(count), 0, s);
         out.extend(s.list.as_slice().iter().take(count).map(|c| self.nodes[c.id as usize]));
+    }
+
+    /// The same tier over a graph whose nodes were renamed: graph node `i`
+    /// is now `new_of[i]`.
+    pub fn relabeled(&self, new_of: &[u32]) -> NavTier {
+        let mut t = self.clone();
+        for v in &mut t.nodes {
+            *v = new_of[*v as usize];
+        }
+        t
     }
 
     /// Serialise (see docs/format.md, nav.qsec).

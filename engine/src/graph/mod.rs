@@ -7,6 +7,7 @@
 
 mod beam;
 pub mod hnsw;
+pub mod layout;
 pub mod vamana;
 
 pub use beam::{Candidate, CandidateList, VisitedSet};

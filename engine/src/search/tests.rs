@@ -213,3 +213,96 @@ fn rerank_file_rescoring_costs_ios_and_keeps_recall() {
         .unwrap_err();
     assert!(e.to_string().contains("--rerank-file"), "{e}");
 }
+
+/// Mean of one stat over a run.
+fn mean(stats: &[QueryStats], f: impl Fn(&QueryStats) -> u32) -> f64 {
+    stats.iter().map(|s| f(s) as f64).sum::<f64>() / stats.len() as f64
+}
+
+#[test]
+fn sector_mates_save_reads_on_a_colocated_index() {
+    // 128-d i8 records with R = 24 are 232 bytes: 17 to a sector.
+    const D: usize = 128;
+    let (base, queries) = clustered(4000, 60, D, 19);
+    let truth = exact_knn(&base, &queries, D, 10, Metric::L2);
+    let p = SearchParams::new(10, 40, 4);
+    let mut ios = Vec::new();
+    for colocate in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = options(Metric::L2, StoredType::I8, 24, 32);
+        o.colocate = colocate;
+        build(&base, D, dir.path(), &o);
+        let index = DiskIndex::open(dir.path()).unwrap();
+        assert_eq!(index.manifest.colocated, colocate);
+        let mut s = Searcher::new(&index, IoBackend::Auto, 16).unwrap();
+        let mut recalls = Vec::new();
+        for mates in [true, false] {
+            let (got, st) = run_all(
+                &index,
+                &mut s,
+                &queries,
+                &SearchParams {
+                    sector_mates: mates,
+                    ..p
+                },
+                2,
+            );
+            recalls.push(recall(&got, &truth, 10));
+            if !mates {
+                assert_eq!(mean(&st, |s| s.mate_expansions), 0.0);
+            }
+            ios.push(mean(&st, |s| s.ios));
+        }
+        // Mates are scored exactly for free, so recall can only gain.
+        assert!(recalls[0] >= 0.9, "colocate {colocate}: recall {recalls:?}");
+        assert!(
+            recalls[0] >= recalls[1] - 0.005,
+            "colocate {colocate}: recall {recalls:?}"
+        );
+    }
+    let (co_mates, co_plain, _, plain) = (ios[0], ios[1], ios[2], ios[3]);
+    assert!(
+        co_mates < 0.8 * co_plain,
+        "co-located: {co_mates} reads with mates vs {co_plain} without"
+    );
+    assert!(
+        co_mates < 0.8 * plain,
+        "co-located with mates {co_mates} vs build order {plain}"
+    );
+}
+
+#[test]
+fn hedged_reads_change_the_read_count_not_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(3000, 40, DIM, 20);
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 24, 16));
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let reader = match UringReader::open(&index.graph_path(), 4096, 64) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(
+                std::env::var_os("QUARRY_REQUIRE_URING").is_none(),
+                "io_uring required but refused: {e}"
+            );
+            return;
+        }
+    };
+    let mut s = Searcher::with_reader(&index, Box::new(reader));
+    let p = SearchParams::new(10, 40, 4);
+    let (plain, st0) = run_all(&index, &mut s, &queries, &p, 4);
+    // Every read older than 1 µs gets a twin: nearly all of them, and the
+    // slower twins arrive after their query may have answered, in a slot
+    // a later query may be using.
+    let (hedged, st1) = run_all(&index, &mut s, &queries, &SearchParams { hedge_us: 1, ..p }, 4);
+    assert_eq!(plain, hedged);
+    assert_eq!(mean(&st0, |s| s.hedged_reads), 0.0);
+    let twins = mean(&st1, |s| s.hedged_reads);
+    assert!(twins > 0.0, "no read was hedged");
+    assert!(
+        (mean(&st1, |s| s.ios) - mean(&st0, |s| s.ios) - twins).abs() < 1e-9,
+        "twins are counted as reads"
+    );
+    // The searcher is still sound after all the late twins.
+    let (again, _) = run_all(&index, &mut s, &queries, &p, 4);
+    assert_eq!(plain, again);
+}
