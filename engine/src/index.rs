@@ -203,15 +203,7 @@ pub fn build_index(
     report.nav_seconds = t.elapsed().as_secs_f64();
 
     let t = std::time::Instant::now();
-    // Co-locate graph neighbours in sectors when several records share one:
-    // nodes are renamed so that a sector's records are mostly neighbours.
-    let (g, order) = if o.colocate && layout.nodes_per_sector > 1 {
-        let order = graph::layout::colocate(&g, layout.nodes_per_sector);
-        (graph::layout::relabel(&g, &order), order)
-    } else {
-        let order = (0..n as u32).collect();
-        (g, order)
-    };
+    let (g, order, colocated) = graph::layout::arrange(g, layout.nodes_per_sector, o.colocate);
     report.sector_mate_fraction = graph::layout::mate_fraction(&g, layout.nodes_per_sector);
     let sink = IndexFiles {
         dir,
@@ -225,7 +217,7 @@ pub fn build_index(
         ids,
         nav: nav.as_ref(),
         rerank: o.rerank_file,
-        colocated: o.colocate && layout.nodes_per_sector > 1,
+        colocated,
     };
     let manifest = sink.write(
         &mut |old, out| {
@@ -419,46 +411,10 @@ pub fn relayout(
     let n = ix.len();
     let old = ix.header.layout;
     let gpath = ix.graph_path();
+    let g = read_graph(&gpath, &ix.header, progress)?;
     let file = std::fs::File::open(&gpath)
         .map_err(format::io_err(&gpath))
         .map_err(IndexError::from)?;
-    // Pass 1: the adjacency, streamed sector by sector.
-    let mut g = graph::Graph::empty(n, old.r, ix.header.medoid as u32);
-    {
-        let rs = old.read_sectors();
-        let per = old.nodes_per_sector.max(1);
-        let chunk_sectors = 256 * rs;
-        let mut buf = crate::io::AlignedBuf::new(chunk_sectors * format::SECTOR);
-        let mut id = 0usize;
-        let total_sectors = old.data_sectors(n as u64) as usize;
-        let mut sector = 0usize;
-        while sector < total_sectors {
-            let take = chunk_sectors.min(total_sectors - sector);
-            let bytes = &mut buf.as_mut_slice()[..take * format::SECTOR];
-            file.read_exact_at(bytes, (1 + sector) as u64 * format::SECTOR as u64)
-                .map_err(format::io_err(&gpath))
-                .map_err(IndexError::from)?;
-            for s in 0..take / rs {
-                for k in 0..per {
-                    if id >= n {
-                        break;
-                    }
-                    let off = s * rs * format::SECTOR + k * old.node_size;
-                    let node = old
-                        .node(&bytes[off..off + old.node_size])
-                        .map_err(|detail| FormatError::Invalid {
-                            path: gpath.clone(),
-                            field: "node record",
-                            detail: format!("node {id}: {detail}"),
-                        })?;
-                    g.set_neighbors(id as u32, node.neighbors);
-                    id += 1;
-                }
-            }
-            sector += take;
-            progress(stage::GRAPH, id, n);
-        }
-    }
     let new = NodeLayout::new(old.dim, stored, old.r);
     let mut report = RelayoutReport {
         n,
@@ -466,13 +422,7 @@ pub fn relayout(
         mate_fraction_before: graph::layout::mate_fraction(&g, new.nodes_per_sector),
         ..Default::default()
     };
-    let colocated = colocate && new.nodes_per_sector > 1;
-    let (g, order) = if colocated {
-        let order = graph::layout::colocate(&g, new.nodes_per_sector);
-        (graph::layout::relabel(&g, &order), order)
-    } else {
-        (g, (0..n as u32).collect())
-    };
+    let (g, order, colocated) = graph::layout::arrange(g, new.nodes_per_sector, colocate);
     report.mate_fraction_after = graph::layout::mate_fraction(&g, new.nodes_per_sector);
     std::fs::create_dir_all(dst)
         .map_err(format::io_err(dst))
@@ -859,6 +809,57 @@ pub struct VerifySummary {
     pub max_degree: usize,
 }
 
+/// The adjacency of the graph file at `path` (whose header is `header`),
+/// streamed 256 records' sectors at a time; `progress(GRAPH, done, n)`.
+/// Degree ≤ R and neighbour ids < n are checked here, so a corrupt file is
+/// an error naming the node, never an out-of-range index later.
+fn read_graph(path: &Path, header: &GraphHeader, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<graph::Graph> {
+    use std::os::unix::fs::FileExt;
+    let layout = header.layout;
+    let n = header.n as usize;
+    let invalid = |detail: String| {
+        IndexError::Format(FormatError::Invalid {
+            path: path.to_path_buf(),
+            field: "graph",
+            detail,
+        })
+    };
+    let file = std::fs::File::open(path)
+        .map_err(format::io_err(path))
+        .map_err(IndexError::from)?;
+    let mut g = graph::Graph::empty(n, layout.r, header.medoid as u32);
+    let rs = layout.read_sectors();
+    let per = layout.nodes_per_sector.max(1);
+    let chunk_sectors = 256 * rs;
+    let mut buf = crate::io::AlignedBuf::new(chunk_sectors * format::SECTOR);
+    let total_sectors = layout.data_sectors(n as u64) as usize;
+    let (mut id, mut sector) = (0usize, 0usize);
+    while sector < total_sectors {
+        let take = chunk_sectors.min(total_sectors - sector);
+        let bytes = &mut buf.as_mut_slice()[..take * format::SECTOR];
+        file.read_exact_at(bytes, (1 + sector) as u64 * format::SECTOR as u64)
+            .map_err(format::io_err(path))
+            .map_err(IndexError::from)?;
+        for rec in 0..(take / rs) * per {
+            if id >= n {
+                break;
+            }
+            let off = (rec / per) * rs * format::SECTOR + (rec % per) * layout.node_size;
+            let node = layout
+                .node(&bytes[off..off + layout.node_size])
+                .map_err(|d| invalid(format!("node {id}: {d}")))?;
+            if let Some(bad) = node.neighbors.iter().find(|&&v| v as usize >= n) {
+                return Err(invalid(format!("node {id} links to {bad}, beyond n = {n}")));
+            }
+            g.set_neighbors(id as u32, node.neighbors);
+            id += 1;
+        }
+        sector += take;
+        progress(stage::GRAPH, id, n);
+    }
+    Ok(g)
+}
+
 /// Check every checksum ([`format::verify`]) and the graph invariants:
 /// degree ≤ R, neighbour ids < n, no self-loops or duplicate edges, every
 /// node reachable from the medoid.
@@ -866,16 +867,8 @@ pub fn verify_index(dir: &Path) -> Result<VerifySummary> {
     let rep = format::verify(dir)?;
     let gpath = dir.join(files::GRAPH);
     let header = GraphHeader::read(&gpath)?;
-    let layout = header.layout;
     let n = header.n as usize;
-    let bytes = std::fs::read(&gpath).map_err(format::io_err(&gpath))?;
-    // Copy into u32 storage so records are 4-aligned for decoding.
-    let words: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|w| u32::from_ne_bytes(w.try_into().expect("4")))
-        .collect();
-    let bytes: &[u8] = bytemuck::cast_slice(&words);
-    let mut g = graph::Graph::empty(n, layout.r, header.medoid as u32);
+    let g = read_graph(&gpath, &header, &mut |_, _, _| {})?;
     let invalid = |detail: String| {
         IndexError::Format(FormatError::Invalid {
             path: gpath.clone(),
@@ -883,21 +876,9 @@ pub fn verify_index(dir: &Path) -> Result<VerifySummary> {
             detail,
         })
     };
-    let mut max_degree = 0;
-    let mut total = 0usize;
-    for id in 0..n as u32 {
-        let (sector, off) = layout.locate(id);
-        let start = sector as usize * format::SECTOR + off;
-        let node = layout
-            .node(&bytes[start..start + layout.node_size])
-            .map_err(|d| invalid(format!("node {id}: {d}")))?;
-        if let Some(bad) = node.neighbors.iter().find(|&&v| v as usize >= n) {
-            return Err(invalid(format!("node {id} links to {bad}, beyond n = {n}")));
-        }
-        max_degree = max_degree.max(node.neighbors.len());
-        total += node.neighbors.len();
-        g.set_neighbors(id, node.neighbors);
-    }
+    let (max_degree, total) = (0..n as u32)
+        .map(|i| g.neighbors(i).len())
+        .fold((0, 0), |(m, t), d| (m.max(d), t + d));
     g.check_invariants().map_err(invalid)?;
     Ok(VerifySummary {
         files_checked: rep.files_checked,

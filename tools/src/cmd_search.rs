@@ -176,7 +176,9 @@ pub fn run(a: SearchArgs) -> Result<()> {
         p.rerank = if a.rerank > 0 { a.rerank.clamp(a.k, p.l) } else { 0 };
         // Latency pass: one pinned thread, one query in flight.
         runtime::pin_to_core(0);
-        let mut s = Searcher::new(&index, a.io, 2 * a.w.max(1))?;
+        // With hedging, room for a twin of every read.
+        let twins = if a.hedge_us > 0 { 2 } else { 1 };
+        let mut s = Searcher::new(&index, a.io, twins * a.w.max(1))?;
         s.set_wait_mode(a.wait);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)?;
         let (mut ios, mut hops, mut hits, mut pqd, mut lat_sum) = (0u64, 0u64, 0u64, 0u64, 0f64);

@@ -264,8 +264,7 @@ impl NavTier {
 
     /// As [`entry_points`](Self::entry_points), scoring the tier's points
     /// with `node_dist(graph node id)` instead, e.g. the query's PQ table
-    /// over codes already in RAM: a 128-byte ADC lookup costs a fraction
-    /// of a 1024-d f16 distance, and entry points need only be near.
+    /// over codes already in RAM (entry points need only be near).
     pub fn entry_points_pq(
         &self,
         node_dist: impl Fn(u32) -> f32,

@@ -66,6 +66,20 @@ pub fn colocate(g: &Graph, per_sector: usize) -> Vec<u32> {
     order
 }
 
+/// `g` in disk order for `per_sector` records per sector: co-located when
+/// `colocate` and a sector holds several records, else as built. Returns
+/// the graph in its new naming, the order (`order[new] = old`) and whether
+/// it was co-located.
+pub fn arrange(g: Graph, per_sector: usize, colocate: bool) -> (Graph, Vec<u32>, bool) {
+    if colocate && per_sector > 1 {
+        let order = self::colocate(&g, per_sector);
+        (relabel(&g, &order), order, true)
+    } else {
+        let order = (0..g.len() as u32).collect();
+        (g, order, false)
+    }
+}
+
 /// Every node once: breadth-first from the medoid, then any node the
 /// search from the medoid cannot reach, in id order.
 fn bfs_order(g: &Graph) -> Vec<u32> {

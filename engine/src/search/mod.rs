@@ -44,8 +44,9 @@ pub struct SearchParams {
     /// Navigation-tier search beam.
     pub nav_ef: usize,
     /// Score navigation-tier points with the query's PQ table over their
-    /// codes (already in RAM) instead of the tier's f16 vectors: much
-    /// cheaper at high dimension, and entry points need only be near.
+    /// codes (already in RAM) instead of the tier's f16 vectors. It gave
+    /// the same IOs and CPU as the f16 path on the dev set and at 1M
+    /// (ARCHITECTURE.md, "A query").
     pub nav_pq: bool,
     /// Entry points taken from the navigation tier.
     pub nav_entries: usize,
@@ -59,10 +60,11 @@ pub struct SearchParams {
     /// on the dev set it bought recall only with proportionally more IOs
     /// (0.949 at 36 IOs vs 0.956 at 35 IOs without it).
     pub refine_exact: bool,
-    /// When a read brings a sector holding several records, also score the
-    /// target's sector-mates exactly and expand those that belong in the
-    /// candidate list, with no read of their own. On by default; it pays
-    /// most on a co-located index (see `graph::layout`).
+    /// When a read brings a sector holding several records, score the
+    /// target's sector-mates exactly too, and expand any of them the search
+    /// later wants from a per-query copy of the sector, with no read of
+    /// their own. On by default; it pays most on a co-located index (see
+    /// `graph::layout`).
     pub sector_mates: bool,
     /// Re-issue a read still outstanding after this many microseconds and
     /// use whichever copy arrives first (0 = never). A shared disk has a
@@ -522,7 +524,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
             let gen = (c.tag >> 32) as u16;
             let id = c.tag as u32;
             let st = &mut self.slots[s];
-            let sector = self.layout.locate(id).0;
+            let (sector, off) = self.layout.locate(id);
             let waiting = if st.active && st.gen == gen {
                 st.pending.iter().position(|p| p.sector == sector && p.id == id)
             } else {
@@ -539,7 +541,6 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
                 Ok(()) => {
                     if st.error.is_none() {
                         let buf = self.reader.buffer(c.slot);
-                        let off = self.layout.locate(id).1;
                         let rec = &buf[off..off + self.layout.node_size];
                         let mut r = expand(index, &self.layout, st, id, rec);
                         if r.is_ok() && st.params.sector_mates && self.layout.nodes_per_sector > 1 {
@@ -572,6 +573,9 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
     /// Re-issue every read that has waited longer than its query's
     /// `hedge_us` (once per read): whichever copy arrives first is used.
     fn hedge(&mut self) {
+        if !self.slots.iter().any(|st| st.active && st.params.hedge_us > 0) {
+            return;
+        }
         let now = Instant::now();
         let read_sectors = self.layout.read_sectors() as u32;
         for (s, st) in self.slots.iter_mut().enumerate() {
@@ -891,8 +895,10 @@ pub fn search_parallel(
     let dim = index.dim();
     let nq = queries.len() / dim;
     let threads = threads.max(1);
-    // Twice the reads the queries may wait for, so hedged twins find room.
-    let depth = (2 * inflight * p.w).max(1);
+    // With hedging, twice the reads the queries may wait for, so twins
+    // find room.
+    let twins = if p.hedge_us > 0 { 2 } else { 1 };
+    let depth = (twins * inflight * p.w).max(1);
     let chunk = 16usize;
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<QueryResult>> = vec![None; nq];
