@@ -54,7 +54,7 @@ from common import (  # noqa: E402
 
 REPO = HERE.parent.parent
 CMDS = CommandLog()
-ALL_SYSTEMS = ["quarry", "quarry-nonav", "diskannpy", "hnswlib", "faiss"]
+ALL_SYSTEMS = ["quarry", "quarry-nonav", "quarry-budget", "diskannpy", "hnswlib", "faiss"]
 
 
 def ints(s: str) -> list[int]:
@@ -380,7 +380,9 @@ def search_python(system: str, args, meta: dict, qf: Path, gf: Path, nq: int) ->
     return rows, head
 
 
-def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, no_nav: bool, warm: bool = True) -> list[dict]:
+def run_quarry_search(
+    args, index: str, qf: Path, gf: Path, nq: int, W: int, no_nav: bool, warm: bool = True, extra: tuple = ()
+) -> list[dict]:
     """One `quarryctl search` process for one W; its JSON lines (one per L).
 
     quarryctl makes two passes per L: a latency pass (1 pinned thread, one
@@ -403,6 +405,7 @@ def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, no_
     ]  # fmt: skip
     if no_nav:
         cmd.append("--no-nav")
+    cmd += list(extra)
     cmd += args.quarry_search_extra
     CMDS.add(cmd)
     p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -432,7 +435,7 @@ def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, no_
         log(f"quarry search FAILED (exit {p.returncode})")
         if warm:
             log("retrying without the duplicated warm-up L")
-            return run_quarry_search(args, index, qf, gf, nq, W, no_nav, warm=False)
+            return run_quarry_search(args, index, qf, gf, nq, W, no_nav, warm=False, extra=extra)
         return []
     total_rb = (poller.last_read_bytes or 0) - start_rb
     drop_first = warm and len(lines) == len(Ls_run)
@@ -457,9 +460,13 @@ def run_quarry_search(args, index: str, qf: Path, gf: Path, nq: int, W: int, no_
 
 def search_quarry(system: str, args, meta: dict, qf: Path, gf: Path, nq: int) -> tuple[list[dict], dict]:
     no_nav = system == "quarry-nonav"
+    # quarry-budget: the same index with a soft per-query time budget
+    # (quarryctl --budget-us): a query still waiting for reads then answers
+    # from what it has scored; the share of such queries is reported.
+    extra = ("--budget-us", args.quarry_budget_us) if system == "quarry-budget" else ()
     rows = []
     for W in ints(args.W):
-        for r in run_quarry_search(args, meta["index_dir"], qf, gf, nq, W, no_nav):
+        for r in run_quarry_search(args, meta["index_dir"], qf, gf, nq, W, no_nav, extra=extra):
             row = dict(r)
             row["W"] = r.get("W", W)
             row["recall_single"] = r.get("recall_at_k")
@@ -474,6 +481,8 @@ def search_quarry(system: str, args, meta: dict, qf: Path, gf: Path, nq: int) ->
             row["ios_per_query"] = single
             row["rss_warm_bytes"] = r.get("rss_bytes") or r.get("rss_proc_bytes")
             row["point"] = f"L={r['L']} W={row['W']}"
+            if r.get("budget_us"):
+                row["point"] += f" budget={r['budget_us']}µs cut={100 * (r.get('budget_cut_fraction') or 0):.1f}%"
             row["series"] = f"{system} W={row['W']}"
             rows.append(row)
     return rows, {}
@@ -665,7 +674,7 @@ def render(args, ds, lid, fio, builds, heads, rows_by_sys, summary, nq, plots) -
     if any(r.get("ios_proc_includes_load") for rs in rows_by_sys.values() for r in rs):
         add("")
         add("Note: a Quarry row's /proc IO figure marked as including the index load (quarryctl merged the warm-up L).")
-    for s in ("quarry", "quarry-nonav"):
+    for s in ("quarry", "quarry-nonav", "quarry-budget"):
         xs = [r["ios_proc_whole_process"] for r in rows_by_sys.get(s) or [] if r.get("ios_proc_whole_process") is not None]
         if xs:
             add("")
@@ -722,6 +731,7 @@ def main() -> None:
     ap.add_argument("--systems", default="quarry,diskannpy,hnswlib,faiss", help=f"comma list of {ALL_SYSTEMS}")
     tdir = Path(os.environ["CARGO_TARGET_DIR"]) if os.environ.get("CARGO_TARGET_DIR") else REPO / "target"
     ap.add_argument("--quarryctl", default=str(tdir / "release" / "quarryctl"), help="default: $CARGO_TARGET_DIR or target/, release/quarryctl")
+    ap.add_argument("--quarry-budget-us", type=int, default=1800, help="quarry-budget: soft per-query time budget, µs")
     ap.add_argument("--quarry-search-extra", default="", help="extra quarryctl search flags, e.g. '--inflight 16 --rerank 20'")
     ap.add_argument("--R", type=int, default=64)
     ap.add_argument("--L", type=int, default=100, help="build complexity (Quarry and diskannpy)")
@@ -790,7 +800,7 @@ def main() -> None:
 
     builds, heads = {}, {}
     for s in systems:  # all builds first, so the searches run back to back
-        bsys = "quarry" if s == "quarry-nonav" else s
+        bsys = "quarry" if s.startswith("quarry") else s
         builds[s] = builds[bsys] if bsys in builds else ensure_build(bsys, args, ds, base)
     reps: dict[str, list[list[dict]]] = {s: [] for s in systems if builds[s]}
     for rep in range(args.repeat):  # interleave the systems in every repetition

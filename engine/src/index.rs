@@ -385,18 +385,25 @@ pub struct RelayoutReport {
     pub seconds: f64,
     /// Total size of the new index on disk.
     pub index_bytes: u64,
+    /// Points in the new index's navigation tier.
+    pub nav_nodes: usize,
+    /// Seconds spent rebuilding the navigation tier (0 when reused).
+    pub nav_seconds: f64,
 }
 
 /// Rewrite the index in `src` into `dst` with vectors stored as `stored`
 /// and, with `colocate`, nodes renamed so that graph neighbours share
 /// sectors. The graph, PQ codebook and navigation tier are reused (no
 /// rebuild); vectors come from the source's stored vectors (or its rerank
-/// file when it has one, which is exact). `dst` must not be `src`.
+/// file when it has one, which is exact). With `nav_sample`, the navigation
+/// tier is instead rebuilt over that many points (0 = none), from the same
+/// vectors. `dst` must not be `src`.
 pub fn relayout(
     src: &Path,
     dst: &Path,
     stored: StoredType,
     colocate: bool,
+    nav_sample: Option<usize>,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<RelayoutReport> {
     use std::os::unix::fs::FileExt;
@@ -469,6 +476,25 @@ pub fn relayout(
         node.vector.to_f32(out);
         Ok(())
     };
+    let rebuilt_nav = match nav_sample {
+        Some(0) => None,
+        Some(sample) => {
+            let t = std::time::Instant::now();
+            let p = NavParams::new(sample, ix.manifest.seed);
+            let nav = NavTier::build_with(
+                n,
+                old.dim,
+                ix.metric(),
+                &p,
+                |i, out| vector(i as u32, out),
+                &mut |d, total| progress(stage::NAV, d, total),
+            )?;
+            report.nav_seconds = t.elapsed().as_secs_f64();
+            Some(nav)
+        }
+        None => ix.nav.clone(),
+    };
+    report.nav_nodes = rebuilt_nav.as_ref().map_or(0, NavTier::len);
     let sink = IndexFiles {
         dir: dst,
         layout: new,
@@ -479,7 +505,7 @@ pub fn relayout(
         pq_rotated: ix.pq.rotated(),
         codes: &ix.codes,
         ids: &ix.ids,
-        nav: ix.nav.as_ref(),
+        nav: rebuilt_nav.as_ref(),
         rerank: ix.manifest.rerank_file,
         colocated,
     };
@@ -570,10 +596,13 @@ pub struct DiskIndex {
     pub manifest: Manifest,
     /// PQ codebook.
     pub pq: PqCodebook,
-    /// PQ codes, n × m.
-    pub codes: Vec<u8>,
+    /// PQ codes, n × m, huge-page backed where the kernel allows.
+    pub codes: crate::hugemem::HugeBytes,
     /// Navigation tier.
     pub nav: Option<NavTier>,
+    /// PQ codes of the navigation sample, in sample order
+    /// ([`NavTier::sample_rows`]): the tier is scored from this compact copy.
+    pub nav_codes: Vec<u8>,
     /// External ids.
     pub ids: Vec<u64>,
     /// Hot-node cache.
@@ -624,7 +653,7 @@ impl DiskIndex {
         if pq.dim() != header.layout.dim || ph.params[1] != pq.m() as u64 {
             return Err(mismatch("pq dim", pq.dim() as u64, header.layout.dim as u64));
         }
-        let (ch, codes) = format::read_section(&dir.join(files::PQ_CODES), b"QRYPQCOD", "PQ codes", false)?;
+        let (ch, codes) = format::read_section_huge(&dir.join(files::PQ_CODES), b"QRYPQCOD", "PQ codes")?;
         if ch.params[0] != n as u64 || codes.len() != n * pq.m() {
             return Err(mismatch("pq codes", codes.len() as u64, (n * pq.m()) as u64));
         }
@@ -663,6 +692,7 @@ impl DiskIndex {
         } else {
             None
         };
+        let nav_codes = nav.as_ref().map_or_else(Vec::new, |t| t.sample_rows(&codes, pq.m()));
         Ok(DiskIndex {
             dir: dir.into(),
             header,
@@ -670,6 +700,7 @@ impl DiskIndex {
             pq,
             codes,
             nav,
+            nav_codes,
             ids,
             cache: NodeCache::default(),
         })
@@ -707,7 +738,7 @@ impl DiskIndex {
         RamUsage {
             pq_codes: self.codes.len(),
             pq_pivots: self.pq.to_bytes().len(),
-            nav: self.nav.as_ref().map_or(0, |t| t.ram_bytes()),
+            nav: self.nav.as_ref().map_or(0, |t| t.ram_bytes()) + self.nav_codes.len(),
             cache: self.cache.ram_bytes(),
             ids: self.ids.len() * 8,
         }
@@ -915,7 +946,7 @@ mod tests {
         )
         .unwrap();
         let dst = tmp.path().join("dst");
-        let r = relayout(&src, &dst, StoredType::I8, true, &mut |_, _, _| {}).unwrap();
+        let r = relayout(&src, &dst, StoredType::I8, true, None, &mut |_, _, _| {}).unwrap();
         assert_eq!(r.n, 2500);
         // 39 records to a sector and R = 16: at most 16 of 38 mates can be
         // neighbours.
@@ -949,8 +980,40 @@ mod tests {
             let own = s.search(&base[7 * dim..8 * dim], &p).unwrap().0;
             assert_eq!(own[0].id, ids[7]);
         }
+        // Rebuilding the navigation tier (here over 300 points) during a
+        // relayout gives a searchable index with the new tier.
+        let dst2 = tmp.path().join("dst2");
+        let r2 = relayout(&src, &dst2, StoredType::F16, true, Some(300), &mut |_, _, _| {}).unwrap();
+        assert_eq!(r2.nav_nodes, 300);
+        verify_index(&dst2).expect("the relaid index with a new tier verifies");
+        let c = DiskIndex::open(&dst2).unwrap();
+        assert_eq!(c.manifest.nav_nodes, 300);
+        assert_eq!(c.nav_codes.len(), 300 * c.pq.m());
+        let mut s = Searcher::new(&c, IoBackend::Auto, 8).unwrap();
+        let got: Vec<Vec<u64>> = queries
+            .chunks_exact(dim)
+            .map(|q| {
+                s.search(q, &p)
+                    .unwrap()
+                    .0
+                    .iter()
+                    .map(|n| (n.id - 1_000_000) / 3)
+                    .collect()
+            })
+            .collect();
+        let rc = crate::testutil::recall(&got, &truth, 10);
+        assert!(rc >= 0.9, "new tier: recall {rc}");
+        // `Some(0)` drops the tier.
+        let dst3 = tmp.path().join("dst3");
+        assert_eq!(
+            relayout(&src, &dst3, StoredType::F16, false, Some(0), &mut |_, _, _| {})
+                .unwrap()
+                .nav_nodes,
+            0
+        );
+        assert!(DiskIndex::open(&dst3).unwrap().nav.is_none());
         // The source is refused as the destination, and left intact.
-        assert!(relayout(&src, &src, StoredType::I8, true, &mut |_, _, _| {}).is_err());
+        assert!(relayout(&src, &src, StoredType::I8, true, None, &mut |_, _, _| {}).is_err());
         verify_index(&src).unwrap();
     }
 

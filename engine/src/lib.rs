@@ -14,6 +14,7 @@
 pub mod dataset;
 pub mod format;
 pub mod graph;
+pub mod hugemem;
 pub mod index;
 pub mod io;
 pub mod kernels;

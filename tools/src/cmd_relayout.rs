@@ -1,6 +1,6 @@
 //! `quarryctl relayout`: rewrite an index with another stored-vector type
 //! and/or co-located sectors, reusing its graph, PQ codebook and
-//! navigation tier (no rebuild).
+//! navigation tier (no rebuild; `--nav-sample` rebuilds the tier only).
 
 use crate::cmd_build::StageProgress;
 use anyhow::{Context, Result};
@@ -23,14 +23,23 @@ pub struct RelayoutArgs {
     /// Keep the source's node order instead of co-locating neighbours.
     #[arg(long)]
     pub no_colocate: bool,
+    /// Rebuild the navigation tier over this many points (0 = none) from the
+    /// source's vectors, instead of reusing the source's tier.
+    #[arg(long)]
+    pub nav_sample: Option<usize>,
 }
 
 /// Runs `quarryctl relayout`.
 pub fn run(a: RelayoutArgs) -> Result<()> {
     let mut progress = StageProgress::new();
-    let report = quarry_engine::index::relayout(&a.index, &a.out, a.disk_vector, !a.no_colocate, &mut |st, d, t| {
-        progress.update(st, d, t)
-    })
+    let report = quarry_engine::index::relayout(
+        &a.index,
+        &a.out,
+        a.disk_vector,
+        !a.no_colocate,
+        a.nav_sample,
+        &mut |st, d, t| progress.update(st, d, t),
+    )
     .with_context(|| format!("relayout of {} into {}", a.index.display(), a.out.display()))?;
     progress.finish();
     eprintln!(

@@ -71,12 +71,17 @@ pub struct SearchArgs {
     #[arg(long)]
     pub no_sector_mates: bool,
     /// Write one CSV line per query of the latency pass (L, query, micros,
-    /// ios, hops, mate_expansions, recall) to this file.
+    /// ios, hops, mate_expansions, recall, budget_cut) to this file.
     #[arg(long)]
     pub per_query: Option<PathBuf>,
     /// Re-issue a read still outstanding after this many µs (0 = never).
     #[arg(long, default_value_t = 0)]
     pub hedge_us: u32,
+    /// Soft time budget per query in µs (0 = none): a query still waiting
+    /// for reads this long after it started answers from what it has
+    /// scored exactly (see `budget_cut_fraction`).
+    #[arg(long, default_value_t = 0)]
+    pub budget_us: u32,
     /// Score the navigation tier with its f16 vectors instead of the
     /// query's PQ table.
     #[arg(long)]
@@ -159,7 +164,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         Some(p) => {
             let mut f =
                 std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?);
-            writeln!(f, "L,query,micros,ios,hops,mate_expansions,recall")?;
+            writeln!(f, "L,query,micros,ios,hops,mate_expansions,recall,budget_cut")?;
             Some(f)
         }
         None => None,
@@ -173,16 +178,15 @@ pub fn run(a: SearchArgs) -> Result<()> {
         p.sector_mates = !a.no_sector_mates;
         p.nav_pq = !a.nav_f16;
         p.hedge_us = a.hedge_us;
+        p.budget_us = a.budget_us;
         p.rerank = if a.rerank > 0 { a.rerank.clamp(a.k, p.l) } else { 0 };
         // Latency pass: one pinned thread, one query in flight.
         runtime::pin_to_core(0);
-        // With hedging, room for a twin of every read.
-        let twins = if a.hedge_us > 0 { 2 } else { 1 };
-        let mut s = Searcher::new(&index, a.io, twins * a.w.max(1))?;
+        let mut s = Searcher::new(&index, a.io, p.reader_depth(1))?;
         s.set_wait_mode(a.wait);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)?;
         let (mut ios, mut hops, mut hits, mut pqd, mut lat_sum) = (0u64, 0u64, 0u64, 0u64, 0f64);
-        let (mut mates, mut hedged) = (0u64, 0u64);
+        let (mut mates, mut hedged, mut cut) = (0u64, 0u64, 0u64);
         let mut found = 0usize;
         let io_before = runtime::io_read_bytes();
         let cpu_before = runtime::cpu_seconds();
@@ -194,6 +198,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             hops += st.hops as u64;
             mates += st.mate_expansions as u64;
             hedged += st.hedged_reads as u64;
+            cut += st.budget_cut as u64;
             hits += st.cache_hits as u64;
             pqd += st.pq_distances as u64;
             let mut hit = 0;
@@ -205,12 +210,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
             if let Some(f) = per_query.as_mut() {
                 writeln!(
                     f,
-                    "{l},{i},{:.1},{},{},{},{}",
+                    "{l},{i},{:.1},{},{},{},{},{}",
                     st.micros,
                     st.ios,
                     st.hops,
                     st.mate_expansions,
-                    hit as f64 / a.k as f64
+                    hit as f64 / a.k as f64,
+                    st.budget_cut
                 )?;
             }
         }
@@ -251,6 +257,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "nav_pq": p.nav_pq,
             "hedge_us": p.hedge_us,
             "mean_hedged_reads": hedged as f64 / nqf,
+            "budget_us": p.budget_us,
+            "budget_cut_fraction": cut as f64 / nqf,
             "mean_cache_hits": hits as f64 / nqf,
             "mean_pq_distances": pqd as f64 / nqf,
             "nav": !a.no_nav,

@@ -15,7 +15,7 @@ mod section;
 
 pub use graph_file::{GraphHeader, GraphWriter, NodeLayout, NodeRef};
 pub use manifest::{FileEntry, Manifest, MANIFEST_FILE};
-pub use section::{read_section, write_section, SectionHeader, SectionWriter, SECTION_HEADER_LEN};
+pub use section::{read_section, read_section_huge, write_section, SectionHeader, SectionWriter, SECTION_HEADER_LEN};
 
 use std::path::{Path, PathBuf};
 

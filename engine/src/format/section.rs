@@ -124,6 +124,27 @@ pub fn read_section(
     Ok((h, bytes))
 }
 
+/// As [`read_section`] without the crc check, reading the payload straight
+/// into a [`HugeBytes`](crate::hugemem::HugeBytes) table (no second copy, no
+/// move of the payload).
+pub fn read_section_huge(
+    path: &Path,
+    magic: &[u8; 8],
+    kind: &'static str,
+) -> Result<(SectionHeader, crate::hugemem::HugeBytes)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let file_len = f.metadata().map_err(io_err(path))?.len();
+    let mut head = Vec::with_capacity(SECTION_HEADER_LEN);
+    (&mut f)
+        .take(SECTION_HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err(path))?;
+    let h = SectionHeader::decode(path, magic, kind, &head, file_len)?;
+    let body = crate::hugemem::HugeBytes::read_exact_from(&mut f, h.payload_len as usize).map_err(io_err(path))?;
+    Ok((h, body))
+}
+
 /// Check a section file's header and payload crc, whatever its kind.
 pub(super) fn check_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut magic = [0u8; 8];

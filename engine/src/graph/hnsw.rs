@@ -148,6 +148,29 @@ impl NavTier {
     /// normalised).
     pub fn build(data: &[f32], dim: usize, metric: Metric, p: &NavParams) -> NavTier {
         let n = data.len() / dim;
+        let row = |i: usize, out: &mut Vec<f32>| -> Result<(), std::convert::Infallible> {
+            out.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+            Ok(())
+        };
+        match Self::build_with(n, dim, metric, p, row, &mut |_, _| {}) {
+            Ok(t) => t,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`build`](Self::build) over `n` points that `row(i, out)` appends
+    /// to `out` on demand (only the sample's rows are asked for, in sample
+    /// order), e.g. read from an existing index's stored vectors. The same
+    /// seed and rows give the same tier as `build`. `progress(done, total)`
+    /// is called as points are inserted.
+    pub fn build_with<E>(
+        n: usize,
+        dim: usize,
+        metric: Metric,
+        p: &NavParams,
+        mut row: impl FnMut(usize, &mut Vec<f32>) -> Result<(), E>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<NavTier, E> {
         let s = p.sample.min(n).max(1);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(p.seed ^ 0x4e41_5600);
         let ids: Vec<usize> = sample(&mut rng, n, s).into_vec();
@@ -164,10 +187,14 @@ impl NavTier {
             start.push(total);
             total += Self::block_len(p.m, l);
         }
-        let full: Vec<f32> = ids
-            .iter()
-            .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
-            .collect();
+        let mut full: Vec<f32> = Vec::with_capacity(s * dim);
+        let mut one = Vec::with_capacity(dim);
+        for &i in &ids {
+            one.clear();
+            row(i, &mut one)?;
+            assert_eq!(one.len(), dim, "row {i} must have {dim} values");
+            full.extend_from_slice(&one);
+        }
         let mut t = NavTier {
             dim,
             m: p.m,
@@ -188,6 +215,9 @@ impl NavTier {
         };
         let frow = |i: u32| &full[i as usize * dim..(i as usize + 1) * dim];
         for i in 1..s as u32 {
+            if i % 1024 == 0 {
+                progress(i as usize, s);
+            }
             let q = frow(i);
             let level = t.levels[i as usize] as usize;
             let mut cur = t.entry;
@@ -217,7 +247,8 @@ impl NavTier {
                 t.entry = i;
             }
         }
-        t
+        progress(s, s);
+        Ok(t)
     }
 
     fn greedy_step(&self, dist: &impl Fn(u32) -> f32, mut cur: u32, level: usize) -> u32 {
@@ -262,18 +293,31 @@ impl NavTier {
         self.entry_points_by(|i| self.dist(q, i), ef, count, s, out)
     }
 
-    /// As [`entry_points`](Self::entry_points), scoring the tier's points
-    /// with `node_dist(graph node id)` instead, e.g. the query's PQ table
-    /// over codes already in RAM (entry points need only be near).
-    pub fn entry_points_pq(
+    /// As [`entry_points`](Self::entry_points), scoring sample point `i`
+    /// (an index into [`nodes`](Self::nodes)) with `sample_dist(i)`, e.g.
+    /// the query's PQ table over the rows [`sample_rows`](Self::sample_rows)
+    /// gathered (entry points need only be near).
+    pub fn entry_points_by_sample(
         &self,
-        node_dist: impl Fn(u32) -> f32,
+        sample_dist: impl Fn(u32) -> f32,
         ef: usize,
         count: usize,
         s: &mut NavScratch,
         out: &mut Vec<u32>,
     ) {
-        self.entry_points_by(|i| node_dist(self.nodes[i as usize]), ef, count, s, out)
+        self.entry_points_by(sample_dist, ef, count, s, out)
+    }
+
+    /// The `width`-byte rows of `table` (one row per graph node, e.g. PQ
+    /// codes) for the sample points, in sample order. Scoring the tier from
+    /// this copy touches a few MB that stay in cache instead of one random
+    /// row of the whole table per visit.
+    pub fn sample_rows(&self, table: &[u8], width: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.nodes.len() * width);
+        for &v in &self.nodes {
+            out.extend_from_slice(&table[v as usize * width..(v as usize + 1) * width]);
+        }
+        out
     }
 
     fn entry_points_by(
@@ -451,6 +495,58 @@ mod tests {
             exact_hits >= 90,
             "nearest sample point found for {exact_hits}/100 queries"
         );
+    }
+
+    #[test]
+    fn built_from_rows_on_demand_is_the_same_tier_and_scores_by_sample() {
+        let dim = 16;
+        let n = 3000;
+        let data = crate::graph::vamana::tests_support::clustered(n, dim, 4);
+        let p = NavParams::new(500, 7);
+        let whole = NavTier::build(&data, dim, Metric::L2, &p);
+        let mut asked = Vec::new();
+        let mut reports = 0;
+        let on_demand = NavTier::build_with(
+            n,
+            dim,
+            Metric::L2,
+            &p,
+            |i, out: &mut Vec<f32>| -> Result<(), String> {
+                asked.push(i);
+                out.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+                Ok(())
+            },
+            &mut |_, _| reports += 1,
+        )
+        .unwrap();
+        assert_eq!(on_demand, whole);
+        assert_eq!(asked, whole.nodes().iter().map(|&v| v as usize).collect::<Vec<_>>());
+        assert!(reports > 0, "progress is reported while inserting");
+        // A failing row aborts the build with that error.
+        let failed = NavTier::build_with(n, dim, Metric::L2, &p, |_, _| Err("disk gone"), &mut |_, _| {});
+        assert_eq!(failed.unwrap_err(), "disk gone");
+
+        // Rows gathered in sample order: scoring sample point i from the
+        // gathered table gives the same entries as scoring its graph node
+        // from the whole table.
+        let table: Vec<u8> = (0..n * 3).map(|x| (x * 37 % 251) as u8).collect();
+        let rows = whole.sample_rows(&table, 3);
+        assert_eq!(rows.len(), whole.len() * 3);
+        let q = &data[..dim];
+        let by_node = |v: u32| {
+            let r = &table[v as usize * 3..v as usize * 3 + 3];
+            kernels::l2_sq(q, &data[v as usize * dim..(v as usize + 1) * dim]) + f32::from(r[0])
+        };
+        let by_sample = |i: u32| {
+            let r = &rows[i as usize * 3..i as usize * 3 + 3];
+            let v = whole.nodes()[i as usize];
+            kernels::l2_sq(q, &data[v as usize * dim..(v as usize + 1) * dim]) + f32::from(r[0])
+        };
+        let (mut s, mut a, mut b) = (whole.scratch(), Vec::new(), Vec::new());
+        whole.entry_points_by(|i| by_node(whole.nodes()[i as usize]), 32, 4, &mut s, &mut a);
+        whole.entry_points_by_sample(by_sample, 32, 4, &mut s, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 4);
     }
 }
 

@@ -1,9 +1,12 @@
-//! A reader that wraps another and injects failures, so tests can show that
-//! I/O errors surface as errors (never panics or wrong answers). Corrupt
-//! data is tested by corrupting the file itself (see the search tests).
+//! A reader that wraps another and injects failures and stalls, so tests
+//! can show that I/O errors surface as errors (never panics or wrong
+//! answers) and that a stalled read cannot hold a query past its budget.
+//! Corrupt data is tested by corrupting the file itself (see the search
+//! tests).
 
 use super::{Completion, ReadError, SectorReader, Slot};
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 /// What to break.
 #[derive(Clone, Debug, Default)]
@@ -14,6 +17,11 @@ pub struct FaultPlan {
     pub fail_sectors: HashSet<u64>,
     /// Make `submit` itself fail on the n-th read (a refused submission).
     pub refuse_submit_at: Option<u64>,
+    /// Hold back the completion of every n-th read until `stall` has
+    /// passed since it was submitted (a stalled device or a lost request).
+    pub stall_every: Option<u64>,
+    /// How long a stalled read takes.
+    pub stall: std::time::Duration,
 }
 
 /// Fault-injecting wrapper.
@@ -22,8 +30,14 @@ pub struct FaultReader {
     plan: FaultPlan,
     reads: u64,
     doomed: HashMap<Slot, u64>,
+    /// Stalled reads: when each may complete.
+    due: HashMap<Slot, Instant>,
+    /// Completions of stalled reads that arrived early, held back.
+    held: Vec<(Instant, Completion)>,
     /// Injected failures so far.
     pub injected: u64,
+    /// Reads stalled so far.
+    pub stalled: u64,
 }
 
 impl FaultReader {
@@ -34,7 +48,35 @@ impl FaultReader {
             plan,
             reads: 0,
             doomed: HashMap::new(),
+            due: HashMap::new(),
+            held: Vec::new(),
             injected: 0,
+            stalled: 0,
+        }
+    }
+}
+
+impl FaultReader {
+    /// Move stalled reads' completions (from `out[start..]`) to `held`, and
+    /// release the held ones that are due.
+    fn hold_stalled(&mut self, start: usize, out: &mut Vec<Completion>) {
+        let mut k = start;
+        while k < out.len() {
+            if let Some(due) = self.due.remove(&out[k].slot) {
+                let c = out.remove(k);
+                self.held.push((due, c));
+            } else {
+                k += 1;
+            }
+        }
+        let now = Instant::now();
+        let mut k = 0;
+        while k < self.held.len() {
+            if self.held[k].0 <= now {
+                out.push(self.held.swap_remove(k).1);
+            } else {
+                k += 1;
+            }
         }
     }
 }
@@ -63,11 +105,28 @@ impl SectorReader for FaultReader {
         if every || self.plan.fail_sectors.contains(&sector) {
             self.doomed.insert(slot, sector);
         }
+        if self
+            .plan
+            .stall_every
+            .is_some_and(|n| n > 0 && self.reads.is_multiple_of(n))
+        {
+            self.stalled += 1;
+            self.due.insert(slot, Instant::now() + self.plan.stall);
+        }
         Ok(slot)
     }
     fn complete(&mut self, min: usize, out: &mut Vec<Completion>) -> Result<(), ReadError> {
         let start = out.len();
-        self.inner.complete(min, out)?;
+        // Block in the inner reader only when nothing is held back (a held
+        // read may be the one the caller waits for).
+        let wait = if self.held.is_empty() { min } else { 0 };
+        self.inner.complete(wait, out)?;
+        self.hold_stalled(start, out);
+        while out.len() - start < min && !self.held.is_empty() {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+            self.inner.complete(0, out)?;
+            self.hold_stalled(start, out);
+        }
         for c in &mut out[start..] {
             if let Some(sector) = self.doomed.remove(&c.slot) {
                 self.injected += 1;
@@ -81,6 +140,7 @@ impl SectorReader for FaultReader {
     }
     fn release(&mut self, slot: Slot) {
         self.doomed.remove(&slot);
+        self.due.remove(&slot);
         self.inner.release(slot)
     }
     fn describe(&self) -> String {

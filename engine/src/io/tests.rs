@@ -107,6 +107,7 @@ fn fault_reader_injects_errors() {
         fail_every: Some(3),
         fail_sectors: [5].into_iter().collect(),
         refuse_submit_at: Some(7),
+        ..Default::default()
     };
     let mut r = FaultReader::new(open_reader(&path, SECTOR, 4, IoBackend::Auto).unwrap(), plan);
     let mut failed = 0;

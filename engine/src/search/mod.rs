@@ -72,6 +72,14 @@ pub struct SearchParams {
     /// p95), and one slow read holds up a whole query; the twin costs one
     /// extra read for the few reads that are that slow.
     pub hedge_us: u32,
+    /// Soft time budget in microseconds (0 = none). A query still waiting
+    /// for reads this long after it started stops reading and answers from
+    /// the nodes it has scored exactly so far (as long as it has k of
+    /// them), so one stalled read or a stalled device cannot hold it up;
+    /// [`QueryStats::budget_cut`] marks such answers. It is checked each
+    /// time the searcher polls: continuously in `WaitMode::Poll`, at the
+    /// next completion in `WaitMode::Block`.
+    pub budget_us: u32,
 }
 
 impl SearchParams {
@@ -89,8 +97,17 @@ impl SearchParams {
             refine_exact: false,
             sector_mates: true,
             hedge_us: 0,
+            budget_us: 0,
         }
     }
+    /// Reader depth (buffers) for `inflight` queries with these
+    /// parameters: W per query, doubled when hedged twins or the reads a
+    /// budget-cut query leaves behind may hold buffers too.
+    pub fn reader_depth(&self, inflight: usize) -> usize {
+        let spare = if self.hedge_us > 0 || self.budget_us > 0 { 2 } else { 1 };
+        (spare * inflight.max(1) * self.w).max(1)
+    }
+
     /// Check ranges; the message names the field and the limit.
     pub fn validate(&self, n: usize) -> Result<(), SearchError> {
         let bad = |m: String| Err(SearchError::BadRequest(m));
@@ -108,6 +125,9 @@ impl SearchParams {
         }
         if self.hedge_us > 1_000_000 {
             return bad(format!("hedge_us = {} is out of range 0..=1000000", self.hedge_us));
+        }
+        if self.budget_us > 60_000_000 {
+            return bad(format!("budget_us = {} is out of range 0..=60000000", self.budget_us));
         }
         if self.rerank != 0 && (self.rerank < self.k || self.rerank > self.l) {
             return bad(format!(
@@ -138,6 +158,9 @@ pub struct QueryStats {
     pub pq_distances: u32,
     /// Exact (stored-vector) distance computations.
     pub exact_distances: u32,
+    /// 1 when the query hit its time budget (`budget_us`) and answered
+    /// without waiting for its outstanding reads, else 0.
+    pub budget_cut: u32,
     /// Wall time from start to answer, microseconds.
     pub micros: f64,
 }
@@ -481,9 +504,9 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
         match (&index.nav, &mut self.nav_scratch) {
             (Some(nav), Some(scratch)) if p.use_nav => {
                 if p.nav_pq {
-                    let (table, codes, m) = (&st.table, &index.codes, index.pq.m());
-                    let dist = |v: u32| table.distance(&codes[v as usize * m..(v as usize + 1) * m]);
-                    nav.entry_points_pq(dist, p.nav_ef, p.nav_entries, scratch, &mut self.entries)
+                    let (table, codes, m) = (&st.table, &index.nav_codes, index.pq.m());
+                    let dist = |i: u32| table.distance(&codes[i as usize * m..(i as usize + 1) * m]);
+                    nav.entry_points_by_sample(dist, p.nav_ef, p.nav_entries, scratch, &mut self.entries)
                 } else {
                     nav.entry_points(&st.query, p.nav_ef, p.nav_entries, scratch, &mut self.entries)
                 }
@@ -612,7 +635,25 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
                 continue;
             }
             self.issue(s);
-            let st = &self.slots[s];
+            let st = &mut self.slots[s];
+            if st.params.budget_us > 0
+                && !st.pending.is_empty()
+                && st.error.is_none()
+                && st.full.len() >= st.params.k
+                && st.start.elapsed().as_micros() >= u128::from(st.params.budget_us)
+            {
+                // Out of time: answer from what is scored. The reads still
+                // in flight come back to a finished (or newer) query and
+                // are dropped by their tag's generation.
+                st.pending.clear();
+                st.riders.clear();
+                st.stats.budget_cut = 1;
+                let r = self.finish(s);
+                self.slots[s].active = false;
+                self.active -= 1;
+                on_done(self.slots[s].token, r);
+                continue;
+            }
             if st.pending.is_empty() && (st.error.is_some() || st.list.first_unexpanded().is_none()) {
                 let r = self.finish(s);
                 self.slots[s].active = false;
@@ -895,10 +936,7 @@ pub fn search_parallel(
     let dim = index.dim();
     let nq = queries.len() / dim;
     let threads = threads.max(1);
-    // With hedging, twice the reads the queries may wait for, so twins
-    // find room.
-    let twins = if p.hedge_us > 0 { 2 } else { 1 };
-    let depth = (twins * inflight * p.w).max(1);
+    let depth = p.reader_depth(inflight);
     let chunk = 16usize;
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<QueryResult>> = vec![None; nq];

@@ -310,3 +310,71 @@ fn hedged_reads_change_the_read_count_not_the_answers() {
     let (again, _) = run_all(&index, &mut s, &queries, &p, 4);
     assert_eq!(plain, again);
 }
+
+#[test]
+fn a_time_budget_answers_past_a_stalled_read_and_leaves_the_searcher_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(3000, 30, DIM, 21);
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 24, 16));
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let truth = exact_knn(&base, &queries, DIM, 10, Metric::L2);
+    let stall = std::time::Duration::from_millis(40);
+    let stalling = |every: u64| {
+        let inner = crate::io::open_reader(&index.graph_path(), 4096, 64, IoBackend::Auto).unwrap();
+        let plan = FaultPlan {
+            stall_every: Some(every),
+            stall,
+            ..Default::default()
+        };
+        let mut s = Searcher::with_reader(&index, Box::new(FaultReader::new(inner, plan)));
+        s.set_wait_mode(WaitMode::Poll);
+        s
+    };
+    let p = SearchParams::new(10, 40, 4);
+    let budget = SearchParams { budget_us: 5_000, ..p };
+    // Without a budget, a query with a stalled read waits for it.
+    let mut s = stalling(7);
+    let (_, slow) = run_all(&index, &mut s, &queries[..3 * DIM], &p, 1);
+    assert!(slow.iter().all(|st| st.budget_cut == 0));
+    assert!(slow.iter().any(|st| st.micros >= stall.as_micros() as f64), "{slow:?}");
+    // With one, every query answers well before the stall ends, the ones
+    // that met a stall are marked, and the answers are still good.
+    let mut s = stalling(7);
+    let (got, st) = run_all(&index, &mut s, &queries, &budget, 1);
+    let cut = st.iter().filter(|s| s.budget_cut == 1).count();
+    assert!(cut > 0, "no query met a stalled read");
+    for (i, s) in st.iter().enumerate() {
+        assert!(s.micros < 0.75 * stall.as_micros() as f64, "query {i}: {s:?}");
+        assert_eq!(got[i].len(), 10, "query {i} answered with {} results", got[i].len());
+    }
+    let rc = recall(&got, &truth, 10);
+    assert!(rc >= 0.6, "recall with cut queries {rc}");
+    // The stalled reads come back after their queries answered, into slots
+    // newer queries use; they are dropped, so the same searcher then gives
+    // exactly the answers of an untroubled one.
+    std::thread::sleep(stall);
+    let mut healthy = Searcher::new(&index, IoBackend::Auto, 64).unwrap();
+    let (want, _) = run_all(&index, &mut healthy, &queries, &SearchParams::new(10, 40, 1), 1);
+    let (again, _) = run_all(&index, &mut s, &queries, &SearchParams::new(10, 40, 1), 1);
+    assert_eq!(want, again);
+    // A budget never cuts a query that has no reads outstanding, and an
+    // untroubled reader meets none.
+    let (fast, st) = run_all(
+        &index,
+        &mut healthy,
+        &queries,
+        &SearchParams {
+            budget_us: 1_000_000,
+            ..p
+        },
+        4,
+    );
+    assert!(st.iter().all(|s| s.budget_cut == 0));
+    assert!(recall(&fast, &truth, 10) >= 0.9);
+    assert!(SearchParams {
+        budget_us: 60_000_001,
+        ..p
+    }
+    .validate(10)
+    .is_err());
+}
