@@ -15,6 +15,12 @@
 //! statuses by code, this process's own CPU use (it shares the cores), and
 //! per request the overhead (client latency minus the engine's time in the
 //! shard, `overhead_p50_us`) and that engine time (`shard_p50_us`).
+//!
+//! ```text
+//! quarry-bench --plot-from results.jsonl --plot out.png [--title T]
+//! ```
+//! draws recall against QPS and against p50/p99 latency from collected
+//! JSON lines (one series per `--label`; see `plot.rs`).
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -36,8 +42,8 @@ struct Args {
     #[arg(long, default_value = "")]
     collection: String,
     /// Query vectors (cycled through).
-    #[arg(long)]
-    queries: PathBuf,
+    #[arg(long, required_unless_present = "plot_from")]
+    queries: Option<PathBuf>,
     /// Ground truth (.ibin) for recall@k.
     #[arg(long)]
     gt: Option<PathBuf>,
@@ -79,10 +85,23 @@ struct Args {
     /// In-process: queries in flight per thread.
     #[arg(long, default_value_t = 8)]
     inflight: usize,
-    /// Label put in the JSON.
+    /// Label put in the JSON (and the plot's series name).
     #[arg(long, default_value = "")]
     label: String,
+    /// Plot mode: read quarry-bench JSON lines from this file (e.g. several
+    /// runs at different --L appended together) and draw them to --plot.
+    #[arg(long, requires = "plot")]
+    plot_from: Option<PathBuf>,
+    /// PNG to write in plot mode.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Plot title.
+    #[arg(long, default_value = "quarry-bench")]
+    title: String,
 }
+
+#[path = "../plot.rs"]
+mod plot;
 
 fn cpu_seconds() -> f64 {
     quarry_engine::runtime::cpu_seconds()
@@ -104,7 +123,14 @@ struct Tally {
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    let file = quarry_engine::dataset::VectorFile::open(&a.queries)?;
+    if let (Some(from), Some(out)) = (&a.plot_from, &a.plot) {
+        let points = plot::read_points(from)?;
+        plot::plot(&points, out, &a.title)?;
+        eprintln!("quarry-bench: {} points plotted to {}", points.len(), out.display());
+        return Ok(());
+    }
+    let qpath = a.queries.clone().context("--queries is required")?;
+    let file = quarry_engine::dataset::VectorFile::open(&qpath)?;
     let dim = file.dim();
     let queries = Arc::new(file.to_vec_f32());
     let nq = file.len();
