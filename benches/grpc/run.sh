@@ -21,7 +21,7 @@ IDX=$(cd "$1" && pwd); DATA=$(cd "$2" && pwd); L=${3:-30}; W=${4:-8}
 DUR=${DUR:-10}
 T="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release --bin quarryd --bin quarry-bench >&2
-work=$(mktemp -d); trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/data/collections/bench"
 ln -s "$IDX" "$work/data/collections/bench/index-1"
 python3 - "$IDX/manifest.json" "$work/data/collections/bench/collection.json" <<'PY'
