@@ -15,32 +15,21 @@ use std::io::Read;
 /// An owned byte table, huge-page backed where the kernel allows.
 pub struct HugeBytes {
     map: Option<memmap2::MmapMut>,
-    huge: bool,
 }
 
 impl HugeBytes {
     /// Read exactly `len` bytes from `src` into a new table.
     pub fn read_exact_from(src: &mut impl Read, len: usize) -> std::io::Result<Self> {
         if len == 0 {
-            return Ok(HugeBytes { map: None, huge: false });
+            return Ok(HugeBytes { map: None });
         }
         let mut map = memmap2::MmapMut::map_anon(len)?;
+        // Advice only: where it is refused the table keeps small pages,
+        // which is slower and nothing else.
         #[cfg(target_os = "linux")]
-        let huge = map.advise(memmap2::Advice::HugePage).is_ok();
-        #[cfg(not(target_os = "linux"))]
-        let huge = false;
+        let _ = map.advise(memmap2::Advice::HugePage);
         src.read_exact(&mut map[..])?;
-        Ok(HugeBytes { map: Some(map), huge })
-    }
-
-    /// A table holding a copy of `bytes`.
-    pub fn copy_of(bytes: &[u8]) -> std::io::Result<Self> {
-        Self::read_exact_from(&mut &bytes[..], bytes.len())
-    }
-
-    /// Whether the kernel accepted the huge-page advice.
-    pub fn huge_pages_advised(&self) -> bool {
-        self.huge
+        Ok(HugeBytes { map: Some(map) })
     }
 }
 
@@ -53,10 +42,7 @@ impl std::ops::Deref for HugeBytes {
 
 impl std::fmt::Debug for HugeBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HugeBytes")
-            .field("len", &self.len())
-            .field("huge_pages_advised", &self.huge)
-            .finish()
+        f.debug_struct("HugeBytes").field("len", &self.len()).finish()
     }
 }
 
@@ -67,9 +53,9 @@ mod tests {
     #[test]
     fn holds_what_was_read() {
         let src: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let t = HugeBytes::copy_of(&src).unwrap();
+        let t = HugeBytes::read_exact_from(&mut &src[..], src.len()).unwrap();
         assert_eq!(&t[..], &src[..]);
-        let e = HugeBytes::copy_of(&[]).unwrap();
+        let e = HugeBytes::read_exact_from(&mut &[][..], 0).unwrap();
         assert!(e.is_empty());
     }
 

@@ -492,9 +492,14 @@ pub fn relayout(
             report.nav_seconds = t.elapsed().as_secs_f64();
             Some(nav)
         }
-        None => ix.nav.clone(),
+        None => None,
     };
-    report.nav_nodes = rebuilt_nav.as_ref().map_or(0, NavTier::len);
+    let nav = if nav_sample.is_some() {
+        rebuilt_nav.as_ref()
+    } else {
+        ix.nav.as_ref()
+    };
+    report.nav_nodes = nav.map_or(0, NavTier::len);
     let sink = IndexFiles {
         dir: dst,
         layout: new,
@@ -505,7 +510,7 @@ pub fn relayout(
         pq_rotated: ix.pq.rotated(),
         codes: &ix.codes,
         ids: &ix.ids,
-        nav: rebuilt_nav.as_ref(),
+        nav,
         rerank: ix.manifest.rerank_file,
         colocated,
     };
@@ -961,8 +966,7 @@ mod tests {
         assert_ne!(a.ids, b.ids, "nodes were renamed");
         let truth = crate::testutil::exact_knn(&base, &queries, dim, 10, Metric::L2);
         let p = SearchParams::new(10, 40, 4);
-        for ix in [&a, &b] {
-            let mut s = Searcher::new(ix, IoBackend::Auto, 8).unwrap();
+        let recall_of = |s: &mut Searcher<&DiskIndex>| {
             let got: Vec<Vec<u64>> = queries
                 .chunks_exact(dim)
                 .map(|q| {
@@ -974,7 +978,11 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let rc = crate::testutil::recall(&got, &truth, 10);
+            crate::testutil::recall(&got, &truth, 10)
+        };
+        for ix in [&a, &b] {
+            let mut s = Searcher::new(ix, IoBackend::Auto, 8).unwrap();
+            let rc = recall_of(&mut s);
             assert!(rc >= 0.9, "{}: recall {rc}", ix.manifest.stored);
             // A base vector finds itself under its external id.
             let own = s.search(&base[7 * dim..8 * dim], &p).unwrap().0;
@@ -989,19 +997,7 @@ mod tests {
         let c = DiskIndex::open(&dst2).unwrap();
         assert_eq!(c.manifest.nav_nodes, 300);
         assert_eq!(c.nav_codes.len(), 300 * c.pq.m());
-        let mut s = Searcher::new(&c, IoBackend::Auto, 8).unwrap();
-        let got: Vec<Vec<u64>> = queries
-            .chunks_exact(dim)
-            .map(|q| {
-                s.search(q, &p)
-                    .unwrap()
-                    .0
-                    .iter()
-                    .map(|n| (n.id - 1_000_000) / 3)
-                    .collect()
-            })
-            .collect();
-        let rc = crate::testutil::recall(&got, &truth, 10);
+        let rc = recall_of(&mut Searcher::new(&c, IoBackend::Auto, 8).unwrap());
         assert!(rc >= 0.9, "new tier: recall {rc}");
         // `Some(0)` drops the tier.
         let dst3 = tmp.path().join("dst3");

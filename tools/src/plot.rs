@@ -106,6 +106,65 @@ fn span(xs: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// One curve of a panel: x from each point against its recall. Solid
+/// curves have dots and a legend entry (`label` + `legend`); dashed ones
+/// have triangles and share the colour of the solid curve of their series.
+struct Curve {
+    x: fn(&Point) -> f64,
+    dashed: bool,
+    legend: &'static str,
+}
+
+/// Draw one panel: axes, every series' curves, the legend.
+fn panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    x: (f64, f64),
+    y: (f64, f64),
+    x_desc: &str,
+    series: &[(&str, Vec<&Point>)],
+    curves: &[Curve],
+) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut c = ChartBuilder::on(area)
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x.0.max(0.0)..x.1, y.0..y.1)
+        .map_err(|x| e(&x))?;
+    c.configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("recall@k")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (i, (label, pts)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        for curve in curves {
+            let xy = pts.iter().map(|p| ((curve.x)(p), p.recall));
+            if curve.dashed {
+                c.draw_series(DashedLineSeries::new(xy.clone(), 6, 4, color.stroke_width(2)))
+                    .map_err(|x| e(&x))?;
+                c.draw_series(xy.map(|p| TriangleMarker::new(p, 5, color.filled())))
+                    .map_err(|x| e(&x))?;
+            } else {
+                c.draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
+                    .map_err(|x| e(&x))?
+                    .label(format!("{label}{}", curve.legend))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                c.draw_series(xy.map(|p| Circle::new(p, 4, color.filled())))
+                    .map_err(|x| e(&x))?;
+            }
+        }
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    Ok(())
+}
+
 /// Draw `points` into `out` (PNG, 1400 × 600): recall against QPS on the
 /// left, recall against p50 (solid) and p99 (dashed) latency on the right.
 pub fn plot(points: &[Point], out: &Path, title: &str) -> Result<()> {
@@ -115,98 +174,56 @@ pub fn plot(points: &[Point], out: &Path, title: &str) -> Result<()> {
     register_font()?;
     let draw_err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", out.display());
     let mut labels: Vec<&str> = points.iter().map(|p| p.label.as_str()).collect();
-    labels.dedup();
     labels.sort_unstable();
     labels.dedup();
-    let series = |label: &str| {
-        let mut s: Vec<&Point> = points.iter().filter(|p| p.label == label).collect();
-        s.sort_by(|a, b| a.recall.total_cmp(&b.recall));
-        s
-    };
+    let series: Vec<(&str, Vec<&Point>)> = labels
+        .into_iter()
+        .map(|label| {
+            let mut s: Vec<&Point> = points.iter().filter(|p| p.label == label).collect();
+            s.sort_by(|a, b| a.recall.total_cmp(&b.recall));
+            (label, s)
+        })
+        .collect();
     let root = BitMapBackend::new(out, (1400, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(&e))?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(|e| draw_err(&e))?;
     let (left, right) = root.split_horizontally(700);
     let recall = span(points.iter().map(|p| p.recall));
     let recall = (recall.0, recall.1.min(1.0005));
-    // Left: recall against QPS.
-    let qps = span(points.iter().map(|p| p.qps));
-    let mut c = ChartBuilder::on(&left)
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(qps.0.max(0.0)..qps.1, recall.0..recall.1)
-        .map_err(|e| draw_err(&e))?;
-    c.configure_mesh()
-        .x_desc("QPS")
-        .y_desc("recall@k")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| draw_err(&e))?;
-    for (i, label) in labels.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let s = series(label);
-        c.draw_series(LineSeries::new(
-            s.iter().map(|p| (p.qps, p.recall)),
-            color.stroke_width(2),
-        ))
-        .map_err(|e| draw_err(&e))?
-        .label(label.to_string())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        c.draw_series(s.iter().map(|p| Circle::new((p.qps, p.recall), 4, color.filled())))
-            .map_err(|e| draw_err(&e))?;
-    }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| draw_err(&e))?;
-    // Right: recall against latency, p50 solid with dots, p99 dashed.
+    let qps = Curve {
+        x: |p| p.qps,
+        dashed: false,
+        legend: "",
+    };
+    panel(
+        &left,
+        span(points.iter().map(|p| p.qps)),
+        recall,
+        "QPS",
+        &series,
+        &[qps],
+    )
+    .map_err(|e| draw_err(&e))?;
+    let p50 = Curve {
+        x: |p| p.p50_us,
+        dashed: false,
+        legend: " p50",
+    };
+    let p99 = Curve {
+        x: |p| p.p99_us,
+        dashed: true,
+        legend: "",
+    };
     let lat = span(points.iter().flat_map(|p| [p.p50_us, p.p99_us]));
-    let mut c = ChartBuilder::on(&right)
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(lat.0.max(0.0)..lat.1, recall.0..recall.1)
-        .map_err(|e| draw_err(&e))?;
-    c.configure_mesh()
-        .x_desc("latency µs (p50 solid, p99 dashed)")
-        .y_desc("recall@k")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| draw_err(&e))?;
-    for (i, label) in labels.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let s = series(label);
-        c.draw_series(LineSeries::new(
-            s.iter().map(|p| (p.p50_us, p.recall)),
-            color.stroke_width(2),
-        ))
-        .map_err(|e| draw_err(&e))?
-        .label(format!("{label} p50"))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        c.draw_series(s.iter().map(|p| Circle::new((p.p50_us, p.recall), 4, color.filled())))
-            .map_err(|e| draw_err(&e))?;
-        c.draw_series(DashedLineSeries::new(
-            s.iter().map(|p| (p.p99_us, p.recall)),
-            6,
-            4,
-            color.stroke_width(2),
-        ))
-        .map_err(|e| draw_err(&e))?;
-        c.draw_series(
-            s.iter()
-                .map(|p| TriangleMarker::new((p.p99_us, p.recall), 5, color.filled())),
-        )
-        .map_err(|e| draw_err(&e))?;
-    }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| draw_err(&e))?;
+    panel(
+        &right,
+        lat,
+        recall,
+        "latency µs (p50 solid, p99 dashed)",
+        &series,
+        &[p50, p99],
+    )
+    .map_err(|e| draw_err(&e))?;
     root.present().map_err(|e| draw_err(&e))?;
     Ok(())
 }

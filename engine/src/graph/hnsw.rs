@@ -290,22 +290,7 @@ impl NavTier {
     /// Up to `count` graph node ids near `q`, closest first, from a layer-0
     /// search with beam `ef`, using the tier's own f16 vectors.
     pub fn entry_points(&self, q: &[f32], ef: usize, count: usize, s: &mut NavScratch, out: &mut Vec<u32>) {
-        self.entry_points_by(|i| self.dist(q, i), ef, count, s, out)
-    }
-
-    /// As [`entry_points`](Self::entry_points), scoring sample point `i`
-    /// (an index into [`nodes`](Self::nodes)) with `sample_dist(i)`, e.g.
-    /// the query's PQ table over the rows [`sample_rows`](Self::sample_rows)
-    /// gathered (entry points need only be near).
-    pub fn entry_points_by_sample(
-        &self,
-        sample_dist: impl Fn(u32) -> f32,
-        ef: usize,
-        count: usize,
-        s: &mut NavScratch,
-        out: &mut Vec<u32>,
-    ) {
-        self.entry_points_by(sample_dist, ef, count, s, out)
+        self.entry_points_by_sample(|i| self.dist(q, i), ef, count, s, out)
     }
 
     /// The `width`-byte rows of `table` (one row per graph node, e.g. PQ
@@ -320,9 +305,13 @@ impl NavTier {
         out
     }
 
-    fn entry_points_by(
+    /// As [`entry_points`](Self::entry_points), scoring sample point `i`
+    /// (an index into [`nodes`](Self::nodes)) with `sample_dist(i)`, e.g.
+    /// the query's PQ table over the rows [`sample_rows`](Self::sample_rows)
+    /// gathered (entry points need only be near).
+    pub fn entry_points_by_sample(
         &self,
-        dist: impl Fn(u32) -> f32,
+        sample_dist: impl Fn(u32) -> f32,
         ef: usize,
         count: usize,
         s: &mut NavScratch,
@@ -334,9 +323,9 @@ impl NavTier {
         }
         let mut cur = self.entry;
         for lc in (1..=self.max_level as usize).rev() {
-            cur = self.greedy_step(&dist, cur, lc);
+            cur = self.greedy_step(&sample_dist, cur, lc);
         }
-        self.search_layer(&dist, &[cur], ef.max(count), 0, s);
+        self.search_layer(&sample_dist, &[cur], ef.max(count), 0, s);
         out.extend(s.list.as_slice().iter().take(count).map(|c| self.nodes[c.id as usize]));
     }
 
@@ -543,7 +532,7 @@ mod tests {
             kernels::l2_sq(q, &data[v as usize * dim..(v as usize + 1) * dim]) + f32::from(r[0])
         };
         let (mut s, mut a, mut b) = (whole.scratch(), Vec::new(), Vec::new());
-        whole.entry_points_by(|i| by_node(whole.nodes()[i as usize]), 32, 4, &mut s, &mut a);
+        whole.entry_points_by_sample(|i| by_node(whole.nodes()[i as usize]), 32, 4, &mut s, &mut a);
         whole.entry_points_by_sample(by_sample, 32, 4, &mut s, &mut b);
         assert_eq!(a, b);
         assert_eq!(a.len(), 4);

@@ -44,9 +44,9 @@ pub struct SearchParams {
     /// Navigation-tier search beam.
     pub nav_ef: usize,
     /// Score navigation-tier points with the query's PQ table over their
-    /// codes (already in RAM) instead of the tier's f16 vectors. It gave
-    /// the same IOs and CPU as the f16 path on the dev set and at 1M
-    /// (ARCHITECTURE.md, "A query").
+    /// codes (a compact copy of the sample's, `DiskIndex::nav_codes`)
+    /// instead of the tier's f16 vectors: the same IOs on the dev set and
+    /// at 1M (ARCHITECTURE.md, "A query").
     pub nav_pq: bool,
     /// Entry points taken from the navigation tier.
     pub nav_entries: usize,
@@ -648,13 +648,9 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
                 st.pending.clear();
                 st.riders.clear();
                 st.stats.budget_cut = 1;
-                let r = self.finish(s);
-                self.slots[s].active = false;
-                self.active -= 1;
-                on_done(self.slots[s].token, r);
-                continue;
             }
-            if st.pending.is_empty() && (st.error.is_some() || st.list.first_unexpanded().is_none()) {
+            let cut = st.stats.budget_cut == 1;
+            if cut || (st.pending.is_empty() && (st.error.is_some() || st.list.first_unexpanded().is_none())) {
                 let r = self.finish(s);
                 self.slots[s].active = false;
                 self.active -= 1;
