@@ -43,10 +43,13 @@ for wait in poll block; do
 done
 echo "== in-process (engine), 2 threads x 8 in flight (saturation)" >&2
 "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 2 --inflight 8 --duration "$DUR" --label in-process
-"$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
-echo $! > "$work/pid"
-for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.1; done
-srv=$(cat "$work/pid")
+start() {  # [config file]: start quarryd and wait until it listens
+  "$T/quarryd" ${1:+--config "$1"} --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
+  echo $! > "$work/pid"; srv=$!
+  for _ in $(seq 1000); do grep -q "quarryd listening" "$work/log" && break; sleep 0.01; done
+}
+stop() { kill -TERM "$srv"; wait "$srv" 2>/dev/null || true; }
+start
 cpu() { awk '{print $14+$15}' "/proc/$srv/stat"; }
 tck=$(getconf CLK_TCK)
 run() {  # label, quarry-bench args...
@@ -62,17 +65,21 @@ echo "== gRPC, 1 client (added latency)" >&2
 run grpc-1-client --clients 1 --duration "$DUR"
 # The same with the shards never polling (shard_poll_us = 0): what polling
 # buys, and what it costs in server CPU.
-kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
+stop
 printf 'shard_poll_us = 0\n' > "$work/nopoll.toml"
-"$T/quarryd" --config "$work/nopoll.toml" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
-echo $! > "$work/pid"; srv=$!
-for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.1; done
+start "$work/nopoll.toml"
 echo "== gRPC, 1 client, shard_poll_us = 0" >&2
 run grpc-1-client-nopoll --clients 1 --duration "$DUR"
-kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
-"$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
-echo $! > "$work/pid"; srv=$!
-for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.1; done
+stop
+# The network side on a 2-worker multi-threaded runtime instead of the
+# default single thread (net_threads = 1): what the hand-off between
+# network threads costs.
+printf 'net_threads = 2\n' > "$work/net2.toml"
+start "$work/net2.toml"
+echo "== gRPC, 1 client, net_threads = 2" >&2
+run grpc-1-client-net2 --clients 1 --duration "$DUR"
+stop
+start
 echo "== gRPC, 16 clients (saturation)" >&2
 sat=$(run grpc-16-clients --clients 16 --duration "$DUR"); echo "$sat"
 qps=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['qps'])" "$sat")
@@ -81,15 +88,13 @@ run overload-4x --rate "$(python3 -c "print(4*$qps)")" --deadline-ms 100 --durat
 echo "server RSS after overload: $(grep VmRSS /proc/$srv/status)" >&2
 echo "== recovery: open loop at 0.5x" >&2
 run recovery-0.5x --rate "$(python3 -c "print(0.5*$qps)")" --duration "$DUR" --warmup 1
-kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
+stop
 # Restart: the first 10 seconds after quarryd comes back, measured from the
 # first request (no warm-up), against the steady 1-client run above. Reads
 # are O_DIRECT, so no page cache is warm; RAM state (PQ codes, navigation
 # tier, the BFS node cache if cache_nodes > 0) is loaded when the
 # collection opens, before READY.
-"$T/quarryd" --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
-echo $! > "$work/pid"; srv=$!
-for _ in $(seq 100); do grep -q "quarryd listening" "$work/log" && break; sleep 0.01; done
+start
 echo "== restart: 1 client, the first 10 s" >&2
 run restart-first-10s --clients 1 --duration 10 --warmup 0
-kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
+stop

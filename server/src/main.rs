@@ -72,12 +72,20 @@ fn main() -> anyhow::Result<()> {
     } else {
         fmt.init();
     }
-    // The network side needs little CPU: two workers, leaving the cores to
-    // the shards.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("net")
-        .enable_all()
-        .build()?;
+    cfg.validate()?;
+    // The network side needs little CPU and the cores belong to the
+    // shards: by default one thread (see `net_threads`).
+    let rt = if cfg.net_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .thread_name("net")
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.net_threads)
+            .thread_name("net")
+            .enable_all()
+            .build()?
+    };
     rt.block_on(quarry_server::run(cfg))
 }
