@@ -24,6 +24,7 @@ pub mod parallel;
 pub mod pq;
 pub mod runtime;
 pub mod search;
+pub mod segment;
 #[cfg(test)]
 pub(crate) mod testutil;
 
