@@ -5,7 +5,7 @@
 //! Does not own: vectors' storage on disk (`format`) or disk-resident
 //! search (`search`).
 
-mod beam;
+pub(crate) mod beam;
 pub mod hnsw;
 pub mod layout;
 pub mod vamana;

@@ -115,6 +115,17 @@ impl State {
         }
         Ok(())
     }
+    /// Move the state of `from` and everything under it (a renamed
+    /// directory's children keep their durability) to `to`; the entry
+    /// `from` itself is not made durable under `to`.
+    fn rekey(&mut self, from: &Path, to: &Path) {
+        let (durable, synced) = self.take_subtree(from);
+        let re = |p: &Path| to.join(p.strip_prefix(from).expect("under from"));
+        self.durable
+            .extend(durable.iter().filter(|p| p.as_path() != from).map(|p| re(p)));
+        self.synced.extend(synced.iter().map(|(p, n)| (re(p), *n)));
+    }
+
     fn take_subtree(&mut self, p: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, u64)>) {
         let durable: Vec<PathBuf> = self.durable.iter().filter(|q| q.starts_with(p)).cloned().collect();
         for q in &durable {
@@ -197,10 +208,8 @@ impl CrashFs {
                     replaced,
                 } => {
                     std::fs::rename(&to, &from)?;
-                    if let Some(n) = st.synced.remove(&to) {
-                        st.synced.insert(from.clone(), n);
-                    }
                     st.durable.remove(&to);
+                    st.rekey(&to, &from);
                     if from_durable {
                         st.durable.insert(from);
                     }
@@ -437,9 +446,7 @@ impl Vfs for CrashFs {
         };
         std::fs::rename(from, to)?;
         let from_durable = st.durable.remove(from);
-        if let Some(n) = st.synced.remove(from) {
-            st.synced.insert(to.to_path_buf(), n);
-        }
+        st.rekey(from, to);
         st.undo.push(Undo::Rename {
             from: from.to_path_buf(),
             to: to.to_path_buf(),

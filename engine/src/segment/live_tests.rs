@@ -1,0 +1,366 @@
+//! Mutable-collection tests: read-your-writes, tombstones, payloads,
+//! flush and merge, restart, bad input, WAL damage, and power-loss trials
+//! over `CrashFs` with flushes in the mix.
+
+use super::crashfs::{CrashFs, Fault, FaultKind};
+use super::live::*;
+use super::vfs::{RealFs, Vfs};
+use super::wal::WalOptions;
+use crate::format::StoredType;
+use crate::io::IoBackend;
+use crate::Metric;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+const DIM: usize = 16;
+
+fn opts() -> LiveOptions {
+    let mut build = crate::testutil::options(Metric::L2, StoredType::F32, 16, 8);
+    build.graph.threads = 1;
+    LiveOptions {
+        dim: DIM,
+        metric: Metric::L2,
+        build,
+        fresh_r: 16,
+        fresh_l: 48,
+        flush_at: 200,
+        max_segments: 2,
+        wal: WalOptions {
+            segment_bytes: 16 << 10,
+            ..WalOptions::default()
+        },
+        max_payload: 64,
+        io: IoBackend::Pread,
+        merge_budget: None,
+    }
+}
+
+fn vec_of(seed: u64) -> Vec<f32> {
+    let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..DIM).map(|_| r.random_range(-1.0f32..1.0)).collect()
+}
+
+fn open(fs: &Arc<dyn Vfs>, dir: &Path) -> (LiveCollection, OpenReport) {
+    LiveCollection::open(fs.clone(), dir, opts()).unwrap()
+}
+
+fn top1(c: &LiveCollection, q: &[f32]) -> Option<u64> {
+    c.search(q, 1, 32, 4, &mut Readers::default())
+        .unwrap()
+        .first()
+        .map(|h| h.id)
+}
+
+/// recall@10 of the collection against brute force over `model`.
+fn recall(c: &LiveCollection, model: &HashMap<u64, Vec<f32>>, queries: u64) -> f64 {
+    let mut readers = Readers::default();
+    let mut hits = 0;
+    let mut total = 0;
+    for qs in 0..queries {
+        let q = vec_of(1_000_000 + qs);
+        let mut truth: Vec<(f32, u64)> = model.iter().map(|(id, v)| (Metric::L2.distance(&q, v), *id)).collect();
+        truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let t: Vec<u64> = truth.iter().take(10).map(|x| x.1).collect();
+        let got = c.search(&q, 10, 64, 4, &mut readers).unwrap();
+        hits += got.iter().filter(|h| t.contains(&h.id)).count();
+        total += t.len();
+    }
+    hits as f64 / total as f64
+}
+
+#[test]
+fn writes_are_visible_as_soon_as_they_are_acknowledged() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    let v = vec_of(1);
+    c.upsert(7, v.clone(), b"seven".to_vec()).unwrap();
+    assert_eq!(top1(&c, &v), Some(7), "read-your-writes: search");
+    assert_eq!(
+        c.get(7).unwrap(),
+        Some((v.clone(), b"seven".to_vec())),
+        "read-your-writes: get"
+    );
+    // An overwrite's new version is found, the old one is a tombstone.
+    let w = vec_of(2);
+    c.upsert(7, w.clone(), b"v2".to_vec()).unwrap();
+    let hits = c.search(&v, 5, 32, 4, &mut Readers::default()).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].distance,
+        Metric::L2.distance(&v, &w),
+        "the new vector, not the old"
+    );
+    c.delete(7).unwrap();
+    assert_eq!(top1(&c, &w), None);
+    assert_eq!(c.get(7).unwrap(), None);
+    c.delete(12345).unwrap(); // deleting an absent id is not an error
+    assert!(c.is_empty());
+}
+
+#[test]
+fn bad_writes_are_refused_whole_and_log_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    let before = c.wal().last_lsn();
+    let good = Op::Upsert {
+        id: 1,
+        vector: vec_of(1),
+        payload: vec![],
+    };
+    let mut nan = vec_of(2);
+    nan[3] = f32::NAN;
+    for (bad, needle) in [
+        (
+            Op::Upsert {
+                id: 2,
+                vector: vec![0.0; DIM + 1],
+                payload: vec![],
+            },
+            "17 dimensions",
+        ),
+        (
+            Op::Upsert {
+                id: 2,
+                vector: nan,
+                payload: vec![],
+            },
+            "dimension 3",
+        ),
+        (
+            Op::Upsert {
+                id: 2,
+                vector: vec_of(3),
+                payload: vec![0; 65],
+            },
+            "limit is 64",
+        ),
+    ] {
+        let e = c.write(vec![good.clone(), bad]).unwrap_err();
+        assert!(
+            matches!(e, LiveError::InvalidArgument(_)) && e.to_string().contains(needle),
+            "{e}"
+        );
+    }
+    assert_eq!(c.wal().last_lsn(), before, "nothing of a refused batch was logged");
+    assert!(c.is_empty());
+    let e = c.search(&[0.0; 3], 10, 20, 4, &mut Readers::default()).unwrap_err();
+    assert!(e.to_string().contains("3 dimensions"), "{e}");
+}
+
+#[test]
+fn flushes_and_merges_keep_answers_and_restart_gives_the_same_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+    let mut next = 0u64;
+    for round in 0..4 {
+        for _ in 0..250 {
+            let v = vec_of(next);
+            c.upsert(next, v.clone(), next.to_le_bytes().to_vec()).unwrap();
+            model.insert(next, v);
+            next += 1;
+        }
+        // Replace and delete some of what is already on disk.
+        for id in (0..next).step_by(7 + round) {
+            if id % 2 == 0 {
+                c.delete(id).unwrap();
+                model.remove(&id);
+            } else {
+                let v = vec_of(10_000 + id * 10 + round as u64);
+                c.upsert(id, v.clone(), id.to_le_bytes().to_vec()).unwrap();
+                model.insert(id, v);
+            }
+        }
+        assert!(c.needs_flush());
+        let rep = c.flush(&mut |_, _, _| {}).unwrap();
+        assert!(rep.segments <= 2, "the cap holds: {rep:?}");
+        assert_eq!(rep.merged, round == 2, "round {round}: {rep:?}");
+        assert_eq!(c.len(), model.len());
+        let r = recall(&c, &model, 50);
+        assert!(r >= 0.9, "round {round}: recall@10 {r}");
+    }
+    // Writes after the last flush live only in the WAL.
+    for id in 0..20u64 {
+        let v = vec_of(50_000 + id);
+        c.upsert(id, v.clone(), b"late".to_vec()).unwrap();
+        model.insert(id, v);
+    }
+    c.delete(21).unwrap();
+    model.remove(&21);
+    let mut readers = Readers::default();
+    let before: Vec<Vec<Hit>> = (0..30)
+        .map(|q| c.search(&vec_of(900 + q), 10, 64, 4, &mut readers).unwrap())
+        .collect();
+    drop(readers);
+    drop(c);
+    let names = fs.list(d.path()).unwrap();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("seg-")).count(),
+        2,
+        "{names:?}: retired segments are deleted"
+    );
+    let (c, rep) = open(&fs, d.path());
+    assert_eq!(rep.replayed, 21);
+    assert_eq!(c.len(), model.len());
+    let mut readers = Readers::default();
+    for (q, b) in before.iter().enumerate() {
+        assert_eq!(
+            &c.search(&vec_of(900 + q as u64), 10, 64, 4, &mut readers).unwrap(),
+            b,
+            "query {q}"
+        );
+    }
+    for (id, v) in model.iter().take(100) {
+        let (gv, _) = c.get(*id).unwrap().unwrap();
+        assert_eq!(&gv, v);
+    }
+    assert_eq!(c.get(0).unwrap().unwrap().1, b"late");
+}
+
+#[test]
+fn a_corrupt_wal_record_stops_the_open_with_file_and_offset() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    for id in 0..20u64 {
+        c.upsert(id, vec_of(id), vec![]).unwrap();
+    }
+    drop(c);
+    let wal = d.path().join("wal");
+    let seg = wal.join(fs.list(&wal).unwrap().pop().unwrap());
+    let mut b = std::fs::read(&seg).unwrap();
+    b[100] ^= 1;
+    std::fs::write(&seg, &b).unwrap();
+    let e = LiveCollection::open(fs.clone(), d.path(), opts())
+        .err()
+        .expect("must fail");
+    let m = e.to_string();
+    assert!(
+        m.contains(&seg.display().to_string()) && m.contains("corrupt at byte"),
+        "{m}"
+    );
+}
+
+/// Check the collection against the acknowledged writes. `pending` is
+/// the first write that failed before the cut: its id may show it wholly
+/// or not at all (never anything else); the model then takes what is
+/// there.
+fn verify(
+    c: &LiveCollection,
+    acked: &mut HashMap<u64, Option<Vec<f32>>>,
+    pending: Option<(u64, Option<Vec<f32>>)>,
+    trial: u64,
+) {
+    for (id, want) in acked.iter() {
+        if pending.as_ref().is_some_and(|p| p.0 == *id) {
+            continue;
+        }
+        let got = c.get(*id).unwrap().map(|g| g.0);
+        assert!(
+            got == *want,
+            "trial {trial}: acknowledged write of id {id} lost (present {}, should be {})",
+            got.is_some(),
+            want.is_some()
+        );
+    }
+    if let Some((id, effect)) = pending {
+        let got = c.get(id).unwrap().map(|g| g.0);
+        let before = acked.get(&id).cloned().flatten();
+        assert!(
+            got == before || got == effect,
+            "trial {trial}: id {id} is neither before nor after its failed write"
+        );
+        acked.insert(id, got);
+    }
+}
+
+/// Power-loss trials: random upserts, deletes and flushes, a fault (EIO
+/// or ENOSPC) armed at a random operation, then a power cut with torn
+/// tails, twice per trial. After each recovery every acknowledged write is
+/// present, the first failed write is there wholly or not at all, and the
+/// collection answers searches and takes writes again.
+#[test]
+fn power_loss_trials_keep_every_acknowledged_write() {
+    let trials: u64 = std::env::var("QUARRY_LIVE_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let d = tempfile::tempdir().unwrap();
+    let (mut flushed_ok, mut failed_flushes, mut checked) = (0, 0, 0);
+    for trial in 0..trials {
+        let root = d.path().join(format!("t{}", trial % 3));
+        if root.exists() {
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+        let cfs = CrashFs::new(&root).unwrap();
+        let fs: Arc<dyn Vfs> = Arc::new(cfs.clone());
+        let dir = root.join("coll");
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(trial ^ 0x5eed);
+        let mut acked: HashMap<u64, Option<Vec<f32>>> = HashMap::new();
+        let mut pending: Option<(u64, Option<Vec<f32>>)> = None;
+        for life in 0..3 {
+            let (c, _) = LiveCollection::open(fs.clone(), &dir, opts())
+                .unwrap_or_else(|e| panic!("trial {trial} life {life}: recovery failed: {e}"));
+            verify(&c, &mut acked, pending.take(), trial);
+            checked += acked.len();
+            if life == 2 {
+                // Usable again.
+                c.upsert(999, vec_of(999), vec![]).unwrap();
+                assert_eq!(top1(&c, &vec_of(999)), Some(999));
+                break;
+            }
+            cfs.set_fault(Some(Fault {
+                after_ops: rng.random_range(0..400),
+                kind: if rng.random_bool(0.5) {
+                    FaultKind::Io
+                } else {
+                    FaultKind::NoSpace
+                },
+                persistent: rng.random_bool(0.7),
+            }));
+            for _ in 0..rng.random_range(10..120) {
+                let id = rng.random_range(0..60u64);
+                let (r, effect) = match rng.random_range(0..20) {
+                    0 => {
+                        match c.flush(&mut |_, _, _| {}) {
+                            Ok(_) => flushed_ok += 1,
+                            Err(_) => failed_flushes += 1,
+                        }
+                        continue;
+                    }
+                    1..=4 => (c.delete(id), None),
+                    _ => {
+                        let v = vec_of(rng.random());
+                        (c.upsert(id, v.clone(), id.to_le_bytes().to_vec()), Some(v))
+                    }
+                };
+                match r {
+                    Ok(_) => {
+                        acked.insert(id, effect);
+                    }
+                    Err(e) => {
+                        assert!(!matches!(e, LiveError::InvalidArgument(_)), "{e}");
+                        pending = Some((id, effect));
+                        break;
+                    }
+                }
+            }
+            cfs.crash();
+            drop(c);
+            cfs.power_loss(trial * 3 + life, true).unwrap();
+        }
+    }
+    eprintln!(
+        "{trials} trials: {flushed_ok} flushes ok, {failed_flushes} failed, {checked} acknowledged states checked"
+    );
+    assert!(
+        flushed_ok > 0 && failed_flushes > 0,
+        "flushes: {flushed_ok} ok, {failed_flushes} failed"
+    );
+}
