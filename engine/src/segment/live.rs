@@ -318,6 +318,11 @@ fn seg_name(lsn: Lsn, generation: u64) -> String {
     format!("seg-{lsn:020}-{generation:08}")
 }
 
+/// The error every write gets once the log was poisoned under it.
+fn broken() -> LiveError {
+    LiveError::Wal(WalError::Poisoned("an earlier write failed to sync".into()))
+}
+
 /// Little-endian f32s from bytes (any alignment).
 fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
@@ -544,9 +549,7 @@ impl LiveCollection {
             self.validate(op)?;
         }
         if self.broken.load(Ordering::Acquire) {
-            return Err(LiveError::Wal(WalError::Poisoned(
-                "an earlier write failed to sync".into(),
-            )));
+            return Err(broken());
         }
         let bodies: Vec<Vec<u8>> = ops.iter().map(Op::encode).collect();
         let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
@@ -564,9 +567,7 @@ impl LiveCollection {
         let mut a = self.applied.lock().expect("lock");
         while *a + 1 != first {
             if self.broken.load(Ordering::Acquire) {
-                return Err(LiveError::Wal(WalError::Poisoned(
-                    "an earlier write failed to sync".into(),
-                )));
+                return Err(broken());
             }
             a = self.applied_cv.wait(a).expect("lock");
         }
@@ -681,15 +682,15 @@ impl LiveCollection {
             if seg.index.is_empty() {
                 continue;
             }
+            let lk = l.min(seg.index.len());
+            let p = SearchParams::new(lk, lk, w.max(1));
             let s = match readers.by_name.entry(seg.name.clone()) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    Searcher::new(seg.index.clone(), self.opts.io, w.max(1) * 2)
+                    Searcher::new(seg.index.clone(), self.opts.io, p.reader_depth(1))
                         .map_err(|e| LiveError::Index(IndexError::Invalid(format!("cannot open a reader: {e}"))))?,
                 ),
             };
-            let lk = l.min(seg.index.len());
-            let p = SearchParams::new(lk, lk, w.max(1));
             let (nbs, _) = s
                 .search(q, &p)
                 .map_err(|e| LiveError::Index(IndexError::Invalid(e.to_string())))?;
@@ -712,9 +713,9 @@ impl LiveCollection {
         let dim = self.opts.dim;
         // Freeze: new writes go to a new fresh index from here on.
         let (checkpoint, merged, mut data, mut slots, mut ids, mut payloads) = {
-            let _a = self.applied.lock().expect("lock");
+            let applied = self.applied.lock().expect("lock");
             let mut st = self.state.write().expect("lock");
-            let checkpoint = *_a;
+            let checkpoint = *applied;
             let fresh = std::mem::replace(
                 &mut st.active,
                 FreshIndex::new(
@@ -913,7 +914,6 @@ impl LiveCollection {
             }
         }
         let wal_segments_deleted = self.wal.retain_from(checkpoint + 1)?;
-        slots.clear();
         Ok(FlushReport {
             vectors: n,
             merged,
