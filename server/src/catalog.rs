@@ -12,6 +12,9 @@
 //! collections/<name>/collection.json   metadata (CollectionMeta)
 //! collections/<name>/index-<gen>/      an engine index (docs/format.md)
 //! collections/<name>/index-<gen>.tmp/  a build in progress
+//! collections/<name>/live/             a mutable collection (engine
+//!                                      `segment::live` layout: manifest,
+//!                                      WAL, segments, tombstones)
 //! ```
 //! A build writes `index-<gen>.tmp`, renames it to `index-<gen>` and then
 //! switches `collection.json` (written to a temporary file, fsynced,
@@ -20,6 +23,7 @@
 //! directories are removed at start.
 
 use crate::error::ServiceError;
+use crate::live::{Budget, Flusher, Live, WriteSettings};
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
@@ -30,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 /// Graph and PQ parameters (all zeros = every default; see `resolve`).
@@ -130,6 +134,9 @@ pub struct CollectionMeta {
     pub error: String,
     /// Vectors in the current index.
     pub vector_count: u64,
+    /// Filled by writes (a `live/` directory) rather than by builds.
+    #[serde(default)]
+    pub mutable: bool,
 }
 
 impl CollectionMeta {
@@ -236,6 +243,8 @@ pub struct Entry {
     /// Set when the collection is dropped (a running build then discards
     /// its result).
     pub dropped: std::sync::atomic::AtomicBool,
+    /// The mutable collection (None for collections built from files).
+    pub live: Option<Arc<Live>>,
 }
 
 /// Every collection, the running operations, and the memory budget.
@@ -251,6 +260,8 @@ pub struct Catalog {
     reserved: AtomicU64,
     next_key: AtomicU64,
     next_op: AtomicU64,
+    writes: WriteSettings,
+    flusher: OnceLock<Arc<Flusher>>,
 }
 
 fn check_name(name: &str) -> Result<(), ServiceError> {
@@ -293,6 +304,7 @@ impl Catalog {
         cache_nodes: usize,
         budget: u64,
         build_threads: usize,
+        writes: WriteSettings,
     ) -> Result<Catalog, ServiceError> {
         let root = data_dir.join("collections");
         std::fs::create_dir_all(&root)
@@ -308,6 +320,8 @@ impl Catalog {
             reserved: AtomicU64::new(0),
             next_key: AtomicU64::new(1),
             next_op: AtomicU64::new(1),
+            writes,
+            flusher: OnceLock::new(),
         };
         let mut names: Vec<PathBuf> = std::fs::read_dir(&cat.root)
             .map_err(|e| ServiceError::Internal(format!("cannot list {}: {e}", cat.root.display())))?
@@ -340,12 +354,28 @@ impl Catalog {
                 )
                 .map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
             }
+            let live = if meta.mutable {
+                let live = cat.open_live(&meta)?;
+                let in_use = cat.ram_in_use() + live.coll.ram().total() as u64;
+                if in_use > cat.budget {
+                    return Err(ServiceError::ResourceExhausted(format!(
+                        "opening mutable collection {:?} brings RAM in use to {} MiB, over the memory budget of {} MiB (raise memory_budget_mb)",
+                        meta.name,
+                        in_use >> 20,
+                        cat.budget >> 20
+                    )));
+                }
+                Some(Arc::new(live))
+            } else {
+                None
+            };
             let entry = Arc::new(Entry {
                 meta: RwLock::new(meta.clone()),
                 open: RwLock::new(None),
                 dropped: Default::default(),
+                live,
             });
-            if meta.state == State::Ready {
+            if meta.state == State::Ready && !meta.mutable {
                 let idx_dir = dir.join(meta.index_dir.as_deref().expect("ready has an index"));
                 let t = Instant::now();
                 let open = cat.open_index(&idx_dir, 0)?;
@@ -367,16 +397,122 @@ impl Catalog {
         self.root.join(name)
     }
 
-    /// RAM held by open indexes plus reservations of running builds.
+    /// RAM held by open indexes and mutable collections plus
+    /// reservations of running builds and flushes.
     pub fn ram_in_use(&self) -> u64 {
         let open: u64 = self
             .entries
             .read()
             .expect("lock")
             .values()
-            .filter_map(|e| e.open.read().expect("lock").as_ref().map(|o| o.ram().total()))
+            .map(|e| {
+                e.open.read().expect("lock").as_ref().map_or(0, |o| o.ram().total())
+                    + e.live.as_ref().map_or(0, |l| l.coll.ram().total() as u64)
+            })
             .sum();
         open + self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Segment build settings of a collection (graph, PQ, stored type).
+    fn build_options(&self, meta: &CollectionMeta, n: usize, threads: usize) -> IndexBuildOptions {
+        let threads = if threads > 0 { threads } else { self.build_threads };
+        let threads = if threads > 0 {
+            threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        let mut graph = BuildParams::new(meta.params.max_degree as usize, meta.params.build_list_size as usize);
+        graph.alpha = meta.params.alpha;
+        graph.threads = threads;
+        IndexBuildOptions {
+            metric: meta.metric(),
+            graph,
+            pq_bytes: meta.params.pq_bytes as usize,
+            stored: meta.stored(),
+            nav_sample: if meta.params.nav_sample > 0 {
+                meta.params.nav_sample as usize
+            } else {
+                NavParams::default_sample(n)
+            },
+            rerank_file: false,
+            opq: meta.params.opq,
+            ram_budget: None,
+            colocate: true,
+        }
+    }
+
+    /// Open (or create) the `live/` directory of a mutable collection.
+    fn open_live(&self, meta: &CollectionMeta) -> Result<Live, ServiceError> {
+        // nav_sample usize::MAX: each segment takes the default for its size.
+        let mut build = self.build_options(meta, 0, 0);
+        if meta.params.nav_sample == 0 {
+            build.nav_sample = usize::MAX;
+        }
+        Live::open(
+            self.next_key.fetch_add(1, Ordering::Relaxed),
+            &meta.name,
+            &self.dir(&meta.name).join("live"),
+            meta.dim as usize,
+            build,
+            &self.writes,
+        )
+    }
+
+    /// Start the background flusher (once the catalog is shared).
+    pub fn start_flusher(self: &Arc<Self>) -> std::io::Result<()> {
+        let weak: std::sync::Weak<dyn Budget> = Arc::downgrade(&(self.clone() as Arc<dyn Budget>));
+        let f = Flusher::start(weak)?;
+        for e in self.list() {
+            if let Some(l) = &e.live {
+                f.kick(l);
+            }
+        }
+        let _ = self.flusher.set(f);
+        Ok(())
+    }
+
+    /// Stop the background flusher (at shutdown).
+    pub fn stop_flusher(&self) {
+        if let Some(f) = self.flusher.get() {
+            f.shutdown();
+        }
+    }
+
+    /// Queue a flush of `live` if it needs one.
+    pub fn kick_flush(&self, live: &Arc<Live>) {
+        if let Some(f) = self.flusher.get() {
+            f.kick(live);
+        }
+    }
+
+    /// Start a compaction (merge of everything) of mutable collection
+    /// `name` in the background.
+    pub fn start_compact(&self, name: &str) -> Result<Operation, ServiceError> {
+        let entry = self.get(name)?;
+        let Some(live) = entry.live.clone() else {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "collection {name:?} is not mutable; it has nothing to compact (rebuild it with BuildIndex)"
+            )));
+        };
+        let Some(f) = self.flusher.get() else {
+            return Err(ServiceError::Unavailable("the flusher is not running".into()));
+        };
+        let op_id = format!("compact-{}-{}", name, self.next_op.fetch_add(1, Ordering::Relaxed));
+        let op = Arc::new(Mutex::new(Operation {
+            id: op_id.clone(),
+            collection: name.into(),
+            state: OpState::Running,
+            stage: "queued".into(),
+            progress: 0.0,
+            started: Instant::now(),
+            finished: None,
+            error: String::new(),
+            vector_count: live.coll.len() as u64,
+        }));
+        self.ops.lock().expect("lock").insert(op_id, op.clone());
+        f.compact(live, op.clone());
+        let snapshot = op.lock().expect("lock").clone();
+        Ok(snapshot)
     }
 
     /// The budget, bytes.
@@ -437,6 +573,7 @@ impl Catalog {
         metric: Metric,
         params: IndexParams,
         stored: Option<StoredType>,
+        mutable: bool,
     ) -> Result<CollectionMeta, ServiceError> {
         check_name(name)?;
         if !(1..=4096).contains(&dim) {
@@ -458,12 +595,13 @@ impl Catalog {
             metric: metric.to_string(),
             params,
             stored: stored.to_string(),
-            state: State::Empty,
+            state: if mutable { State::Ready } else { State::Empty },
             index_dir: None,
             generation: 0,
             operation_id: String::new(),
             error: String::new(),
             vector_count: 0,
+            mutable,
         };
         let dir = self.dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
@@ -472,15 +610,27 @@ impl Catalog {
             &serde_json::to_vec_pretty(&meta).expect("json"),
         )
         .map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
+        let live = if mutable {
+            match self.open_live(&meta) {
+                Ok(l) => Some(Arc::new(l)),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         entries.insert(
             name.into(),
             Arc::new(Entry {
                 meta: RwLock::new(meta.clone()),
                 open: RwLock::new(None),
                 dropped: Default::default(),
+                live,
             }),
         );
-        tracing::info!(collection = name, dim, %metric, "created");
+        tracing::info!(collection = name, dim, %metric, mutable, "created");
         Ok(meta)
     }
 
@@ -546,6 +696,11 @@ impl Catalog {
             Some(p) => read_ids(p, n)?,
         };
         let meta = entry.meta.read().expect("lock").clone();
+        if meta.mutable {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "collection {name:?} is mutable: fill it with Upsert or BulkUpsert (BuildIndex is for read-only collections)"
+            )));
+        }
         if dim != meta.dim as usize {
             return Err(ServiceError::InvalidArgument(format!(
                 "source_path {} has dimension {dim}; collection {name:?} has dimension {}",
@@ -553,30 +708,7 @@ impl Catalog {
                 meta.dim
             )));
         }
-        let threads = if threads > 0 { threads } else { self.build_threads };
-        let threads = if threads > 0 {
-            threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        };
-        let mut graph = BuildParams::new(meta.params.max_degree as usize, meta.params.build_list_size as usize);
-        graph.alpha = meta.params.alpha;
-        graph.threads = threads;
-        let o = IndexBuildOptions {
-            metric: meta.metric(),
-            graph,
-            pq_bytes: meta.params.pq_bytes as usize,
-            stored: meta.stored(),
-            nav_sample: if meta.params.nav_sample > 0 {
-                meta.params.nav_sample as usize
-            } else {
-                NavParams::default_sample(n)
-            },
-            rerank_file: false,
-            opq: meta.params.opq,
-            ram_budget: None,
-            colocate: true,
-        };
+        let o = self.build_options(&meta, n, threads);
         let (need, detail) = estimate_build_bytes(n, dim, &o);
         // The finished index's RAM must fit beside what is open now, and
         // the build itself beside it while it runs.
@@ -762,6 +894,22 @@ fn read_ids(path: &Path, n: usize) -> Result<Vec<u64>, ServiceError> {
     Ok(ids)
 }
 
+impl Budget for Catalog {
+    fn in_use(&self) -> u64 {
+        self.ram_in_use()
+    }
+    fn budget(&self) -> u64 {
+        self.budget
+    }
+    fn reserve(&self, bytes: i64) {
+        if bytes >= 0 {
+            self.reserved.fetch_add(bytes as u64, Ordering::Relaxed);
+        } else {
+            self.reserved.fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,14 +938,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let z = IndexParams::default();
         {
-            let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1).unwrap();
-            c.create("a", 8, Metric::L2, z, None).unwrap();
+            let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1, WriteSettings::default()).unwrap();
+            c.create("a", 8, Metric::L2, z, None, false).unwrap();
             assert!(matches!(
-                c.create("a", 8, Metric::L2, z, None),
+                c.create("a", 8, Metric::L2, z, None, false),
                 Err(ServiceError::AlreadyExists(_))
             ));
         }
-        let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1).unwrap();
+        let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1, WriteSettings::default()).unwrap();
         let e = c.get("a").unwrap();
         assert_eq!(e.meta.read().unwrap().state, State::Empty);
         c.drop_collection("a").unwrap();

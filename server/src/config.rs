@@ -95,6 +95,33 @@ pub struct Config {
     pub log: String,
     /// Log format: "text" or "json".
     pub log_format: String,
+    /// Mutable collections: when an acknowledged write is durable.
+    /// "always" (default): the WAL is fsynced before the OK (group
+    /// commit), so an acknowledged write survives power loss. "interval":
+    /// the OK comes once the record is in the page cache and a background
+    /// thread fsyncs every `wal_sync_interval_ms`; a power cut or kernel
+    /// crash can lose the writes acknowledged in the last interval (a
+    /// killed quarryd loses nothing).
+    pub wal_sync: String,
+    /// Milliseconds between background fsyncs under `wal_sync = "interval"`.
+    pub wal_sync_interval_ms: u64,
+    /// WAL segment file size, MiB (retention deletes whole segments).
+    pub wal_segment_mb: u64,
+    /// Vectors in a collection's in-RAM fresh index that start a
+    /// background flush to a new disk segment.
+    pub flush_at: usize,
+    /// Fresh vectors at which writes are refused with RESOURCE_EXHAUSTED
+    /// (unary) or held back (BulkUpsert) until the flush catches up; at
+    /// least `flush_at`.
+    pub write_stall_at: usize,
+    /// Most disk segments a search of a mutable collection visits; a flush
+    /// that would pass it merges every segment into one instead.
+    pub max_segments: usize,
+    /// Largest payload of one point, bytes.
+    pub max_payload_bytes: usize,
+    /// Unary write requests (Upsert/Delete) being applied at once beyond
+    /// which more get RESOURCE_EXHAUSTED.
+    pub max_inflight_writes: usize,
 }
 
 impl Default for Config {
@@ -121,6 +148,14 @@ impl Default for Config {
             io: "auto".into(),
             log: "info".into(),
             log_format: "text".into(),
+            wal_sync: "always".into(),
+            wal_sync_interval_ms: 10,
+            wal_segment_mb: 64,
+            flush_at: 50_000,
+            write_stall_at: 200_000,
+            max_segments: 4,
+            max_payload_bytes: 64 << 10,
+            max_inflight_writes: 64,
         }
     }
 }
@@ -172,6 +207,20 @@ impl Config {
         self.memory_budget_mb << 20
     }
 
+    /// The WAL sync policy.
+    pub fn wal_sync_policy(&self) -> Result<quarry_engine::segment::wal::SyncPolicy, ConfigError> {
+        use quarry_engine::segment::wal::SyncPolicy;
+        match self.wal_sync.as_str() {
+            "always" => Ok(SyncPolicy::Always),
+            "interval" => Ok(SyncPolicy::Interval(std::time::Duration::from_millis(
+                self.wal_sync_interval_ms,
+            ))),
+            other => Err(ConfigError::Invalid(format!(
+                "wal_sync = {other:?} must be \"always\" or \"interval\""
+            ))),
+        }
+    }
+
     /// The reader backend.
     pub fn io_backend(&self) -> Result<quarry_engine::io::IoBackend, ConfigError> {
         self.io
@@ -196,6 +245,43 @@ impl Config {
                 "shard_poll_us = {} is out of range 0..=1000000",
                 self.shard_poll_us
             )));
+        }
+        self.wal_sync_policy()?;
+        if !(1..=60_000).contains(&self.wal_sync_interval_ms) {
+            return bad(format!(
+                "wal_sync_interval_ms = {} is out of range 1..=60000",
+                self.wal_sync_interval_ms
+            ));
+        }
+        if !(1..=4096).contains(&self.wal_segment_mb) {
+            return bad(format!(
+                "wal_segment_mb = {} is out of range 1..=4096",
+                self.wal_segment_mb
+            ));
+        }
+        if !(100..=100_000_000).contains(&self.flush_at) {
+            return bad(format!("flush_at = {} is out of range 100..=100000000", self.flush_at));
+        }
+        if self.write_stall_at < self.flush_at {
+            return bad(format!(
+                "write_stall_at = {} is below flush_at = {}",
+                self.write_stall_at, self.flush_at
+            ));
+        }
+        if !(1..=64).contains(&self.max_segments) {
+            return bad(format!("max_segments = {} is out of range 1..=64", self.max_segments));
+        }
+        if self.max_payload_bytes > 8 << 20 {
+            return bad(format!(
+                "max_payload_bytes = {} is over 8 MiB (8388608)",
+                self.max_payload_bytes
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_inflight_writes) {
+            return bad(format!(
+                "max_inflight_writes = {} is out of range 1..=100000",
+                self.max_inflight_writes
+            ));
         }
         if !(1..=64).contains(&self.net_threads) {
             return bad(format!("net_threads = {} is out of range 1..=64", self.net_threads));

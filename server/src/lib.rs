@@ -1,12 +1,13 @@
 //! quarryd: Quarry's gRPC service.
 //!
 //! Owns: assembling the service — configuration, catalog, shards, the
-//! tonic server (Collections, Query, Admin, health, reflection), the
+//! tonic server (Collections, Query, Write, Admin, health, reflection), the
 //! metrics endpoint, systemd notification and the watchdog, and the
 //! SIGTERM drain. The parts:
 //!
 //! - [`config`]: the TOML file and its defaults;
 //! - [`catalog`]: collections on disk, builds, the memory budget;
+//! - [`live`]: mutable collections, their write limits and the flusher;
 //! - [`shard`]: pinned search threads with bounded queues;
 //! - [`service`]: the gRPC handlers and every request limit;
 //! - [`metrics`]: Prometheus metrics;
@@ -19,6 +20,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod service;
@@ -46,11 +48,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.memory_budget_bytes(),
             cfg.build_threads,
         );
-        tokio::task::spawn_blocking(move || catalog::Catalog::open(&dir, io, cache, budget, threads))
+        let writes = live::WriteSettings::from_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        tokio::task::spawn_blocking(move || catalog::Catalog::open(&dir, io, cache, budget, threads, writes))
             .await?
             .map_err(|e| anyhow::anyhow!("opening the collections in {}: {e}", cfg.data_dir.display()))?
     };
     let catalog = Arc::new(catalog);
+    catalog.start_flusher().context("starting the flusher thread")?;
     let metrics = Arc::new(metrics::Metrics::default());
     let shards = Arc::new(
         shard::Shards::start(
@@ -70,6 +74,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         draining: Default::default(),
         started: Instant::now(),
+        write_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_writes)),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -88,6 +93,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .context("building the reflection service")?;
     use quarry_proto::v1::{
         admin_server::AdminServer, collections_server::CollectionsServer, query_server::QueryServer,
+        write_server::WriteServer,
     };
     let max = cfg.max_message_bytes;
     let query = QueryServer::new(service::QuerySvc(state.clone()))
@@ -96,12 +102,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let collections = CollectionsServer::new(service::CollectionsSvc(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let write = WriteServer::new(service::WriteSvc(state.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let admin = AdminServer::new(service::AdminSvc(state.clone()));
     health_reporter.set_serving::<QueryServer<service::QuerySvc>>().await;
     health_reporter
         .set_serving::<CollectionsServer<service::CollectionsSvc>>()
         .await;
     health_reporter.set_serving::<AdminServer<service::AdminSvc>>().await;
+    health_reporter.set_serving::<WriteServer<service::WriteSvc>>().await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
@@ -112,6 +122,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .add_service(reflection)
         .add_service(query)
         .add_service(collections)
+        .add_service(write)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = grpc_stop.changed().await;
@@ -158,6 +169,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     health_reporter
         .set_not_serving::<QueryServer<service::QuerySvc>>()
         .await;
+    health_reporter
+        .set_not_serving::<WriteServer<service::WriteSvc>>()
+        .await;
     let _ = stop_tx.send(true);
     match tokio::time::timeout(drain, &mut server).await {
         Ok(r) => {
@@ -172,8 +186,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             server.abort();
         }
     }
-    // Shards finish what they hold, then stop.
-    tokio::task::spawn_blocking(move || shards.shutdown()).await?;
+    // Shards finish what they hold, then stop; a flush in progress is
+    // waited for (its writes are in the WAL either way).
+    let cat = catalog.clone();
+    tokio::task::spawn_blocking(move || {
+        shards.shutdown();
+        cat.stop_flusher();
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

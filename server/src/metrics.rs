@@ -7,6 +7,7 @@
 //!
 //! Metrics:
 //! - `quarry_queries_total` — searches answered (rate = QPS);
+//! - `quarry_writes_total` — points upserted and ids deleted;
 //! - `quarry_query_errors_total{code}` — requests refused, by gRPC code;
 //! - `quarry_query_latency_microseconds` — histogram of time inside the
 //!   shard plus the queue wait (buckets from an hdrhistogram), with
@@ -34,6 +35,8 @@ pub struct Metrics {
     pub cache_hits: AtomicU64,
     /// Deadline drops.
     pub expired: AtomicU64,
+    /// Points upserted and ids deleted (acknowledged).
+    pub writes: AtomicU64,
     /// Errors by gRPC code name.
     errors: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Latency, microseconds (shard time + queue wait).
@@ -47,6 +50,7 @@ impl Default for Metrics {
             ios: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             errors: Mutex::new(Default::default()),
             latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")),
         }
@@ -95,6 +99,12 @@ impl Metrics {
         let _ = writeln!(o, "# HELP quarry_queries_total Searches answered.");
         let _ = writeln!(o, "# TYPE quarry_queries_total counter");
         let _ = writeln!(o, "quarry_queries_total {q}");
+        let _ = writeln!(
+            o,
+            "# HELP quarry_writes_total Points upserted and ids deleted, acknowledged."
+        );
+        let _ = writeln!(o, "# TYPE quarry_writes_total counter");
+        let _ = writeln!(o, "quarry_writes_total {}", self.writes.load(Ordering::Relaxed));
         let _ = writeln!(
             o,
             "# HELP quarry_query_errors_total Requests refused or failed, by gRPC code."

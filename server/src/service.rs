@@ -10,10 +10,12 @@
 use crate::catalog::{self, Catalog, Entry, OpState, State};
 use crate::config::Config;
 use crate::error::ServiceError;
+use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::shard::{SearchJob, SearchOutcome, Shards};
+use crate::shard::{SearchJob, SearchOutcome, Shards, Target};
 use quarry_engine::format::StoredType;
 use quarry_engine::search::SearchParams;
+use quarry_engine::segment::live::Op;
 use quarry_engine::Metric;
 use quarry_proto::v1 as pb;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Process start.
     pub started: Instant,
+    /// Unary writes being applied (max_inflight_writes permits).
+    pub write_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The deadline a client set (the `grpc-timeout` header), if any.
@@ -101,12 +105,52 @@ fn ram_to_pb(r: &quarry_engine::index::RamUsage) -> pb::RamUsage {
         cache: r.cache as u64,
         id_map: r.ids as u64,
         total: r.total(),
+        fresh_index: 0,
+    }
+}
+
+/// RAM of a mutable collection in the wire's components (the fresh index
+/// in `fresh_index`; segment parts in theirs; ids, slots and payloads in
+/// `id_map`).
+fn live_ram(l: &Live) -> quarry_engine::index::RamUsage {
+    let r = l.coll.ram();
+    let mut u = r.segments;
+    u.ids += r.ids;
+    u
+}
+
+fn write_state(l: &Live) -> pb::WriteState {
+    let wal = l.coll.wal();
+    pb::WriteState {
+        fresh_vectors: l.coll.fresh_len() as u64,
+        segments: l.coll.segments() as u32,
+        last_lsn: wal.last_lsn(),
+        durable_lsn: wal.durable_lsn(),
+        wal_bytes: wal.size().1,
+        flushing: l.coll.flushing(),
+        flushes: l.flushes.load(Ordering::Relaxed),
+        last_flush_error: l.last_flush_error.lock().expect("lock").clone(),
     }
 }
 
 fn collection_to_pb(e: &Entry) -> pb::Collection {
     let m = e.meta.read().expect("lock").clone();
     let open = e.open.read().expect("lock").clone();
+    if let Some(l) = &e.live {
+        let mut c = collection_pb(&m, None);
+        let ram = live_ram(l);
+        let mut ram_pb = ram_to_pb(&ram);
+        ram_pb.fresh_index = l.coll.ram().fresh as u64;
+        ram_pb.total += ram_pb.fresh_index;
+        c.ram = Some(ram_pb);
+        c.vector_count = l.coll.len() as u64;
+        c.writes = Some(write_state(l));
+        return c;
+    }
+    collection_pb(&m, open.as_deref())
+}
+
+fn collection_pb(m: &catalog::CollectionMeta, open: Option<&catalog::OpenIndex>) -> pb::Collection {
     pb::Collection {
         name: m.name.clone(),
         dim: m.dim,
@@ -129,8 +173,10 @@ fn collection_to_pb(e: &Entry) -> pb::Collection {
         vector_count: m.vector_count,
         operation_id: m.operation_id.clone(),
         error: m.error.clone(),
-        ram: open.as_ref().map(|o| ram_to_pb(&o.ram())),
-        disk_bytes: open.as_ref().map_or(0, |o| o.disk_bytes),
+        ram: open.map(|o| ram_to_pb(&o.ram())),
+        disk_bytes: open.map_or(0, |o| o.disk_bytes),
+        mutable: m.mutable,
+        writes: None,
     }
 }
 
@@ -171,11 +217,15 @@ impl AppState {
         }
     }
 
-    /// The serving index of `name`, or why there is none.
-    fn serving(&self, name: &str) -> Result<(Arc<catalog::OpenIndex>, u32), ServiceError> {
+    /// What serves searches of `name`, or why nothing does.
+    fn serving(&self, name: &str) -> Result<(Target, u32), ServiceError> {
         let e = self.catalog.get(name)?;
+        let dim = e.meta.read().expect("lock").dim;
+        if let Some(l) = &e.live {
+            return Ok((Target::Live(l.clone()), dim));
+        }
         if let Some(open) = e.open.read().expect("lock").clone() {
-            return Ok((open, e.meta.read().expect("lock").dim));
+            return Ok((Target::Disk(open), dim));
         }
         let m = e.meta.read().expect("lock");
         Err(ServiceError::FailedPrecondition(match m.state {
@@ -237,26 +287,26 @@ impl AppState {
     /// Queue one search and wait for it.
     async fn search_one(
         &self,
-        open: Arc<catalog::OpenIndex>,
+        target: Target,
         query: Vec<f32>,
         params: SearchParams,
         deadline: Option<Instant>,
     ) -> Result<SearchOutcome, ServiceError> {
-        let rx = self.enqueue(open, query, params, deadline)?;
+        let rx = self.enqueue(target, query, params, deadline)?;
         rx.await
             .map_err(|_| ServiceError::Unavailable("the shard stopped before answering".into()))?
     }
 
     fn enqueue(
         &self,
-        open: Arc<catalog::OpenIndex>,
+        target: Target,
         query: Vec<f32>,
         params: SearchParams,
         deadline: Option<Instant>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<SearchOutcome, ServiceError>>, ServiceError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shards.submit(SearchJob {
-            open,
+            target,
             query,
             params,
             deadline,
@@ -380,8 +430,12 @@ impl pb::query_server::Query for QuerySvc {
             tokio::task::spawn_blocking(move || {
                 let mut records = Vec::with_capacity(r.ids.len());
                 for &id in &r.ids {
-                    match open.get(id)? {
-                        Some(vector) => records.push(pb::Record { id, vector }),
+                    let found = match &open {
+                        Target::Disk(o) => o.get(id)?.map(|vector| (vector, Vec::new())),
+                        Target::Live(l) => l.coll.get(id).map_err(crate::live::live_error)?,
+                    };
+                    match found {
+                        Some((vector, payload)) => records.push(pb::Record { id, vector, payload }),
                         None => return Err(ServiceError::NotFound(format!("id {id} is not in collection {name:?}"))),
                     }
                 }
@@ -422,7 +476,7 @@ impl pb::collections_server::Collections for CollectionsSvc {
                 opq: p.opq,
                 nav_sample: p.nav_sample,
             };
-            st.catalog.create(&r.name, r.dim, metric, params, stored)?;
+            st.catalog.create(&r.name, r.dim, metric, params, stored, r.mutable)?;
             Ok(collection_to_pb(&*st.catalog.get(&r.name)?))
         };
         match run() {
@@ -502,6 +556,207 @@ impl pb::collections_server::Collections for CollectionsSvc {
     }
 }
 
+impl AppState {
+    /// The mutable collection `name`, or why it cannot take writes.
+    fn writable(&self, name: &str) -> Result<(Arc<Live>, u32), ServiceError> {
+        self.check_open()?;
+        let e = self.catalog.get(name)?;
+        match &e.live {
+            Some(l) => Ok((l.clone(), e.meta.read().expect("lock").dim)),
+            None => Err(ServiceError::FailedPrecondition(format!(
+                "collection {name:?} is read-only (built from a file); writes need a collection created with mutable = true"
+            ))),
+        }
+    }
+
+    /// Check a batch of points whole and turn it into operations.
+    fn upsert_ops(&self, r: pb::UpsertRequest, dim: u32, first: u64) -> Result<Vec<Op>, ServiceError> {
+        let c = &self.config;
+        if r.points.is_empty() {
+            return Err(ServiceError::InvalidArgument("points is empty".into()));
+        }
+        if r.points.len() > c.max_batch {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "points has {} entries; the limit is max_batch = {}",
+                r.points.len(),
+                c.max_batch
+            )));
+        }
+        let mut ops = Vec::with_capacity(r.points.len());
+        for (i, p) in r.points.into_iter().enumerate() {
+            let n = first + i as u64;
+            AppState::check_vector(
+                || format!("points[{n}].vector (id {})", p.id),
+                &p.vector,
+                dim,
+                &r.collection,
+            )?;
+            if p.payload.len() > c.max_payload_bytes {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "points[{n}].payload (id {}) is {} bytes; the limit is max_payload_bytes = {}",
+                    p.id,
+                    p.payload.len(),
+                    c.max_payload_bytes
+                )));
+            }
+            ops.push(Op::Upsert {
+                id: p.id,
+                vector: p.vector,
+                payload: p.payload,
+            });
+        }
+        Ok(ops)
+    }
+
+    /// Apply `ops` on a blocking thread, then queue a flush if one is due.
+    async fn apply(&self, live: Arc<Live>, ops: Vec<Op>) -> Result<u64, ServiceError> {
+        let l = live.clone();
+        let lsn = tokio::task::spawn_blocking(move || l.write(ops))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("write task failed: {e}")))??;
+        self.catalog.kick_flush(&live);
+        Ok(lsn)
+    }
+
+    /// A unary write: refused at once when the collection is stalled or
+    /// too many writes are in progress.
+    async fn unary_write(&self, live: Arc<Live>, ops: Vec<Op>) -> Result<pb::WriteResponse, ServiceError> {
+        if let Some(why) = live.stalled() {
+            self.catalog.kick_flush(&live);
+            return Err(ServiceError::ResourceExhausted(why));
+        }
+        let Ok(_permit) = self.write_permits.clone().try_acquire_owned() else {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "{} writes are already in progress (max_inflight_writes); retry with backoff",
+                self.config.max_inflight_writes
+            )));
+        };
+        let count = ops.len() as u64;
+        let last_lsn = self.apply(live, ops).await?;
+        self.metrics.writes.fetch_add(count, Ordering::Relaxed);
+        Ok(pb::WriteResponse { count, last_lsn })
+    }
+}
+
+/// The Write service.
+#[derive(Clone)]
+pub struct WriteSvc(pub Arc<AppState>);
+
+#[tonic::async_trait]
+impl pb::write_server::Write for WriteSvc {
+    async fn upsert(&self, req: Request<pb::UpsertRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let st = &self.0;
+        let r = req.into_inner();
+        let run = async {
+            let (live, dim) = st.writable(&r.collection)?;
+            let ops = st.upsert_ops(r, dim, 0)?;
+            st.unary_write(live, ops).await
+        };
+        match run.await {
+            Ok(o) => Ok(Response::new(o)),
+            Err(e) => st.fail(e),
+        }
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let st = &self.0;
+        let r = req.into_inner();
+        let run = async {
+            let (live, _) = st.writable(&r.collection)?;
+            if r.ids.is_empty() {
+                return Err(ServiceError::InvalidArgument("ids is empty".into()));
+            }
+            if r.ids.len() > st.config.max_batch {
+                return Err(ServiceError::ResourceExhausted(format!(
+                    "ids has {} entries; the limit is max_batch = {}",
+                    r.ids.len(),
+                    st.config.max_batch
+                )));
+            }
+            let ops = r.ids.into_iter().map(|id| Op::Delete { id }).collect();
+            st.unary_write(live, ops).await
+        };
+        match run.await {
+            Ok(o) => Ok(Response::new(o)),
+            Err(e) => st.fail(e),
+        }
+    }
+
+    async fn bulk_upsert(
+        &self,
+        req: Request<tonic::Streaming<pb::UpsertRequest>>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let st = &self.0;
+        let mut stream = req.into_inner();
+        let mut count = 0u64;
+        let mut last_lsn = 0u64;
+        let mut name: Option<String> = None;
+        let run = async {
+            // One message at a time: the next is not read until this one
+            // is durable and applied, so HTTP/2 flow control slows a fast
+            // client to the server's pace. A stall (flush behind) waits
+            // here instead of failing the stream.
+            while let Some(msg) = stream
+                .message()
+                .await
+                .map_err(|s| ServiceError::InvalidArgument(format!("reading the stream: {}", s.message())))?
+            {
+                let n = name.get_or_insert_with(|| msg.collection.clone());
+                if *n != msg.collection {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "message {} of the stream names collection {:?}; the stream began with {n:?}",
+                        count, msg.collection
+                    )));
+                }
+                let (live, dim) = st.writable(&msg.collection)?;
+                let ops = st.upsert_ops(msg, dim, count)?;
+                let mut waited = Duration::ZERO;
+                while let Some(why) = live.stalled() {
+                    st.catalog.kick_flush(&live);
+                    st.check_open()?;
+                    if waited > Duration::from_secs(600) {
+                        return Err(ServiceError::ResourceExhausted(format!("{why} (waited {waited:?})")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    waited += Duration::from_millis(20);
+                }
+                let _permit = st
+                    .write_permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
+                let k = ops.len() as u64;
+                last_lsn = st.apply(live, ops).await?;
+                count += k;
+                st.metrics.writes.fetch_add(k, Ordering::Relaxed);
+            }
+            if name.is_none() {
+                return Err(ServiceError::InvalidArgument("the stream held no messages".into()));
+            }
+            Ok(())
+        };
+        match run.await {
+            Ok(()) => Ok(Response::new(pb::WriteResponse { count, last_lsn })),
+            Err(e) => {
+                let e = match e {
+                    ServiceError::InvalidArgument(m) => ServiceError::InvalidArgument(format!(
+                        "{m} ({count} points of this stream were written before it)"
+                    )),
+                    ServiceError::ResourceExhausted(m) => ServiceError::ResourceExhausted(format!(
+                        "{m} ({count} points of this stream were written before it)"
+                    )),
+                    ServiceError::Internal(m) => {
+                        ServiceError::Internal(format!("{m} ({count} points of this stream were written before it)"))
+                    }
+                    other => other,
+                };
+                st.fail(e)
+            }
+        }
+    }
+}
+
 /// The Admin service.
 #[derive(Clone)]
 pub struct AdminSvc(pub Arc<AppState>);
@@ -525,9 +780,14 @@ impl AppState {
             .collect();
         let entries = self.catalog.list();
         let mut ram = quarry_engine::index::RamUsage::default();
+        let mut fresh = 0u64;
         for e in &entries {
             if let Some(o) = e.open.read().expect("lock").as_ref() {
                 ram += o.ram();
+            }
+            if let Some(l) = &e.live {
+                ram += live_ram(l);
+                fresh += l.coll.ram().fresh as u64;
             }
         }
         let (p50, p99, p999) = self.metrics.latency_quantiles();
@@ -539,7 +799,12 @@ impl AppState {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             shards,
             collections: entries.iter().map(|e| collection_to_pb(e)).collect(),
-            ram: Some(ram_to_pb(&ram)),
+            ram: Some({
+                let mut r = ram_to_pb(&ram);
+                r.fresh_index = fresh;
+                r.total += fresh;
+                r
+            }),
             memory_budget_bytes: self.catalog.budget(),
             rss_bytes: quarry_engine::runtime::rss_bytes(),
             latency_p50_us: p50,
@@ -592,14 +857,19 @@ impl AppState {
         let _ = writeln!(o, "# TYPE quarry_ram_bytes gauge");
         for e in self.catalog.list() {
             let name = e.meta.read().expect("lock").name.clone();
-            if let Some(open) = e.open.read().expect("lock").as_ref() {
-                let r = open.ram();
+            let (r, fresh) = match (&e.live, e.open.read().expect("lock").as_ref()) {
+                (Some(l), _) => (live_ram(l), l.coll.ram().fresh),
+                (None, Some(open)) => (open.ram(), 0),
+                (None, None) => continue,
+            };
+            {
                 for (comp, v) in [
                     ("pq_codes", r.pq_codes),
                     ("pq_pivots", r.pq_pivots),
                     ("nav_tier", r.nav),
                     ("cache", r.cache),
                     ("id_map", r.ids),
+                    ("fresh_index", fresh),
                 ] {
                     let _ = writeln!(o, "quarry_ram_bytes{{collection=\"{name}\",component=\"{comp}\"}} {v}");
                 }
@@ -623,5 +893,14 @@ impl AppState {
 impl pb::admin_server::Admin for AdminSvc {
     async fn stats(&self, _req: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
         Ok(Response::new(self.0.stats()))
+    }
+
+    async fn compact(&self, req: Request<pb::CompactRequest>) -> Result<Response<pb::Operation>, Status> {
+        let st = &self.0;
+        let r = req.into_inner();
+        match st.check_open().and_then(|_| st.catalog.start_compact(&r.collection)) {
+            Ok(op) => Ok(Response::new(operation_to_pb(&op))),
+            Err(e) => st.fail(e),
+        }
     }
 }

@@ -24,11 +24,13 @@
 
 use crate::catalog::OpenIndex;
 use crate::error::ServiceError;
+use crate::live::{live_error, Live};
 use crate::metrics::Metrics;
 use crossbeam_queue::ArrayQueue;
 use quarry_engine::index::DiskIndex;
 use quarry_engine::io::{IoBackend, Parker, Waker};
 use quarry_engine::search::{Neighbor, QueryResult, QueryStats, SearchParams, Searcher};
+use quarry_engine::segment::live::Readers;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -46,10 +48,24 @@ pub struct SearchOutcome {
     pub queue_micros: f64,
 }
 
+/// What a search reads.
+#[derive(Clone)]
+pub enum Target {
+    /// A read-only collection's disk index: pipelined with the shard's
+    /// other queries on its ring.
+    Disk(Arc<OpenIndex>),
+    /// A mutable collection: its fresh index and every disk segment,
+    /// searched by the engine's `LiveCollection::search` on the shard
+    /// thread, one query at a time (segment by segment, each with W
+    /// reads in flight), so it is not interleaved with the shard's other
+    /// queries.
+    Live(Arc<Live>),
+}
+
 /// One search for a shard.
 pub struct SearchJob {
-    /// The index to search (kept alive by this reference).
-    pub open: Arc<OpenIndex>,
+    /// What to search (kept alive by this reference).
+    pub target: Target,
     /// The query (validated: right length, finite).
     pub query: Vec<f32>,
     /// Parameters (validated).
@@ -287,6 +303,7 @@ fn shard_main(
     quarry_engine::runtime::pin_to_core(id % cores);
     tracing::debug!(shard = id, parks_in_uring = parker.uses_uring(), "shard started");
     let mut lanes: HashMap<u64, Lane> = HashMap::new();
+    let mut live_readers: HashMap<u64, (Arc<Live>, Readers)> = HashMap::new();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next_token: u64 = 0;
     let mut active = 0usize;
@@ -316,13 +333,43 @@ fn shard_main(
                 ))));
                 continue;
             }
-            let key = job.open.key;
+            let open = match &job.target {
+                Target::Disk(o) => o.clone(),
+                Target::Live(live) => {
+                    let (_, readers) = live_readers
+                        .entry(live.key)
+                        .or_insert_with(|| (live.clone(), Readers::default()));
+                    let p = &job.params;
+                    let out = live
+                        .coll
+                        .search_stats(&job.query, p.k, p.l, p.w, readers)
+                        .map(|(hits, stats)| {
+                            metrics.record_query(&stats, queue_micros);
+                            SearchOutcome {
+                                neighbors: hits
+                                    .into_iter()
+                                    .map(|h| Neighbor {
+                                        id: h.id,
+                                        distance: h.distance,
+                                    })
+                                    .collect(),
+                                stats,
+                                queue_micros,
+                            }
+                        })
+                        .map_err(live_error);
+                    counters.queries.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.reply.send(out);
+                    continue;
+                }
+            };
+            let key = open.key;
             if let std::collections::hash_map::Entry::Vacant(v) = lanes.entry(key) {
-                match Searcher::new(job.open.index.clone(), io, inflight_max * 8) {
+                match Searcher::new(open.index.clone(), io, inflight_max * 8) {
                     Ok(mut searcher) => {
                         let notifies = searcher.notify_completions(parker.fd());
                         v.insert(Lane {
-                            open: job.open.clone(),
+                            open: open.clone(),
                             searcher,
                             notifies,
                         });
@@ -374,6 +421,7 @@ fn shard_main(
         // collections), so their files and rings are released.
         if last_gc.elapsed() > Duration::from_secs(1) {
             lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.open) > 1);
+            live_readers.retain(|_, (l, _)| Arc::strong_count(l) > 1);
             last_gc = Instant::now();
         }
         if stop.load(Ordering::SeqCst) && active == 0 && queue.is_empty() {

@@ -1,7 +1,8 @@
 //! `quarryctl status` and `quarryctl collections …`: talk to a running
 //! quarryd over gRPC.
 //!
-//! Owns: the command-line face of the Collections and Admin services.
+//! Owns: the command-line face of the Collections, Write and Admin
+//! services.
 //! Output is one JSON object per line with `--json`, else a short table.
 
 use anyhow::{bail, Context, Result};
@@ -69,6 +70,37 @@ enum CollectionsCmd {
         /// Stored vector type: f32, f16 or i8 (default: the server's choice).
         #[arg(long)]
         disk_vector: Option<String>,
+        /// Writable: filled by `upsert` (BuildIndex is refused on it).
+        #[arg(long)]
+        mutable: bool,
+    },
+    /// Upsert every vector of a file (read here, on the client) into a
+    /// mutable collection through one BulkUpsert stream; ids are
+    /// --first-id + row. Prints vectors/s.
+    Upsert {
+        /// Collection name.
+        name: String,
+        /// Vector file (.fbin, .fvecs, .npy, ...).
+        #[arg(long)]
+        source: std::path::PathBuf,
+        /// Id of the first row.
+        #[arg(long, default_value_t = 0)]
+        first_id: u64,
+        /// Rows per stream message.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Only the first N rows.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Merge a mutable collection's fresh index and every disk segment
+    /// into one segment (dropping deleted vectors), following progress.
+    Compact {
+        /// Collection name.
+        name: String,
+        /// Return at once instead of following the progress.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Build a collection's index from a file on the server.
     Build {
@@ -152,6 +184,12 @@ fn collection_json(c: &pb::Collection) -> serde_json::Value {
         "ram_bytes": {"pq_codes": ram.pq_codes, "pq_pivots": ram.pq_pivots, "nav_tier": ram.nav_tier,
                       "cache": ram.cache, "id_map": ram.id_map, "total": ram.total},
         "disk_bytes": c.disk_bytes,
+        "mutable": c.mutable,
+        "writes": c.writes.as_ref().map(|w| serde_json::json!({
+            "fresh_vectors": w.fresh_vectors, "segments": w.segments, "last_lsn": w.last_lsn,
+            "durable_lsn": w.durable_lsn, "wal_bytes": w.wal_bytes, "flushing": w.flushing,
+            "flushes": w.flushes, "last_flush_error": w.last_flush_error})),
+        "fresh_index_ram_bytes": ram.fresh_index,
     })
 }
 
@@ -232,6 +270,40 @@ pub fn run_status(a: StatusArgs) -> Result<()> {
     })
 }
 
+/// Poll an operation until it ends, printing progress; print the result.
+async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, what: &str) -> Result<()> {
+    let mut last = -1.0;
+    loop {
+        let o = c
+            .get_operation(pb::GetOperationRequest { id: id.to_string() })
+            .await
+            .map_err(status_err)?
+            .into_inner();
+        if o.progress - last >= 0.05 || o.state != pb::OperationState::Running as i32 {
+            eprintln!(
+                "{:>5.1} %  {:<8} elapsed {:>6.0} s  eta {:>6.0} s",
+                o.progress * 100.0,
+                o.stage,
+                o.elapsed_seconds,
+                o.eta_seconds
+            );
+            last = o.progress;
+        }
+        match pb::OperationState::try_from(o.state) {
+            Ok(pb::OperationState::Done) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"operation_id": o.id, "state": "done",
+                    "seconds": o.elapsed_seconds, "vectors": o.vector_count})
+                );
+                return Ok(());
+            }
+            Ok(pb::OperationState::Failed) => bail!("{what} failed: {}", o.error),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// Run `quarryctl collections …`.
 pub fn run_collections(a: CollectionsArgs) -> Result<()> {
     runtime()?.block_on(async {
@@ -263,6 +335,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 l,
                 pq_bytes,
                 disk_vector,
+                mutable,
             } => {
                 let metric = match metric.as_str() {
                     "l2" => pb::Metric::L2,
@@ -289,6 +362,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                             ..Default::default()
                         }),
                         stored_vector: stored as i32,
+                        mutable,
                     })
                     .await
                     .map_err(status_err)?
@@ -310,36 +384,85 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     println!("{}", serde_json::json!({"operation_id": op.id}));
                     return Ok(());
                 }
-                let mut last = -1.0;
-                loop {
-                    let o = c
-                        .get_operation(pb::GetOperationRequest { id: op.id.clone() })
-                        .await
-                        .map_err(status_err)?
-                        .into_inner();
-                    if o.progress - last >= 0.05 || o.state != pb::OperationState::Running as i32 {
-                        eprintln!(
-                            "{:>5.1} %  {:<8} elapsed {:>6.0} s  eta {:>6.0} s",
-                            o.progress * 100.0,
-                            o.stage,
-                            o.elapsed_seconds,
-                            o.eta_seconds
-                        );
-                        last = o.progress;
-                    }
-                    match pb::OperationState::try_from(o.state) {
-                        Ok(pb::OperationState::Done) => {
-                            println!(
-                                "{}",
-                                serde_json::json!({"operation_id": o.id, "state": "done",
-                                "seconds": o.elapsed_seconds, "vectors": o.vector_count})
-                            );
-                            break;
+                follow(&mut c, &op.id, "build").await?;
+            }
+            CollectionsCmd::Upsert {
+                name,
+                source,
+                first_id,
+                batch,
+                limit,
+            } => {
+                let file = quarry_engine::dataset::VectorFile::open(&source)
+                    .with_context(|| format!("--source {}", source.display()))?;
+                let (dim, n) = (file.dim(), limit.unwrap_or(usize::MAX).min(file.len()));
+                let batch = batch.clamp(1, 1 << 16);
+                let mut w = quarry_proto::v1::write_client::WriteClient::new(channel(&a.conn).await?)
+                    .max_encoding_message_size(256 << 20);
+                let (tx, rx) = tokio::sync::mpsc::channel::<pb::UpsertRequest>(2);
+                let t0 = std::time::Instant::now();
+                let coll = name.clone();
+                let feeder = tokio::task::spawn_blocking(move || {
+                    let mut last_report = std::time::Instant::now();
+                    for start in (0..n).step_by(batch) {
+                        let rows = batch.min(n - start);
+                        let data = file.read_rows_f32(start, rows);
+                        let points = data
+                            .chunks_exact(dim)
+                            .enumerate()
+                            .map(|(i, v)| pb::Point {
+                                id: first_id + (start + i) as u64,
+                                vector: v.to_vec(),
+                                payload: Vec::new(),
+                            })
+                            .collect();
+                        if tx
+                            .blocking_send(pb::UpsertRequest {
+                                collection: coll.clone(),
+                                points,
+                            })
+                            .is_err()
+                        {
+                            return;
                         }
-                        Ok(pb::OperationState::Failed) => bail!("build failed: {}", o.error),
-                        _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                        if last_report.elapsed() > Duration::from_secs(5) {
+                            let secs = t0.elapsed().as_secs_f64();
+                            eprintln!(
+                                "{:>10} / {n} sent ({:.1} %), {:.0} vectors/s",
+                                start + rows,
+                                100.0 * (start + rows) as f64 / n as f64,
+                                (start + rows) as f64 / secs
+                            );
+                            last_report = std::time::Instant::now();
+                        }
                     }
+                });
+                let r = w
+                    .bulk_upsert(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                let _ = feeder.await;
+                let secs = t0.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    serde_json::json!({"collection": name, "upserted": r.count, "last_lsn": r.last_lsn,
+                        "seconds": secs, "vectors_per_second": r.count as f64 / secs, "dim": dim, "batch": batch})
+                );
+            }
+            CollectionsCmd::Compact { name, no_wait } => {
+                let mut admin = AdminClient::new(channel(&a.conn).await?);
+                let op = admin
+                    .compact(pb::CompactRequest { collection: name })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                eprintln!("compaction started: operation {}", op.id);
+                if no_wait {
+                    println!("{}", serde_json::json!({"operation_id": op.id}));
+                    return Ok(());
                 }
+                follow(&mut c, &op.id, "compaction").await?;
             }
             CollectionsCmd::Search {
                 name,

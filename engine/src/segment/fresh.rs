@@ -13,6 +13,14 @@
 use crate::graph::beam::{CandidateList, VisitedSet};
 use crate::Metric;
 
+/// An insert worked out but not applied (see [`FreshIndex::plan`]).
+#[derive(Debug)]
+pub struct InsertPlan {
+    node: u32,
+    nbs: Vec<u32>,
+    updates: Vec<(u32, Vec<u32>)>,
+}
+
 /// In-RAM graph over recent vectors.
 pub struct FreshIndex {
     dim: usize,
@@ -93,8 +101,10 @@ impl FreshIndex {
         list.as_slice().iter().map(|c| (c.dist, c.id)).collect()
     }
 
-    /// RobustPrune `pool` (sorted or not) to at most `r` diverse neighbours.
-    fn prune(&self, p: u32, pool: &mut Vec<(f32, u32)>) -> Vec<u32> {
+    /// RobustPrune `pool` (sorted or not) to at most `r` diverse
+    /// neighbours; `vec(i)` gives node i's vector (the node being inserted
+    /// is not in `data` yet while an insert is planned).
+    fn prune<'a>(&'a self, p: u32, pool: &mut Vec<(f32, u32)>, vec: &dyn Fn(u32) -> &'a [f32]) -> Vec<u32> {
         pool.retain(|&(_, id)| id != p);
         pool.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         pool.dedup_by_key(|x| x.1);
@@ -103,19 +113,20 @@ impl FreshIndex {
             if out.len() >= self.r {
                 break;
             }
-            let cv = self.vector(c as usize);
-            if out
-                .iter()
-                .all(|&o| self.alpha * crate::kernels::l2_sq(self.vector(o as usize), cv) > d)
-            {
+            let cv = vec(c);
+            if out.iter().all(|&o| self.alpha * crate::kernels::l2_sq(vec(o), cv) > d) {
                 out.push(c);
             }
         }
         out
     }
 
-    /// Insert `v` (already validated: right length, finite) for `slot`.
-    pub fn insert(&mut self, slot: u64, v: &[f32]) {
+    /// Work out an insert of `v` without changing the index: the new
+    /// node's neighbours and every neighbour list that changes. This is
+    /// the expensive part (a search and the prunes), done under a read
+    /// lock by `live` so searches run meanwhile; [`FreshIndex::commit`]
+    /// then only copies. The plan is valid until the index next changes.
+    pub fn plan(&self, v: &[f32]) -> InsertPlan {
         let id = self.len() as u32;
         let mut pool = self.greedy(v, self.l);
         // RobustPrune compares candidate distances with L2 (see
@@ -123,28 +134,47 @@ impl FreshIndex {
         for e in pool.iter_mut() {
             e.0 = crate::kernels::l2_sq(v, self.vector(e.1 as usize));
         }
-        self.data.extend_from_slice(v);
-        self.slots.push(slot);
-        self.adj.push(Vec::new());
-        let nbs = self.prune(id, &mut pool);
+        let vec = |i: u32| if i == id { v } else { self.vector(i as usize) };
+        let nbs = self.prune(id, &mut pool, &vec);
+        let mut updates = Vec::new();
         for &nb in &nbs {
             let list = &self.adj[nb as usize];
             if list.contains(&id) {
                 continue;
             }
             if list.len() < self.r {
-                self.adj[nb as usize].push(id);
+                let mut l = list.clone();
+                l.push(id);
+                updates.push((nb, l));
             } else {
-                let nv = self.vector(nb as usize).to_vec();
+                let nv = self.vector(nb as usize);
                 let mut pool: Vec<(f32, u32)> = list
                     .iter()
                     .chain(std::iter::once(&id))
-                    .map(|&x| (crate::kernels::l2_sq(&nv, self.vector(x as usize)), x))
+                    .map(|&x| (crate::kernels::l2_sq(nv, vec(x)), x))
                     .collect();
-                self.adj[nb as usize] = self.prune(nb, &mut pool);
+                updates.push((nb, self.prune(nb, &mut pool, &vec)));
             }
         }
-        self.adj[id as usize] = nbs;
+        InsertPlan { node: id, nbs, updates }
+    }
+
+    /// Apply a plan made by [`FreshIndex::plan`] for the same `v` on this
+    /// unchanged index. Panics if the index changed since (a bug).
+    pub fn commit(&mut self, slot: u64, v: &[f32], plan: InsertPlan) {
+        assert_eq!(plan.node as usize, self.len(), "insert plan is stale");
+        self.data.extend_from_slice(v);
+        self.slots.push(slot);
+        self.adj.push(plan.nbs);
+        for (nb, list) in plan.updates {
+            self.adj[nb as usize] = list;
+        }
+    }
+
+    /// Insert `v` (already validated: right length, finite) for `slot`.
+    pub fn insert(&mut self, slot: u64, v: &[f32]) {
+        let plan = self.plan(v);
+        self.commit(slot, v, plan);
     }
 
     /// Up to `k` nearest live nodes as (distance, slot), nearest first;

@@ -44,12 +44,12 @@
 //! flush (temporary or unreferenced segment directories, stale tombstone
 //! files) are removed.
 
-use super::fresh::FreshIndex;
+use super::fresh::{FreshIndex, InsertPlan};
 use super::vfs::{write_atomic, Vfs};
 use super::wal::{Lsn, Wal, WalError, WalOptions};
 use crate::index::{build_index, DiskIndex, IndexBuildOptions, IndexError};
 use crate::io::IoBackend;
-use crate::search::{SearchParams, Searcher};
+use crate::search::{QueryStats, SearchParams, Searcher};
 use crate::Metric;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -294,6 +294,25 @@ pub struct Hit {
     pub distance: f32,
 }
 
+/// RAM a mutable collection holds, bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiveRam {
+    /// The fresh (and frozen) in-RAM indexes at full precision.
+    pub fresh: usize,
+    /// The disk segments' RAM parts (PQ codes and pivots, navigation
+    /// tier, cache), summed.
+    pub segments: crate::index::RamUsage,
+    /// The id map, slot table, segment row maps and payloads.
+    pub ids: usize,
+}
+
+impl LiveRam {
+    /// Sum of the parts.
+    pub fn total(&self) -> usize {
+        self.fresh + self.segments.total() as usize + self.ids
+    }
+}
+
 /// Per-thread searchers over the segments (one io ring each).
 #[derive(Default)]
 pub struct Readers {
@@ -481,7 +500,7 @@ impl LiveCollection {
             for (lsn, body) in recs {
                 let op = Op::decode(&body, opts.dim)
                     .map_err(|e| LiveError::Corrupt(format!("{}: WAL record {lsn}: {e}", dir.display())))?;
-                apply(&mut st, lsn, op);
+                apply(&mut st, lsn, op, None);
                 replayed += 1;
             }
         }
@@ -572,11 +591,18 @@ impl LiveCollection {
             a = self.applied_cv.wait(a).expect("lock");
         }
         let n = ops.len() as u64;
-        {
-            let mut st = self.state.write().expect("lock");
-            for (i, op) in ops.into_iter().enumerate() {
-                apply(&mut st, first + i as u64, op);
-            }
+        // Each insert is planned under the read lock (the graph search and
+        // prunes: most of the cost) and committed under the write lock (a
+        // copy), one op at a time, so searches are held up for
+        // microseconds, not for the batch. Holding `applied` keeps every
+        // other writer and the flush's freeze out, so a plan stays valid
+        // until its commit.
+        for (i, op) in ops.into_iter().enumerate() {
+            let plan = match &op {
+                Op::Upsert { vector, .. } => Some(self.state.read().expect("lock").active.plan(vector)),
+                Op::Delete { .. } => None,
+            };
+            apply(&mut self.state.write().expect("lock"), first + i as u64, op, plan);
         }
         *a = first + n - 1;
         self.applied_cv.notify_all();
@@ -652,6 +678,21 @@ impl LiveCollection {
     /// The `k` nearest live vectors to `q` over the fresh index and every
     /// segment (list size `l`, beam width `w`).
     pub fn search(&self, q: &[f32], k: usize, l: usize, w: usize, readers: &mut Readers) -> Result<Vec<Hit>> {
+        self.search_stats(q, k, l, w, readers).map(|(h, _)| h)
+    }
+
+    /// [`LiveCollection::search`] with the cost: reads, hops and cache
+    /// hits summed over the segments, and the wall time.
+    pub fn search_stats(
+        &self,
+        q: &[f32],
+        k: usize,
+        l: usize,
+        w: usize,
+        readers: &mut Readers,
+    ) -> Result<(Vec<Hit>, QueryStats)> {
+        let t0 = std::time::Instant::now();
+        let mut stats = QueryStats::default();
         if q.len() != self.opts.dim {
             return Err(LiveError::InvalidArgument(format!(
                 "query has {} dimensions; the collection has {}",
@@ -691,24 +732,69 @@ impl LiveCollection {
                         .map_err(|e| LiveError::Index(IndexError::Invalid(format!("cannot open a reader: {e}"))))?,
                 ),
             };
-            let (nbs, _) = s
+            let (nbs, qs) = s
                 .search(q, &p)
                 .map_err(|e| LiveError::Index(IndexError::Invalid(e.to_string())))?;
+            stats.ios += qs.ios;
+            stats.hops += qs.hops;
+            stats.cache_hits += qs.cache_hits;
+            stats.pq_distances += qs.pq_distances;
+            stats.exact_distances += qs.exact_distances;
             cand.extend(nbs.into_iter().map(|n| (n.distance, n.id)));
         }
         let st = self.state.read().expect("lock");
         cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         cand.dedup_by_key(|c| c.1);
-        Ok(cand
+        let hits = cand
             .into_iter()
             .filter_map(|(d, s)| st.slots.get(&s).map(|e| Hit { id: e.id, distance: d }))
             .take(k)
-            .collect())
+            .collect();
+        stats.micros = t0.elapsed().as_secs_f64() * 1e6;
+        Ok((hits, stats))
     }
 
     /// Fold the fresh index (and, past `max_segments`, every segment) into
     /// a new disk segment and switch the manifest; see the module doc.
     pub fn flush(&self, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<FlushReport> {
+        self.flush_with(false, progress)
+    }
+
+    /// Merge the fresh index and every segment into one new segment now,
+    /// dropping every dead vector (`quarryctl compact`).
+    pub fn compact(&self, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<FlushReport> {
+        self.flush_with(true, progress)
+    }
+
+    /// The settings it was opened with.
+    pub fn options(&self) -> &LiveOptions {
+        &self.opts
+    }
+
+    /// Whether a flush or compaction is running.
+    pub fn flushing(&self) -> bool {
+        self.flush_lock.try_lock().is_err()
+    }
+
+    /// RAM held, bytes: the fresh indexes, the segments' PQ codes,
+    /// navigation tiers and caches, and the id map with payloads.
+    pub fn ram(&self) -> LiveRam {
+        let st = self.state.read().expect("lock");
+        let fresh = st.active.ram_bytes() + st.frozen.as_ref().map_or(0, |f| f.ram_bytes());
+        let mut segments = crate::index::RamUsage::default();
+        let mut rows = 0;
+        for seg in &st.segments {
+            segments += seg.index.ram();
+            rows += seg.rows.capacity() * 16;
+        }
+        let ids = st.ids.capacity() * 24
+            + st.slots.capacity() * 48
+            + rows
+            + st.slots.values().map(|e| e.payload.len()).sum::<usize>();
+        LiveRam { fresh, segments, ids }
+    }
+
+    fn flush_with(&self, force_merge: bool, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<FlushReport> {
         let mut generation = self.flush_lock.lock().expect("lock");
         let dim = self.opts.dim;
         // Freeze: new writes go to a new fresh index from here on.
@@ -743,7 +829,7 @@ impl LiveCollection {
                 }
             }
             st.frozen = Some(fresh);
-            let merged = st.segments.len() >= self.opts.max_segments.max(1);
+            let merged = force_merge || st.segments.len() >= self.opts.max_segments.max(1);
             (checkpoint, merged, data, sl, idv, pl)
         };
         if merged {
@@ -927,6 +1013,9 @@ impl LiveCollection {
     /// again (writes since the freeze went to the new active one and are
     /// re-inserted after it).
     fn unfreeze(&self) {
+        // Writers plan inserts against the active index while holding
+        // `applied`; swapping it under them would invalidate a plan.
+        let _writers = self.applied.lock().expect("lock");
         let mut st = self.state.write().expect("lock");
         let Some(frozen) = st.frozen.take() else { return };
         let newer = std::mem::replace(&mut st.active, frozen);
@@ -1023,13 +1112,17 @@ impl LiveCollection {
     }
 }
 
-/// Apply one logged operation with slot = its LSN.
-fn apply(st: &mut State, lsn: Lsn, op: Op) {
+/// Apply one logged operation with slot = its LSN; an upsert uses `plan`
+/// if one was made on the unchanged fresh index.
+fn apply(st: &mut State, lsn: Lsn, op: Op, plan: Option<InsertPlan>) {
     match op {
         Op::Upsert { id, vector, payload } => {
             st.kill(id);
             let node = st.active.len() as u32;
-            st.active.insert(lsn, &vector);
+            match plan {
+                Some(p) => st.active.commit(lsn, &vector, p),
+                None => st.active.insert(lsn, &vector),
+            }
             st.ids.insert(id, lsn);
             st.slots.insert(
                 lsn,

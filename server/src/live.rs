@@ -1,0 +1,367 @@
+//! Mutable collections in the service: opening them, the write path's
+//! limits, and the background flusher.
+//!
+//! Owns: [`Live`] (a `quarry_engine::segment::live::LiveCollection` plus
+//! the service's bookkeeping: flush counters, the last flush error, the
+//! write stall), the settings taken from the config ([`WriteSettings`]),
+//! and [`Flusher`], the one background thread that folds fresh indexes
+//! into disk segments when they pass `flush_at` and runs `Compact`
+//! operations, each charged to the memory budget before it starts. Does
+//! not own: durability, recovery or the merged search (the engine's
+//! `LiveCollection`), the catalog's life cycle (`catalog`) or wire types
+//! (`service`).
+//!
+//! A collection's files are `collections/<name>/live/` (the engine's
+//! layout: manifest, WAL, segments, tombstones; see docs/format.md).
+
+use crate::catalog::{OpState, Operation};
+use crate::error::ServiceError;
+use quarry_engine::index::IndexBuildOptions;
+use quarry_engine::io::IoBackend;
+use quarry_engine::segment::live::{FlushReport, LiveCollection, LiveError, LiveOptions, Op};
+use quarry_engine::segment::vfs::RealFs;
+use quarry_engine::segment::wal::{Lsn, SyncPolicy, WalError, WalOptions};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// The config's write settings.
+#[derive(Clone, Debug)]
+pub struct WriteSettings {
+    /// WAL durability.
+    pub sync: SyncPolicy,
+    /// WAL segment size, bytes.
+    pub wal_segment_bytes: u64,
+    /// Fresh vectors that start a flush.
+    pub flush_at: usize,
+    /// Fresh vectors that stall writes.
+    pub stall_at: usize,
+    /// Disk segments per search.
+    pub max_segments: usize,
+    /// Largest payload, bytes.
+    pub max_payload: usize,
+    /// Reader backend.
+    pub io: IoBackend,
+}
+
+impl WriteSettings {
+    /// From the validated config.
+    pub fn from_config(c: &crate::Config) -> Result<WriteSettings, ServiceError> {
+        Ok(WriteSettings {
+            sync: c
+                .wal_sync_policy()
+                .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?,
+            wal_segment_bytes: c.wal_segment_mb << 20,
+            flush_at: c.flush_at,
+            stall_at: c.write_stall_at,
+            max_segments: c.max_segments,
+            max_payload: c.max_payload_bytes,
+            io: c
+                .io_backend()
+                .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?,
+        })
+    }
+}
+
+impl Default for WriteSettings {
+    fn default() -> Self {
+        let c = crate::Config::default();
+        WriteSettings::from_config(&c).expect("the defaults are valid")
+    }
+}
+
+/// A mutable collection as the service holds it.
+pub struct Live {
+    /// Unique for the process lifetime (shards key their readers by it).
+    pub key: u64,
+    /// Collection name.
+    pub name: String,
+    /// The engine's collection.
+    pub coll: LiveCollection,
+    /// How its segments are built (for the budget estimate).
+    pub build: IndexBuildOptions,
+    stall_at: usize,
+    /// Flushes and merges finished since start.
+    pub flushes: AtomicU64,
+    /// Why the last flush failed ("" if it did not).
+    pub last_flush_error: Mutex<String>,
+    /// A flush is queued or running (so it is queued once).
+    queued: AtomicBool,
+}
+
+/// Map an engine error to a status: the caller's mistakes are
+/// INVALID_ARGUMENT, a full disk RESOURCE_EXHAUSTED, a merge over budget
+/// RESOURCE_EXHAUSTED, everything else INTERNAL (with the file named).
+pub fn live_error(e: LiveError) -> ServiceError {
+    let full = |s: &std::io::Error| s.raw_os_error() == Some(28);
+    match e {
+        LiveError::InvalidArgument(m) => ServiceError::InvalidArgument(m),
+        LiveError::OverBudget(m) => ServiceError::ResourceExhausted(m),
+        LiveError::Io { ref source, .. } if full(source) => ServiceError::ResourceExhausted(format!(
+            "the disk is full: {e}; nothing of this request was acknowledged"
+        )),
+        LiveError::Wal(WalError::Io { ref source, .. }) if full(source) => ServiceError::ResourceExhausted(format!(
+            "the disk is full: {e}; nothing of this request was acknowledged"
+        )),
+        LiveError::Wal(WalError::TooLarge { .. }) => ServiceError::InvalidArgument(e.to_string()),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+impl Live {
+    /// Open (creating or recovering) the collection in `dir`.
+    pub fn open(
+        key: u64,
+        name: &str,
+        dir: &Path,
+        dim: usize,
+        build: IndexBuildOptions,
+        s: &WriteSettings,
+    ) -> Result<Live, ServiceError> {
+        let opts = LiveOptions {
+            dim,
+            metric: build.metric,
+            fresh_r: build.graph.r,
+            fresh_l: build.graph.l,
+            build: build.clone(),
+            flush_at: s.flush_at,
+            max_segments: s.max_segments,
+            wal: WalOptions {
+                segment_bytes: s.wal_segment_bytes,
+                sync: s.sync,
+                ..WalOptions::default()
+            },
+            max_payload: s.max_payload,
+            io: s.io,
+            // The flusher checks the service-wide budget before it starts.
+            merge_budget: None,
+        };
+        let t = Instant::now();
+        let (coll, report) = LiveCollection::open(Arc::new(RealFs), dir, opts).map_err(live_error)?;
+        if let Some((path, offset, lsn)) = &report.wal_cut {
+            tracing::warn!(collection = name, file = %path.display(), offset, lsn, "cut a torn write-ahead log tail");
+        }
+        tracing::info!(
+            collection = name,
+            segments = report.segments,
+            replayed = report.replayed,
+            vectors = report.live,
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "opened a mutable collection"
+        );
+        Ok(Live {
+            key,
+            name: name.into(),
+            coll,
+            build,
+            stall_at: s.stall_at,
+            flushes: AtomicU64::new(0),
+            last_flush_error: Mutex::new(String::new()),
+            queued: AtomicBool::new(false),
+        })
+    }
+
+    /// Why writes are held back now, if they are: the fresh index is at
+    /// `write_stall_at` (the flush is behind, or failing).
+    pub fn stalled(&self) -> Option<String> {
+        let n = self.coll.fresh_len();
+        if n < self.stall_at {
+            return None;
+        }
+        let why = self.last_flush_error.lock().expect("lock").clone();
+        Some(format!(
+            "collection {:?} holds {n} unflushed vectors (write_stall_at = {}); {}",
+            self.name,
+            self.stall_at,
+            if why.is_empty() {
+                "the background flush is catching up: retry with backoff".to_string()
+            } else {
+                format!("the last flush failed: {why}")
+            }
+        ))
+    }
+
+    /// Apply a batch (blocking: WAL append, fsync, insert).
+    pub fn write(&self, ops: Vec<Op>) -> Result<Lsn, ServiceError> {
+        self.coll.write(ops).map_err(live_error)
+    }
+}
+
+enum Task {
+    Flush(Arc<Live>),
+    Compact(Arc<Live>, Arc<Mutex<Operation>>),
+}
+
+/// What the flusher needs from the catalog: RAM in use and the budget,
+/// and a place to reserve a running flush's estimate.
+pub trait Budget: Send + Sync {
+    /// Bytes in use (open indexes, live collections, reservations).
+    fn in_use(&self) -> u64;
+    /// The budget, bytes.
+    fn budget(&self) -> u64;
+    /// Reserve (positive) or release (negative) bytes.
+    fn reserve(&self, bytes: i64);
+}
+
+/// The background flush thread.
+pub struct Flusher {
+    queue: Mutex<VecDeque<Task>>,
+    cv: Condvar,
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Flusher {
+    /// Start the thread; it holds the budget weakly.
+    pub fn start(budget: Weak<dyn Budget>) -> std::io::Result<Arc<Flusher>> {
+        let f = Arc::new(Flusher {
+            queue: Mutex::new(VecDeque::new()),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let me = f.clone();
+        let t = std::thread::Builder::new()
+            .name("flusher".into())
+            .spawn(move || me.run(budget))?;
+        *f.thread.lock().expect("lock") = Some(t);
+        Ok(f)
+    }
+
+    /// Queue a flush of `live` if it needs one and none is queued.
+    pub fn kick(&self, live: &Arc<Live>) {
+        if live.coll.needs_flush() && !live.queued.swap(true, Ordering::AcqRel) {
+            self.queue.lock().expect("lock").push_back(Task::Flush(live.clone()));
+            self.cv.notify_one();
+        }
+    }
+
+    /// Queue a compaction (merge of everything) tracked by `op`.
+    pub fn compact(&self, live: Arc<Live>, op: Arc<Mutex<Operation>>) {
+        self.queue.lock().expect("lock").push_back(Task::Compact(live, op));
+        self.cv.notify_one();
+    }
+
+    /// Stop after the task in progress (a flush cut short by exit is
+    /// recovered at the next start: the WAL still holds its writes).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cv.notify_all();
+        if let Some(t) = self.thread.lock().expect("lock").take() {
+            let _ = t.join();
+        }
+    }
+
+    fn run(&self, budget: Weak<dyn Budget>) {
+        loop {
+            let task = {
+                let mut q = self.queue.lock().expect("lock");
+                loop {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Some(t) = q.pop_front() {
+                        break t;
+                    }
+                    q = self.cv.wait_timeout(q, Duration::from_millis(500)).expect("lock").0;
+                }
+            };
+            let Some(budget) = budget.upgrade() else { return };
+            match task {
+                Task::Flush(live) => {
+                    let r = run_flush(&live, budget.as_ref(), false, &mut |_, _, _| {});
+                    live.queued.store(false, Ordering::Release);
+                    if let Err(e) = &r {
+                        // Retried at the next write that finds it needed;
+                        // wait a little so a persistent failure does not spin.
+                        tracing::error!(collection = %live.name, error = %e, "background flush failed");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                Task::Compact(live, op) => {
+                    let r = run_flush(&live, budget.as_ref(), true, &mut |stage, done, total| {
+                        let mut g = op.lock().expect("lock");
+                        g.stage = stage.to_string();
+                        if total > 0 {
+                            g.progress = g.progress.max(0.95 * done as f64 / total as f64);
+                        }
+                    });
+                    let mut g = op.lock().expect("lock");
+                    g.finished = Some(Instant::now());
+                    match r {
+                        Ok(rep) => {
+                            g.state = OpState::Done;
+                            g.stage = "done".into();
+                            g.progress = 1.0;
+                            g.vector_count = rep.vectors as u64;
+                        }
+                        Err(e) => {
+                            g.state = OpState::Failed;
+                            g.error = e.to_string();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One flush or compaction of `live`, refused if its estimate does not fit
+/// the memory budget, with the estimate reserved while it runs.
+fn run_flush(
+    live: &Live,
+    budget: &dyn Budget,
+    compact: bool,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<FlushReport, ServiceError> {
+    let merge = compact || live.coll.segments() >= live.coll.options().max_segments;
+    let n = if merge { live.coll.len() } else { live.coll.fresh_len() };
+    let dim = live.coll.options().dim;
+    let (est, detail) = quarry_engine::index::estimate_build_bytes(n, dim, &live.build);
+    let need = est + (n * dim * 4) as u64;
+    let in_use = budget.in_use();
+    if in_use + need > budget.budget() {
+        let e = ServiceError::ResourceExhausted(format!(
+            "{} of {:?} ({n} vectors) needs about {} MiB ({detail}) but {} of the memory budget's {} MiB are free",
+            if merge { "a merge" } else { "a flush" },
+            live.name,
+            need >> 20,
+            budget.budget().saturating_sub(in_use) >> 20,
+            budget.budget() >> 20
+        ));
+        *live.last_flush_error.lock().expect("lock") = e.to_string();
+        return Err(e);
+    }
+    budget.reserve(need as i64);
+    let t = Instant::now();
+    let r = if compact {
+        live.coll.compact(progress)
+    } else {
+        live.coll.flush(progress)
+    };
+    budget.reserve(-(need as i64));
+    match r {
+        Ok(rep) => {
+            live.flushes.fetch_add(1, Ordering::Relaxed);
+            live.last_flush_error.lock().expect("lock").clear();
+            tracing::info!(
+                collection = %live.name,
+                vectors = rep.vectors,
+                merged = rep.merged,
+                segments = rep.segments,
+                checkpoint = rep.checkpoint,
+                wal_segments_deleted = rep.wal_segments_deleted,
+                seconds = t.elapsed().as_secs_f64(),
+                "flushed"
+            );
+            Ok(rep)
+        }
+        Err(e) => {
+            let e = live_error(e);
+            *live.last_flush_error.lock().expect("lock") = e.to_string();
+            Err(e)
+        }
+    }
+}

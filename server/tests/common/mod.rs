@@ -1,0 +1,149 @@
+//! Helpers shared by the end-to-end tests: start the real `quarryd`
+//! binary on loopback, a small clustered data set with exact neighbours,
+//! search and recall helpers.
+#![allow(dead_code)]
+
+use quarry_engine::dataset::synth::{generate_vectors, Stream, SynthParams};
+use quarry_engine::dataset::{groundtruth::exact_knn, write_fbin};
+use quarry_engine::Metric;
+use quarry_proto::v1 as pb;
+use quarry_proto::v1::query_client::QueryClient;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::Code;
+
+pub const DIM: usize = 32;
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    _log: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Start quarryd on ephemeral ports over `data`, with extra env vars
+    /// and config lines; wait for its "listening" line.
+    pub fn start(data: &Path, env: &[(&str, &str)], config: &str) -> Server {
+        let cfg = data.with_extension("toml");
+        std::fs::write(
+            &cfg,
+            format!("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nshards = 2\nlog = \"info\"\n{config}"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarryd"));
+        cmd.arg("--config").arg(&cfg).arg("--data-dir").arg(data);
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+        cmd.env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("quarryd starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[quarryd] {line}");
+                if let Some(i) = line.find("grpc=") {
+                    let a = line[i + 5..].split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(a);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("quarryd printed its listening address");
+        Server {
+            child,
+            addr: format!("http://{addr}"),
+            _log: log,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub fn sigterm(&self) {
+        // kill(1) rather than libc::kill keeps the test free of unsafe.
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(t.elapsed() < within, "quarryd did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A clustered data set written as .fbin, with its queries and exact top-10.
+pub fn dataset(dir: &Path, n: usize) -> (PathBuf, Vec<f32>, Vec<Vec<u32>>) {
+    let mut p = SynthParams::defaults(n, DIM);
+    p.queries = 100;
+    p.clusters = 50;
+    p.rank = 16;
+    let base = generate_vectors(&p, Stream::Base, 0).unwrap();
+    let queries = generate_vectors(&p, Stream::Queries, 0).unwrap();
+    let path = dir.join(format!("base-{n}.fbin"));
+    write_fbin(&path, n, DIM, &base).unwrap();
+    let gt = exact_knn(&base, &queries, DIM, 10, Metric::L2, 0, &mut |_, _| {}).unwrap();
+    let truth = (0..100).map(|q| gt.row(q).to_vec()).collect();
+    (path, queries, truth)
+}
+
+pub async fn search_all(ch: Channel, name: &str, queries: &[f32]) -> Vec<Vec<u64>> {
+    let mut q = QueryClient::new(ch);
+    let mut out = Vec::new();
+    for v in queries.chunks_exact(DIM) {
+        let r = q
+            .search(pb::SearchRequest {
+                collection: name.into(),
+                vector: v.to_vec(),
+                params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.push(r.neighbors.iter().map(|n| n.id).collect());
+    }
+    out
+}
+
+pub fn recall(got: &[Vec<u64>], truth: &[Vec<u32>]) -> f64 {
+    let hits: usize = got
+        .iter()
+        .zip(truth)
+        .map(|(g, t)| g.iter().filter(|id| t[..10].contains(&(**id as u32))).count())
+        .sum();
+    hits as f64 / (10 * got.len()) as f64
+}
+
+pub fn code_of<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let s = r.expect_err("expected an error status");
+    (s.code(), s.message().to_string())
+}
