@@ -282,11 +282,18 @@ impl Flusher {
                 }
                 Task::Compact(live, op) => {
                     let r = run_flush(&live, budget.as_ref(), true, &mut |stage, done, total| {
+                        // The build's stages, weighted by their usual share
+                        // of the time, for one monotonic figure.
+                        let (a, b) = match stage {
+                            "pq" => (0.0, 0.1),
+                            "graph" => (0.1, 0.85),
+                            "nav" => (0.85, 0.9),
+                            _ => (0.9, 0.99),
+                        };
+                        let f = if total > 0 { done as f64 / total as f64 } else { 0.0 };
                         let mut g = op.lock().expect("lock");
                         g.stage = stage.to_string();
-                        if total > 0 {
-                            g.progress = g.progress.max(0.95 * done as f64 / total as f64);
-                        }
+                        g.progress = g.progress.max(a + (b - a) * f);
                     });
                     let mut g = op.lock().expect("lock");
                     g.finished = Some(Instant::now());
