@@ -4,7 +4,8 @@
 //! Owns: the WAL's byte format (docs/format.md, "Write-ahead log"), LSN
 //! assignment, group commit, the sync policy, recovery of a torn tail,
 //! detection of corruption before it, cursors for readers (replay at
-//! start, and the replication stream), and retention.
+//! start, and the replication stream), retention, the registry of
+//! followers that retention must wait for, and the retention cap.
 //!
 //! Layout: `wal-<first LSN, 20 digits>.log` files in one directory. Each
 //! starts with a 16-byte header (`QWAL`, version u32, first LSN u64) and
@@ -36,13 +37,45 @@
 //! record in an earlier segment (sealed by a sync before the next one was
 //! created), a durable one, or a gap in the LSNs is
 //! [`WalError::Corrupt`], naming the file and offset; it is never skipped.
+//!
+//! Followers: a warm standby reads this log with [`Wal::cursor`] and
+//! [`Wal::read`] and registers itself ([`Wal::register_follower`]) so the
+//! records it has not received are kept. It reports what it has durably
+//! received with [`Wal::ack_follower`]. The registry is the file
+//! `followers.bin` in the log's directory (docs/format.md, "Followers
+//! file"), replaced whole with [`write_atomic`] through the [`Vfs`], loaded
+//! by [`Wal::open`] (missing = no followers, damaged =
+//! [`WalError::Corrupt`] naming it). Registering and unregistering write it
+//! before returning. An ack writes it only when it moves the follower's
+//! next record (`acked + 1`) into another segment, or when
+//! [`ACK_PERSIST_EVERY`] acks have gone unwritten; other acks stay in
+//! memory. Before retention deletes a segment the registry is written if
+//! memory is ahead of the file, so every follower position on disk is
+//! always readable. After a crash a recorded position can thus only be
+//! behind the follower's true one (it re-reads a little; more is kept),
+//! never ahead of it.
+//!
+//! Retention ([`Wal::retain`], [`Wal::retain_from`]): the caller passes the
+//! first LSN it still needs (its checkpoint + 1: everything below is
+//! merged). Whole segments are deleted from the oldest end while every
+//! record in them is below both that LSN and every registered follower's
+//! `acked + 1`; the active segment is never deleted. The cap
+//! ([`WalOptions::max_retained_bytes`], 16 GiB by default) bounds what
+//! followers alone may hold: when the log is over it and segments below
+//! the caller's LSN are kept only for followers, the oldest of those
+//! segments are deleted until the log fits (or nothing more is merged), and
+//! each follower that needed one of them is dropped, with a warning: its
+//! next ack fails with [`WalError::FollowerDropped`] and it must re-sync
+//! from a snapshot. Records at or above the caller's LSN are never deleted,
+//! whatever the cap.
 
-use super::vfs::{SyncHandle, VFile, Vfs};
+use super::vfs::{write_atomic, SyncHandle, VFile, Vfs};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Log sequence number: 1 for the first record ever, contiguous.
 pub type Lsn = u64;
@@ -53,6 +86,15 @@ const VERSION: u32 = 1;
 pub const HEADER: usize = 16;
 /// Record header bytes (len, crc, lsn, synced).
 pub const RECORD_HEADER: usize = 24;
+/// The follower registry's file name, in the log's directory.
+pub const FOLLOWERS_FILE: &str = "followers.bin";
+const FOLLOWERS_MAGIC: &[u8; 4] = b"QWFL";
+const FOLLOWERS_VERSION: u32 = 1;
+/// Longest follower name, in bytes (names are ASCII).
+pub const MAX_FOLLOWER_NAME: usize = 64;
+/// An ack is written to the registry file at the latest once this many
+/// acks (of all followers together) have been kept in memory only.
+pub const ACK_PERSIST_EVERY: u32 = 64;
 
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +116,17 @@ pub struct WalOptions {
     pub sync: SyncPolicy,
     /// Largest record body accepted.
     pub max_record: usize,
+    /// The retention cap: when the log is larger than this and segments
+    /// the caller no longer needs are kept only for registered followers,
+    /// the followers lagging furthest are dropped and those segments
+    /// deleted (see [`Wal::retain`]). `None`: followers may hold any
+    /// amount. Records the caller still needs are kept regardless.
+    ///
+    /// Default `Some(16 GiB)`: a standby that died without unregistering
+    /// must not fill the primary's disk (a full disk fails every write),
+    /// and one 16 GiB behind (256 default segments) catches up faster from
+    /// a snapshot than by replaying the log.
+    pub max_retained_bytes: Option<u64>,
 }
 
 impl Default for WalOptions {
@@ -82,6 +135,7 @@ impl Default for WalOptions {
             segment_bytes: 64 << 20,
             sync: SyncPolicy::Always,
             max_record: 16 << 20,
+            max_retained_bytes: Some(16 << 30),
         }
     }
 }
@@ -99,12 +153,12 @@ pub enum WalError {
         /// The OS error.
         source: io::Error,
     },
-    /// A record before the tail is damaged.
-    #[error("write-ahead log {path} is corrupt at byte {offset}: {why}; refusing to skip it (restore the file or truncate it there by hand to drop every later record)")]
+    /// A record before the tail, or the follower registry, is damaged.
+    #[error("write-ahead log {path} is corrupt at byte {offset}: {why}; {}", corrupt_hint(.path))]
     Corrupt {
-        /// Segment file.
+        /// Segment file or follower registry.
         path: PathBuf,
-        /// Byte offset of the bad record.
+        /// Byte offset of the bad record (or registry field).
         offset: u64,
         /// What is wrong.
         why: String,
@@ -128,6 +182,40 @@ pub enum WalError {
         /// Oldest kept.
         oldest: Lsn,
     },
+    /// A follower name or position the caller passed is not acceptable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No follower is registered under this name.
+    #[error("no follower named {0:?} is registered with the write-ahead log")]
+    UnknownFollower(String),
+    /// A follower asked to start from records retention already deleted.
+    #[error("cannot register follower {name:?} from LSN {from}: the write-ahead log starts at LSN {oldest}, the records before it are gone; the follower needs a snapshot first")]
+    FollowerGone {
+        /// The follower.
+        name: String,
+        /// The LSN it asked to start from.
+        from: Lsn,
+        /// Oldest LSN kept.
+        oldest: Lsn,
+    },
+    /// The follower was dropped: the retention cap deleted records it
+    /// needed (or they were gone when the log was opened).
+    #[error("follower {name:?} was dropped at acked LSN {acked}: the write-ahead log no longer keeps the records after it (retention cap exceeded, or segments deleted by hand); re-sync it from a snapshot and register it again")]
+    FollowerDropped {
+        /// The follower.
+        name: String,
+        /// Its last ack before it was dropped.
+        acked: Lsn,
+    },
+}
+
+/// What to do about a damaged file, for [`WalError::Corrupt`]'s message.
+fn corrupt_hint(path: &Path) -> &'static str {
+    if path.file_name().is_some_and(|n| n == FOLLOWERS_FILE) {
+        "the follower registry cannot be trusted (restore the file, or delete it to forget every follower: each must register again, from a snapshot if its records are gone)"
+    } else {
+        "refusing to skip it (restore the file or truncate it there by hand to drop every later record)"
+    }
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> WalError + 'a {
@@ -149,6 +237,187 @@ pub struct RecoveryReport {
     pub last_lsn: Lsn,
     /// A torn tail cut: (file, offset, bytes removed).
     pub cut: Option<(PathBuf, u64, u64)>,
+    /// Registered followers found needing records no longer in the log
+    /// (segments deleted by hand, say), dropped with a warning: each must
+    /// re-sync from a snapshot.
+    pub followers_dropped: Vec<FollowerInfo>,
+}
+
+/// A registered follower, as [`Wal::followers`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowerInfo {
+    /// Its name (1..=64 of `A-Z a-z 0-9 _ -`).
+    pub name: String,
+    /// It has durably received every record up to this LSN; the log keeps
+    /// everything after it.
+    pub acked: Lsn,
+    /// When it was (last) registered, Unix seconds.
+    pub registered_at: u64,
+    /// When it last acked, Unix seconds (its registration time if it has
+    /// not acked since). Acks are written to disk in batches, so after a
+    /// restart this, like `acked`, may be older than the last ack.
+    pub last_ack: u64,
+}
+
+/// What [`Wal::retain`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetainReport {
+    /// Segment files deleted.
+    pub segments_deleted: usize,
+    /// Their bytes.
+    pub bytes_deleted: u64,
+    /// Segments the caller's LSN alone would have let go that are kept
+    /// for registered followers.
+    pub segments_held: usize,
+    /// Followers dropped by the retention cap (as they were just before).
+    pub followers_dropped: Vec<FollowerInfo>,
+}
+
+/// One registry entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Follower {
+    acked: Lsn,
+    registered_at: u64,
+    last_ack: u64,
+    /// Dropped by the retention cap: holds nothing, and its acks fail
+    /// until it registers again.
+    dropped: bool,
+}
+
+impl Follower {
+    fn info(&self, name: &str) -> FollowerInfo {
+        FollowerInfo {
+            name: name.to_string(),
+            acked: self.acked,
+            registered_at: self.registered_at,
+            last_ack: self.last_ack,
+        }
+    }
+
+    /// The first LSN it needs.
+    fn needs(&self) -> Lsn {
+        self.acked.saturating_add(1)
+    }
+}
+
+/// The follower registry in memory.
+#[derive(Default)]
+struct Registry {
+    map: BTreeMap<String, Follower>,
+    /// Acks kept in memory only since the file was last written.
+    unwritten: u32,
+    /// The file may differ from `map` (acks not written, or a failed
+    /// write whose rename may still become durable): it is rewritten
+    /// before any segment is deleted.
+    dirty: bool,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Why `name` is not a valid follower name, if it is not.
+fn bad_name(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > MAX_FOLLOWER_NAME {
+        return Some(format!("{} bytes, not 1 to {MAX_FOLLOWER_NAME}", name.len()));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        .map(|c| format!("{c:?} is not one of A-Z, a-z, 0-9, '_', '-'"))
+}
+
+fn check_name(name: &str) -> Result<(), WalError> {
+    match bad_name(name) {
+        None => Ok(()),
+        Some(why) => {
+            let shown: String = name.chars().take(80).collect();
+            Err(WalError::InvalidArgument(format!("follower name {shown:?}: {why}")))
+        }
+    }
+}
+
+/// The registry file's bytes (docs/format.md, "Followers file").
+fn encode_followers(map: &BTreeMap<String, Follower>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + map.keys().map(|n| 26 + n.len()).sum::<usize>());
+    b.extend_from_slice(FOLLOWERS_MAGIC);
+    b.extend_from_slice(&FOLLOWERS_VERSION.to_le_bytes());
+    b.extend_from_slice(&(map.len() as u32).to_le_bytes());
+    for (name, f) in map {
+        b.push(f.dropped as u8);
+        b.push(name.len() as u8);
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(&f.acked.to_le_bytes());
+        b.extend_from_slice(&f.registered_at.to_le_bytes());
+        b.extend_from_slice(&f.last_ack.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Parse the registry file: Err((offset, why)) if it is damaged.
+fn decode_followers(b: &[u8]) -> Result<BTreeMap<String, Follower>, (u64, String)> {
+    if b.len() < 16 {
+        return Err((0, format!("{} bytes, shorter than the smallest registry (16)", b.len())));
+    }
+    if &b[..4] != FOLLOWERS_MAGIC {
+        return Err((0, "bad magic (expected QWFL)".into()));
+    }
+    let body = b.len() - 4;
+    let stored = u32::from_le_bytes(b[body..].try_into().expect("4 bytes"));
+    let crc = crc32c::crc32c(&b[..body]);
+    if crc != stored {
+        return Err((
+            body as u64,
+            format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
+        ));
+    }
+    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+    if version != FOLLOWERS_VERSION {
+        return Err((4, format!("version {version} (this build reads {FOLLOWERS_VERSION})")));
+    }
+    let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    let mut map = BTreeMap::new();
+    let mut off = 12;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    for i in 0..count {
+        if off + 2 > body {
+            return Err((off as u64, format!("entry {i} of {count} runs past the end")));
+        }
+        let state = b[off];
+        let n = b[off + 1] as usize;
+        if off + 26 + n > body {
+            return Err((off as u64, format!("entry {i} of {count} runs past the end")));
+        }
+        if state > 1 {
+            return Err((off as u64, format!("entry {i}: state {state} is not 0 or 1")));
+        }
+        let name = std::str::from_utf8(&b[off + 2..off + 2 + n])
+            .ok()
+            .filter(|n| bad_name(n).is_none())
+            .ok_or_else(|| (off as u64, format!("entry {i}: invalid follower name")))?;
+        let p = off + 2 + n;
+        let f = Follower {
+            acked: u64_at(p),
+            registered_at: u64_at(p + 8),
+            last_ack: u64_at(p + 16),
+            dropped: state == 1,
+        };
+        if map.insert(name.to_string(), f).is_some() {
+            return Err((off as u64, format!("entry {i}: follower {name:?} appears twice")));
+        }
+        off = p + 24;
+    }
+    if off != body {
+        return Err((off as u64, format!("{} bytes after the last entry", body - off)));
+    }
+    Ok(map)
+}
+
+/// Index of the segment holding LSN `x` (the count of segments starting
+/// at or before it): two LSNs in different segments give different ones.
+fn seg_of(segs: &[Seg], x: Lsn) -> usize {
+    segs.partition_point(|s| s.first <= x)
 }
 
 #[derive(Clone, Debug)]
@@ -185,6 +454,8 @@ struct Inner {
     sync: Mutex<SyncState>,
     cv: Condvar,
     stop: AtomicBool,
+    /// Locked before `w` when both are needed.
+    followers: Mutex<Registry>,
 }
 
 /// The write-ahead log.
@@ -395,6 +666,7 @@ impl Wal {
         report.segments = segs.len();
         report.first_lsn = segs[0].first;
         report.last_lsn = last;
+        let registry = load_followers(fs.as_ref(), dir, segs[0].first, last, &mut report)?;
         let inner = Arc::new(Inner {
             fs,
             dir: dir.to_path_buf(),
@@ -405,6 +677,7 @@ impl Wal {
             sync: Mutex::new(SyncState::default()),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
+            followers: Mutex::new(registry),
         });
         let flusher = match inner.opts.sync {
             SyncPolicy::Interval(every) => {
@@ -564,23 +837,208 @@ impl Wal {
         Ok(out)
     }
 
-    /// Delete whole segments every record of which is below `keep_from`
-    /// (never the active one). Returns the segments deleted.
+    /// [`Wal::retain`], returning only the number of segments deleted.
     pub fn retain_from(&self, keep_from: Lsn) -> Result<usize, WalError> {
+        self.retain(keep_from).map(|r| r.segments_deleted)
+    }
+
+    /// Delete whole segments from the oldest end (never the active one)
+    /// while every record in them is below `keep_from` (the first LSN the
+    /// caller still needs) and below every registered follower's
+    /// `acked + 1`. If the log is then still over
+    /// [`WalOptions::max_retained_bytes`] and segments below `keep_from`
+    /// are kept only for followers, the oldest of them are deleted until it
+    /// fits, and every follower that needed one is dropped (written to the
+    /// registry before anything is deleted, with a warning). Nothing at or
+    /// above `keep_from` is ever deleted.
+    pub fn retain(&self, keep_from: Lsn) -> Result<RetainReport, WalError> {
+        // The registry lock is held throughout: no follower moves, and no
+        // other retention removes segments, until this is done.
+        let mut reg = self.inner.followers.lock().expect("lock");
+        let follower_keep = |map: &BTreeMap<String, Follower>| {
+            map.values()
+                .filter(|f| !f.dropped)
+                .map(Follower::needs)
+                .min()
+                .unwrap_or(Lsn::MAX)
+        };
+        let mut map = reg.map.clone();
+        let mut dropped = Vec::new();
+        let (n, by_merge, total) = {
+            let w = self.inner.w.lock().expect("lock");
+            let segs = &w.segs;
+            // Segments all of whose records are below `lsn`, the active
+            // one excepted.
+            let deletable = |lsn: Lsn| segs[1..].partition_point(|s| s.first <= lsn);
+            let by_merge = deletable(keep_from);
+            let mut n = deletable(keep_from.min(follower_keep(&map)));
+            let total: u64 = segs.iter().map(|s| s.end).sum();
+            if let Some(cap) = self.inner.opts.max_retained_bytes {
+                let mut left = total - segs[..n].iter().map(|s| s.end).sum::<u64>();
+                if left > cap && n < by_merge {
+                    while left > cap && n < by_merge {
+                        left -= segs[n].end;
+                        n += 1;
+                    }
+                    let new_first = segs[n].first;
+                    for (name, f) in map.iter_mut().filter(|(_, f)| !f.dropped && f.needs() < new_first) {
+                        dropped.push(f.info(name));
+                        f.dropped = true;
+                    }
+                    // The followers left may let more go.
+                    n = n.max(deletable(keep_from.min(follower_keep(&map))));
+                }
+            }
+            (n, by_merge, total)
+        };
+        let mut report = RetainReport {
+            segments_held: by_merge - n,
+            ..RetainReport::default()
+        };
+        if n == 0 {
+            return Ok(report);
+        }
+        // Every follower position on disk must stay readable: write the
+        // registry first if memory is ahead of it or followers are dropped
+        // (appends go on meanwhile; only this removes segments).
+        if reg.dirty || !dropped.is_empty() {
+            self.inner.save_followers(&mut reg, map)?;
+        }
+        for f in &dropped {
+            tracing::warn!(
+                follower = %f.name, acked = f.acked,
+                cap_bytes = self.inner.opts.max_retained_bytes.unwrap_or(0), wal_bytes = total,
+                "dropped a lagging WAL follower: the write-ahead log is over its retention cap; \
+                 the follower must re-sync from a snapshot"
+            );
+        }
+        report.followers_dropped = dropped;
         let mut w = self.inner.w.lock().expect("lock");
-        let mut n = 0;
-        while w.segs.len() > 1 && w.segs[1].first <= keep_from {
+        for _ in 0..n {
             let s = w.segs.remove(0);
             self.inner.fs.remove_file(&s.path).map_err(io_err(&s.path, "remove"))?;
-            n += 1;
+            report.segments_deleted += 1;
+            report.bytes_deleted += s.end;
         }
-        if n > 0 {
-            self.inner
-                .fs
-                .sync_dir(&self.inner.dir)
-                .map_err(io_err(&self.inner.dir, "sync"))?;
+        self.inner
+            .fs
+            .sync_dir(&self.inner.dir)
+            .map_err(io_err(&self.inner.dir, "sync"))?;
+        Ok(report)
+    }
+
+    /// Register a follower (or move an existing one) that needs every
+    /// record from `from` on: it counts as having acked `from - 1`.
+    /// `from` must still be in the log (else [`WalError::FollowerGone`]:
+    /// the follower needs a snapshot) and at most one past its durable end.
+    /// Written to disk before it returns. A follower the cap dropped is
+    /// registered anew.
+    pub fn register_follower(&self, name: &str, from: Lsn) -> Result<(), WalError> {
+        check_name(name)?;
+        let mut reg = self.inner.followers.lock().expect("lock");
+        let oldest = self.first_lsn();
+        if from < oldest {
+            return Err(WalError::FollowerGone {
+                name: name.to_string(),
+                from,
+                oldest,
+            });
         }
-        Ok(n)
+        let durable = self.durable_lsn();
+        if from > durable + 1 {
+            return Err(WalError::InvalidArgument(format!(
+                "cannot register follower {name:?} from LSN {from}: the log is durable only up to LSN {durable} \
+                 (a follower can only have received durable records)"
+            )));
+        }
+        let now = now_secs();
+        let mut map = reg.map.clone();
+        map.insert(
+            name.to_string(),
+            Follower {
+                acked: from - 1,
+                registered_at: now,
+                last_ack: now,
+                dropped: false,
+            },
+        );
+        self.inner.save_followers(&mut reg, map)
+    }
+
+    /// Record that follower `name` has durably received every record up
+    /// to `lsn`, so retention may let them go. An ack below the last one is
+    /// ignored; one above [`Wal::durable_lsn`] is an error. Written to disk
+    /// only when `acked + 1` moves into another segment or after
+    /// [`ACK_PERSIST_EVERY`] acks (see the module doc); a failed write
+    /// fails the ack and leaves the follower where it was.
+    pub fn ack_follower(&self, name: &str, lsn: Lsn) -> Result<(), WalError> {
+        let mut reg = self.inner.followers.lock().expect("lock");
+        let f = match reg.map.get(name) {
+            None => return Err(WalError::UnknownFollower(name.to_string())),
+            Some(f) if f.dropped => {
+                return Err(WalError::FollowerDropped {
+                    name: name.to_string(),
+                    acked: f.acked,
+                })
+            }
+            Some(f) => f.clone(),
+        };
+        let durable = self.durable_lsn();
+        if lsn > durable {
+            return Err(WalError::InvalidArgument(format!(
+                "follower {name:?} acked LSN {lsn}, past the durable end of the log (LSN {durable})"
+            )));
+        }
+        if lsn < f.acked {
+            return Ok(());
+        }
+        let now = now_secs();
+        if lsn == f.acked {
+            // Nothing new received: only the time moves (memory only).
+            reg.map.get_mut(name).expect("present").last_ack = now;
+            return Ok(());
+        }
+        let moved = {
+            let w = self.inner.w.lock().expect("lock");
+            seg_of(&w.segs, f.needs()) != seg_of(&w.segs, lsn + 1)
+        };
+        let updated = Follower {
+            acked: lsn,
+            last_ack: now,
+            ..f
+        };
+        if moved || reg.unwritten + 1 >= ACK_PERSIST_EVERY {
+            let mut map = reg.map.clone();
+            map.insert(name.to_string(), updated);
+            self.inner.save_followers(&mut reg, map)
+        } else {
+            reg.map.insert(name.to_string(), updated);
+            reg.unwritten += 1;
+            reg.dirty = true;
+            Ok(())
+        }
+    }
+
+    /// Forget follower `name` (registered or dropped); written to disk
+    /// before it returns.
+    pub fn unregister_follower(&self, name: &str) -> Result<(), WalError> {
+        let mut reg = self.inner.followers.lock().expect("lock");
+        if !reg.map.contains_key(name) {
+            return Err(WalError::UnknownFollower(name.to_string()));
+        }
+        let mut map = reg.map.clone();
+        map.remove(name);
+        self.inner.save_followers(&mut reg, map)
+    }
+
+    /// The registered followers, by name (dropped ones are not listed).
+    pub fn followers(&self) -> Vec<FollowerInfo> {
+        let reg = self.inner.followers.lock().expect("lock");
+        reg.map
+            .iter()
+            .filter(|(_, f)| !f.dropped)
+            .map(|(name, f)| f.info(name))
+            .collect()
     }
 }
 
@@ -592,6 +1050,49 @@ impl Drop for Wal {
             let _ = t.join();
         }
     }
+}
+
+/// Load the follower registry of the log in `dir`, whose records are
+/// `first..=last`. A follower whose next record is gone (the segments were
+/// deleted by hand, say) is marked dropped, with a warning, and reported.
+fn load_followers(
+    fs: &dyn Vfs,
+    dir: &Path,
+    first: Lsn,
+    last: Lsn,
+    report: &mut RecoveryReport,
+) -> Result<Registry, WalError> {
+    let path = dir.join(FOLLOWERS_FILE);
+    if !fs.exists(&path) {
+        return Ok(Registry::default());
+    }
+    let b = fs.read(&path).map_err(io_err(&path, "read"))?;
+    let map = decode_followers(&b).map_err(|(offset, why)| WalError::Corrupt {
+        path: path.clone(),
+        offset,
+        why,
+    })?;
+    let mut reg = Registry {
+        map,
+        ..Registry::default()
+    };
+    for (name, f) in reg.map.iter_mut().filter(|(_, f)| !f.dropped) {
+        if f.needs() < first {
+            tracing::warn!(
+                follower = %name, acked = f.acked, first_lsn = first,
+                "dropping a WAL follower whose next record is no longer in the log; it must re-sync from a snapshot"
+            );
+            report.followers_dropped.push(f.info(name));
+            f.dropped = true;
+            reg.dirty = true;
+        } else if f.acked > last {
+            tracing::warn!(
+                follower = %name, acked = f.acked, last_lsn = last,
+                "a WAL follower acked records past the end of the recovered log"
+            );
+        }
+    }
+    Ok(reg)
 }
 
 /// Create a segment file with its header, durable by name and content.
@@ -621,6 +1122,29 @@ fn durable_record_after(b: &[u8], from: usize, bad: Lsn, max: usize) -> bool {
 }
 
 impl Inner {
+    /// Write `map` as the registry file; on success it becomes the
+    /// registry in memory, on failure memory is left as it was (and marked
+    /// as possibly differing from the file).
+    fn save_followers(&self, reg: &mut Registry, map: BTreeMap<String, Follower>) -> Result<(), WalError> {
+        let path = self.dir.join(FOLLOWERS_FILE);
+        match write_atomic(self.fs.as_ref(), &path, &encode_followers(&map)) {
+            Ok(()) => {
+                reg.map = map;
+                reg.unwritten = 0;
+                reg.dirty = false;
+                Ok(())
+            }
+            Err(source) => {
+                reg.dirty = true;
+                Err(WalError::Io {
+                    path,
+                    op: "write the follower registry",
+                    source,
+                })
+            }
+        }
+    }
+
     fn poisoned(&self) -> Option<String> {
         self.sync.lock().expect("lock").poisoned.clone()
     }
