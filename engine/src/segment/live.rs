@@ -839,7 +839,11 @@ impl LiveCollection {
                 let p = seg.dir.join("vectors.bin");
                 let b = self.fs.read(&p).map_err(io_err(&p, "read"))?;
                 let all = f32s(&b);
-                for (&slot, &row) in &seg.rows {
+                // Row order, not the map's (per-process random) order, so
+                // a merge of the same state builds the same segment.
+                let mut rows: Vec<(u32, u64)> = seg.rows.iter().map(|(&slot, &row)| (row, slot)).collect();
+                rows.sort_unstable();
+                for (row, slot) in rows {
                     if let Some(e) = st.slots.get(&slot) {
                         if e.loc == Loc::Segment(k as u32) {
                             data.extend_from_slice(&all[row as usize * dim..(row as usize + 1) * dim]);
