@@ -32,6 +32,23 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl ServiceError {
+    /// The same error with `more` added to its message.
+    pub fn append(self, more: &str) -> ServiceError {
+        use ServiceError::*;
+        match self {
+            InvalidArgument(m) => InvalidArgument(m + more),
+            NotFound(m) => NotFound(m + more),
+            AlreadyExists(m) => AlreadyExists(m + more),
+            FailedPrecondition(m) => FailedPrecondition(m + more),
+            ResourceExhausted(m) => ResourceExhausted(m + more),
+            DeadlineExceeded(m) => DeadlineExceeded(m + more),
+            Unavailable(m) => Unavailable(m + more),
+            Internal(m) => Internal(m + more),
+        }
+    }
+}
+
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
         use tonic::Status;

@@ -95,16 +95,20 @@ pub struct Live {
 /// INVALID_ARGUMENT, a full disk RESOURCE_EXHAUSTED, a merge over budget
 /// RESOURCE_EXHAUSTED, everything else INTERNAL (with the file named).
 pub fn live_error(e: LiveError) -> ServiceError {
-    let full = |s: &std::io::Error| s.raw_os_error() == Some(28);
+    let disk_full = match &e {
+        LiveError::Io { source, .. } | LiveError::Wal(WalError::Io { source, .. }) => {
+            source.kind() == std::io::ErrorKind::StorageFull
+        }
+        _ => false,
+    };
+    if disk_full {
+        return ServiceError::ResourceExhausted(format!(
+            "the disk is full: {e}; nothing of this request was acknowledged"
+        ));
+    }
     match e {
         LiveError::InvalidArgument(m) => ServiceError::InvalidArgument(m),
         LiveError::OverBudget(m) => ServiceError::ResourceExhausted(m),
-        LiveError::Io { ref source, .. } if full(source) => ServiceError::ResourceExhausted(format!(
-            "the disk is full: {e}; nothing of this request was acknowledged"
-        )),
-        LiveError::Wal(WalError::Io { ref source, .. }) if full(source) => ServiceError::ResourceExhausted(format!(
-            "the disk is full: {e}; nothing of this request was acknowledged"
-        )),
         LiveError::Wal(WalError::TooLarge { .. }) => ServiceError::InvalidArgument(e.to_string()),
         other => ServiceError::Internal(other.to_string()),
     }

@@ -109,14 +109,13 @@ fn ram_to_pb(r: &quarry_engine::index::RamUsage) -> pb::RamUsage {
     }
 }
 
-/// RAM of a mutable collection in the wire's components (the fresh index
-/// in `fresh_index`; segment parts in theirs; ids, slots and payloads in
-/// `id_map`).
-fn live_ram(l: &Live) -> quarry_engine::index::RamUsage {
+/// RAM of a mutable collection from one pass over it: (segment parts,
+/// with ids, slots and payloads counted as `ids`; the fresh index).
+fn live_ram(l: &Live) -> (quarry_engine::index::RamUsage, u64) {
     let r = l.coll.ram();
     let mut u = r.segments;
     u.ids += r.ids;
-    u
+    (u, r.fresh as u64)
 }
 
 fn write_state(l: &Live) -> pb::WriteState {
@@ -138,10 +137,10 @@ fn collection_to_pb(e: &Entry) -> pb::Collection {
     let open = e.open.read().expect("lock").clone();
     if let Some(l) = &e.live {
         let mut c = collection_pb(&m, None);
-        let ram = live_ram(l);
+        let (ram, fresh) = live_ram(l);
         let mut ram_pb = ram_to_pb(&ram);
-        ram_pb.fresh_index = l.coll.ram().fresh as u64;
-        ram_pb.total += ram_pb.fresh_index;
+        ram_pb.fresh_index = fresh;
+        ram_pb.total += fresh;
         c.ram = Some(ram_pb);
         c.vector_count = l.coll.len() as u64;
         c.writes = Some(write_state(l));
@@ -738,21 +737,7 @@ impl pb::write_server::Write for WriteSvc {
         };
         match run.await {
             Ok(()) => Ok(Response::new(pb::WriteResponse { count, last_lsn })),
-            Err(e) => {
-                let e = match e {
-                    ServiceError::InvalidArgument(m) => ServiceError::InvalidArgument(format!(
-                        "{m} ({count} points of this stream were written before it)"
-                    )),
-                    ServiceError::ResourceExhausted(m) => ServiceError::ResourceExhausted(format!(
-                        "{m} ({count} points of this stream were written before it)"
-                    )),
-                    ServiceError::Internal(m) => {
-                        ServiceError::Internal(format!("{m} ({count} points of this stream were written before it)"))
-                    }
-                    other => other,
-                };
-                st.fail(e)
-            }
+            Err(e) => st.fail(e.append(&format!(" ({count} points of this stream were written before it)"))),
         }
     }
 }
@@ -786,8 +771,9 @@ impl AppState {
                 ram += o.ram();
             }
             if let Some(l) = &e.live {
-                ram += live_ram(l);
-                fresh += l.coll.ram().fresh as u64;
+                let (r, f) = live_ram(l);
+                ram += r;
+                fresh += f;
             }
         }
         let (p50, p99, p999) = self.metrics.latency_quantiles();
@@ -858,7 +844,10 @@ impl AppState {
         for e in self.catalog.list() {
             let name = e.meta.read().expect("lock").name.clone();
             let (r, fresh) = match (&e.live, e.open.read().expect("lock").as_ref()) {
-                (Some(l), _) => (live_ram(l), l.coll.ram().fresh),
+                (Some(l), _) => {
+                    let (r, f) = live_ram(l);
+                    (r, f as usize)
+                }
                 (None, Some(open)) => (open.ram(), 0),
                 (None, None) => continue,
             };

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{code_of, dataset, recall, search_all, Server, DIM};
+use common::{code_of, create, dataset, recall, search_all, Server, DIM};
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::collections_client::CollectionsClient;
 use quarry_proto::v1::query_client::QueryClient;
@@ -14,22 +14,8 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 async fn create_and_build(ch: Channel, name: &str, source: &Path) {
+    create(ch.clone(), name, false).await;
     let mut c = CollectionsClient::new(ch);
-    c.create_collection(pb::CreateCollectionRequest {
-        name: name.into(),
-        dim: DIM as u32,
-        metric: pb::Metric::L2 as i32,
-        index_params: Some(pb::IndexParams {
-            max_degree: 24,
-            build_list_size: 48,
-            pq_bytes: 16,
-            ..Default::default()
-        }),
-        stored_vector: 0,
-        mutable: false,
-    })
-    .await
-    .unwrap();
     let op = c
         .build_index(pb::BuildIndexRequest {
             collection: name.into(),

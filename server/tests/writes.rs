@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{code_of, dataset, Server, DIM};
+use common::{code_of, create, dataset, Server, DIM};
 use quarry_engine::Metric;
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::admin_client::AdminClient;
@@ -22,25 +22,6 @@ use tonic::Code;
 
 const CONFIG: &str =
     "flush_at = 300\nwrite_stall_at = 100000\nmax_segments = 2\nmax_payload_bytes = 64\nmax_batch = 256\n";
-
-async fn create_mutable(ch: Channel, name: &str) {
-    CollectionsClient::new(ch)
-        .create_collection(pb::CreateCollectionRequest {
-            name: name.into(),
-            dim: DIM as u32,
-            metric: pb::Metric::L2 as i32,
-            index_params: Some(pb::IndexParams {
-                max_degree: 24,
-                build_list_size: 48,
-                pq_bytes: 16,
-                ..Default::default()
-            }),
-            stored_vector: 0,
-            mutable: true,
-        })
-        .await
-        .unwrap();
-}
 
 fn point(id: u64, v: &[f32]) -> pb::Point {
     pb::Point {
@@ -121,7 +102,7 @@ async fn upsert_delete_get_search_bad_inputs_compact_and_restart() {
     let data = tmp.path().join("data");
     let mut server = Server::start(&data, &[], CONFIG);
     let ch = server.channel().await;
-    create_mutable(ch.clone(), "w").await;
+    create(ch.clone(), "w", true).await;
     let mut w = WriteClient::new(ch.clone());
     let mut live: HashMap<u64, Vec<f32>> = HashMap::new();
 
@@ -392,7 +373,7 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
         let server = Server::start(&data, &[], CONFIG);
         let ch = server.channel().await;
         if life == 0 {
-            create_mutable(ch.clone(), "c").await;
+            create(ch.clone(), "c", true).await;
         }
         // Check every id against what was acknowledged before the kill.
         let mut live: HashMap<u64, Vec<f32>> = HashMap::new();

@@ -166,21 +166,17 @@ fn expand_home(p: &str) -> PathBuf {
     }
 }
 
-/// A field of /proc/self/status, in kB.
-fn status_kb(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+/// Peak resident set size, kB (None if unknown).
+fn peak_kb() -> Option<u64> {
+    let b = quarry_engine::runtime::peak_rss_bytes();
+    (b > 0).then_some(b / 1024)
 }
 
+/// Bytes read from storage so far (None where /proc/self/io is missing).
 fn read_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/io").ok()?;
-    s.lines()
-        .find(|l| l.starts_with("read_bytes:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    std::path::Path::new("/proc/self/io")
+        .exists()
+        .then(quarry_engine::runtime::io_read_bytes)
 }
 
 fn emit(v: Value) {
@@ -759,7 +755,7 @@ fn main() -> Result<()> {
     let (fj, flush_s, _) = timed_flush(&churned, "start")?;
     emit(
         json!({"kind": "load", "which": "churned_start", "vectors": n0, "write_seconds": load_s,
-        "flush": fj, "vm_hwm_mib": mib(status_kb("VmHWM:"))}),
+        "flush": fj, "vm_hwm_mib": mib(peak_kb())}),
     );
     eprintln!("start: flush {flush_s:.1} s");
 
@@ -978,7 +974,7 @@ fn main() -> Result<()> {
         fj["kind"] = json!("flush");
         fj["round"] = json!(round);
         fj["segments_before"] = json!(segs);
-        fj["vm_hwm_mib"] = json!(mib(status_kb("VmHWM:")));
+        fj["vm_hwm_mib"] = json!(mib(peak_kb()));
         emit(fj);
         eprintln!("round {round}: flush {fsecs:.1} s (merged: {merged})");
 
@@ -1028,7 +1024,7 @@ fn main() -> Result<()> {
     let (fj, fresh_flush_s, _) = timed_flush(&fresh, "fresh")?;
     emit(
         json!({"kind": "load", "which": "fresh_final", "vectors": ids_sorted.len(), "write_seconds": fload_s,
-        "flush": fj, "vm_hwm_mib": mib(status_kb("VmHWM:"))}),
+        "flush": fj, "vm_hwm_mib": mib(peak_kb())}),
     );
     sweep_one(&fresh, "fresh_final", &truth_f, &world.row_of)?;
 
@@ -1080,7 +1076,7 @@ fn main() -> Result<()> {
     let worst_p50_fresh = worst(&|r| r.m.p50_us / f_p50);
     let worst_mean_fresh = worst(&|r| r.m.mean_us / f_mean);
     let latency_met = worst_p50_ref <= 1.2 && worst_mean_ref <= 1.2;
-    let peak_kb = status_kb("VmHWM:");
+    let peak_kb = peak_kb();
     let fig = |m: &Measured| json!({"recall": m.recall, "pass_recall": m.pass_recall, "p50_us": m.p50_us, "p99_us": m.p99_us, "mean_us": m.mean_us, "ios_per_query": m.ios_per_query});
     emit(json!({
         "kind": "summary",

@@ -52,6 +52,22 @@ pub struct Fault {
     pub persistent: bool,
 }
 
+impl Fault {
+    /// A persistent fault of a random kind (EIO or ENOSPC) after a random
+    /// number of operations in `after`, for randomized trials.
+    pub fn random(rng: &mut impl Rng, after: std::ops::Range<u64>) -> Fault {
+        Fault {
+            after_ops: rng.random_range(after),
+            kind: if rng.random_bool(0.5) {
+                FaultKind::Io
+            } else {
+                FaultKind::NoSpace
+            },
+            persistent: true,
+        }
+    }
+}
+
 enum Undo {
     Rename {
         from: PathBuf,

@@ -2,7 +2,7 @@
 //! flush and merge, restart, bad input, WAL damage, and power-loss trials
 //! over `CrashFs` with flushes in the mix.
 
-use super::crashfs::{CrashFs, Fault, FaultKind};
+use super::crashfs::{CrashFs, Fault};
 use super::live::*;
 use super::vfs::{RealFs, Vfs};
 use super::wal::WalOptions;
@@ -315,15 +315,9 @@ fn power_loss_trials_keep_every_acknowledged_write() {
                 assert_eq!(top1(&c, &vec_of(999)), Some(999));
                 break;
             }
-            cfs.set_fault(Some(Fault {
-                after_ops: rng.random_range(0..400),
-                kind: if rng.random_bool(0.5) {
-                    FaultKind::Io
-                } else {
-                    FaultKind::NoSpace
-                },
-                persistent: rng.random_bool(0.7),
-            }));
+            let mut fault = Fault::random(&mut rng, 0..400);
+            fault.persistent = rng.random_bool(0.7);
+            cfs.set_fault(Some(fault));
             for _ in 0..rng.random_range(10..120) {
                 let id = rng.random_range(0..60u64);
                 let (r, effect) = match rng.random_range(0..20) {

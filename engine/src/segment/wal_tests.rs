@@ -318,15 +318,7 @@ fn power_loss_trials_keep_every_acknowledged_record() {
                 Ok(x) => x,
                 Err(e) => panic!("trial {trial} life {life}: {e}"),
             };
-            cfs.set_fault(Some(Fault {
-                after_ops: rng.random_range(0..60),
-                kind: if rng.random_bool(0.5) {
-                    FaultKind::Io
-                } else {
-                    FaultKind::NoSpace
-                },
-                persistent: true,
-            }));
+            cfs.set_fault(Some(Fault::random(&mut rng, 0..60)));
             for _ in 0..rng.random_range(1..40) {
                 let n = rng.random_range(1..4);
                 let next = w.last_lsn() + 1;
@@ -798,15 +790,7 @@ fn power_loss_trials_keep_followers_behind_their_acks_and_readable() {
         let mut hi: HashMap<&str, Lsn> = HashMap::new();
         let mut must_exist: HashSet<&str> = HashSet::new();
         let (w, _) = Wal::open(fs.clone(), &dir, opts.clone(), 1).unwrap();
-        cfs.set_fault(Some(Fault {
-            after_ops: rng.random_range(0..300),
-            kind: if rng.random_bool(0.5) {
-                FaultKind::Io
-            } else {
-                FaultKind::NoSpace
-            },
-            persistent: true,
-        }));
+        cfs.set_fault(Some(Fault::random(&mut rng, 0..300)));
         for _ in 0..rng.random_range(10..80) {
             let name = names[rng.random_range(0..names.len())];
             match rng.random_range(0..10) {

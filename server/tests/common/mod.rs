@@ -116,6 +116,26 @@ pub fn dataset(dir: &Path, n: usize) -> (PathBuf, Vec<f32>, Vec<Vec<u32>>) {
     (path, queries, truth)
 }
 
+/// Create collection `name` (L2, DIM, small graph and PQ parameters).
+pub async fn create(ch: Channel, name: &str, mutable: bool) {
+    quarry_proto::v1::collections_client::CollectionsClient::new(ch)
+        .create_collection(pb::CreateCollectionRequest {
+            name: name.into(),
+            dim: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            index_params: Some(pb::IndexParams {
+                max_degree: 24,
+                build_list_size: 48,
+                pq_bytes: 16,
+                ..Default::default()
+            }),
+            stored_vector: 0,
+            mutable,
+        })
+        .await
+        .unwrap();
+}
+
 pub async fn search_all(ch: Channel, name: &str, queries: &[f32]) -> Vec<Vec<u64>> {
     let mut q = QueryClient::new(ch);
     let mut out = Vec::new();
