@@ -117,6 +117,9 @@ pub struct Config {
     /// Most disk segments a search of a mutable collection visits; a flush
     /// that would pass it merges every segment into one instead.
     pub max_segments: usize,
+    /// Segments of at most this many vectors are held whole in RAM (the
+    /// node cache) so searching them reads nothing from disk; 0 = none.
+    pub ram_segment_nodes: usize,
     /// Largest payload of one point, bytes.
     pub max_payload_bytes: usize,
     /// Unary write requests (Upsert/Delete) being applied at once beyond
@@ -154,6 +157,7 @@ impl Default for Config {
             flush_at: 50_000,
             write_stall_at: 200_000,
             max_segments: 4,
+            ram_segment_nodes: 100_000,
             max_payload_bytes: 64 << 10,
             max_inflight_writes: 64,
         }
@@ -270,6 +274,12 @@ impl Config {
         }
         if !(1..=64).contains(&self.max_segments) {
             return bad(format!("max_segments = {} is out of range 1..=64", self.max_segments));
+        }
+        if self.ram_segment_nodes > 100_000_000 {
+            return bad(format!(
+                "ram_segment_nodes = {} is out of range 0..=100000000",
+                self.ram_segment_nodes
+            ));
         }
         if self.max_payload_bytes > 8 << 20 {
             return bad(format!(

@@ -40,6 +40,8 @@ pub struct WriteSettings {
     pub stall_at: usize,
     /// Disk segments per search.
     pub max_segments: usize,
+    /// Segments held whole in RAM up to this many vectors.
+    pub ram_segment_nodes: usize,
     /// Largest payload, bytes.
     pub max_payload: usize,
     /// Reader backend.
@@ -57,6 +59,7 @@ impl WriteSettings {
             flush_at: c.flush_at,
             stall_at: c.write_stall_at,
             max_segments: c.max_segments,
+            ram_segment_nodes: c.ram_segment_nodes,
             max_payload: c.max_payload_bytes,
             io: c
                 .io_backend()
@@ -141,6 +144,8 @@ impl Live {
             io: s.io,
             // The flusher checks the service-wide budget before it starts.
             merge_budget: None,
+            split_l: true,
+            ram_segment_nodes: s.ram_segment_nodes,
         };
         let t = Instant::now();
         let (coll, report) = LiveCollection::open(Arc::new(RealFs), dir, opts).map_err(live_error)?;

@@ -154,6 +154,14 @@ struct Args {
     /// Reader backend: auto, uring or pread.
     #[arg(long, default_value = "auto")]
     io: IoBackend,
+    /// Search every part of the live collection with the full L instead of
+    /// splitting L by each part's share of the vectors (`LiveOptions::split_l`).
+    #[arg(long)]
+    full_l: bool,
+    /// Segments of at most this many nodes are held whole in RAM
+    /// (`LiveOptions::ram_segment_nodes`; quarryd's default is 100000).
+    #[arg(long, default_value_t = 100_000)]
+    ram_segment_nodes: usize,
     /// Keep the collections after the run.
     #[arg(long)]
     keep: bool,
@@ -696,6 +704,8 @@ fn main() -> Result<()> {
         max_payload: 0,
         io: a.io,
         merge_budget: None,
+        split_l: !a.full_l,
+        ram_segment_nodes: a.ram_segment_nodes,
     };
     let cmdline: Vec<String> = std::env::args().collect();
     emit(json!({

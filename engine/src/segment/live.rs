@@ -122,6 +122,18 @@ pub struct LiveOptions {
     pub io: IoBackend,
     /// Bytes a merge may use (None = unlimited).
     pub merge_budget: Option<u64>,
+    /// Split a search's list size L over the fresh indexes and segments in
+    /// proportion to the vectors each holds (never below k), instead of
+    /// searching every one with the full L. See
+    /// [`LiveCollection::search_stats`].
+    pub split_l: bool,
+    /// Segments of at most this many nodes are read whole into RAM (the
+    /// index's node cache) when opened, so searching them costs no disk
+    /// reads; 0 keeps every segment on disk. A flush of a small fresh index
+    /// makes such a segment: it then costs less RAM than the fresh index it
+    /// replaces (stored vectors, not f32), and the one large merged segment
+    /// stays the only one a search reads from disk.
+    pub ram_segment_nodes: usize,
 }
 
 /// One write.
@@ -452,7 +464,7 @@ impl LiveCollection {
             ids: HashMap::new(),
         };
         for name in &manifest.segments {
-            let (seg, records) = load_segment(&fs, dir, name, opts.dim)?;
+            let (seg, records) = load_segment(&fs, dir, name, &opts)?;
             let k = st.segments.len() as u32;
             for (slot, id, payload) in records {
                 if dead.contains(&slot) {
@@ -683,6 +695,16 @@ impl LiveCollection {
 
     /// [`LiveCollection::search`] with the cost: reads, hops and cache
     /// hits summed over the segments, and the wall time.
+    ///
+    /// Every segment's disk search is started first, the in-RAM fresh
+    /// indexes are searched while those reads are in flight, and then the
+    /// segment searches are driven together (each on its own reader), so a
+    /// query costs about its slowest part, not the sum. With
+    /// [`LiveOptions::split_l`] each part searches with a list size in
+    /// proportion to its share of the vectors, `ceil(L * n / N)` clamped to
+    /// `k..=L`: the k nearest overall hold about that share from each part,
+    /// so a small segment needs a short list, and the total reads stay
+    /// near a single index's.
     pub fn search_stats(
         &self,
         q: &[f32],
@@ -709,32 +731,81 @@ impl LiveCollection {
             )));
         }
         let mut cand: Vec<(f32, u64)> = Vec::new();
-        let segments = {
+        // Under one read lock (so a flush switching the fresh index into a
+        // segment cannot hide vectors between the two): snapshot the
+        // segments, start their disk searches, then search the in-RAM
+        // fresh indexes while those reads are in flight.
+        let mut started: Vec<String> = Vec::new();
+        let mut first_err: Option<LiveError> = None;
+        {
             let st = self.state.read().expect("lock");
-            let live = |s: u64| st.slots.contains_key(&s);
-            cand.extend(st.active.search(q, k, l, live));
-            if let Some(f) = &st.frozen {
-                cand.extend(f.search(q, k, l, live));
-            }
-            st.segments.clone()
-        };
-        readers.by_name.retain(|n, _| segments.iter().any(|s| &s.name == n));
-        for seg in &segments {
-            if seg.index.is_empty() {
-                continue;
-            }
-            let lk = l.min(seg.index.len());
-            let p = SearchParams::new(lk, lk, w.max(1));
-            let s = match readers.by_name.entry(seg.name.clone()) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    Searcher::new(seg.index.clone(), self.opts.io, p.reader_depth(1))
-                        .map_err(|e| LiveError::Index(IndexError::Invalid(format!("cannot open a reader: {e}"))))?,
-                ),
+            let segments = st.segments.clone();
+            readers.by_name.retain(|n, _| segments.iter().any(|s| &s.name == n));
+            let fresh_n = st.active.len() + st.frozen.as_ref().map_or(0, |f| f.len());
+            let total = fresh_n + segments.iter().map(|s| s.index.len()).sum::<usize>();
+            let share = |n: usize| -> usize {
+                if self.opts.split_l && total > 0 {
+                    (l * n).div_ceil(total).clamp(k, l)
+                } else {
+                    l
+                }
             };
-            let (nbs, qs) = s
-                .search(q, &p)
-                .map_err(|e| LiveError::Index(IndexError::Invalid(e.to_string())))?;
+            for seg in &segments {
+                if seg.index.is_empty() {
+                    continue;
+                }
+                let lk = share(seg.index.len()).min(seg.index.len());
+                let p = SearchParams::new(lk, lk, w.max(1));
+                let s = match readers.by_name.entry(seg.name.clone()) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        match Searcher::new(seg.index.clone(), self.opts.io, p.reader_depth(1)) {
+                            Ok(s) => v.insert(s),
+                            Err(e) => {
+                                first_err.get_or_insert(LiveError::Index(IndexError::Invalid(format!(
+                                    "cannot open a reader: {e}"
+                                ))));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                match s.start_query(started.len() as u64, q, &p) {
+                    Ok(()) => started.push(seg.name.clone()),
+                    Err(e) => {
+                        first_err.get_or_insert(LiveError::Index(IndexError::Invalid(e.to_string())));
+                    }
+                }
+            }
+            let live = |s: u64| st.slots.contains_key(&s);
+            cand.extend(st.active.search(q, k, share(st.active.len()), live));
+            if let Some(f) = &st.frozen {
+                cand.extend(f.search(q, k, share(f.len()), live));
+            }
+        }
+        // Drive every segment's search to its end (also after an error, so
+        // no query is left in a reader for the next call to trip over).
+        let mut results: Vec<Option<crate::search::QueryResult>> = vec![None; started.len()];
+        let mut pending = started.len();
+        while pending > 0 {
+            for name in &started {
+                let s = readers.by_name.get_mut(name).expect("started searcher");
+                if s.active() > 0 {
+                    s.poll(false, &mut |tok, r| {
+                        results[tok as usize] = Some(r);
+                        pending -= 1;
+                    });
+                }
+            }
+            if pending > 0 {
+                std::hint::spin_loop();
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        for r in results.into_iter().flatten() {
+            let (nbs, qs) = r.map_err(|e| LiveError::Index(IndexError::Invalid(e.to_string())))?;
             stats.ios += qs.ios;
             stats.hops += qs.hops;
             stats.cache_hits += qs.cache_hits;
@@ -1111,7 +1182,7 @@ impl LiveCollection {
         let fin = self.dir.join(name);
         fs.rename(&tmp, &fin).map_err(io_err(&tmp, "rename"))?;
         fs.sync_dir(&self.dir).map_err(io_err(&self.dir, "sync"))?;
-        let (seg, _) = load_segment(&self.fs, &self.dir, name, self.opts.dim)?;
+        let (seg, _) = load_segment(&self.fs, &self.dir, name, &self.opts)?;
         Ok(seg)
     }
 }
@@ -1143,9 +1214,15 @@ fn apply(st: &mut State, lsn: Lsn, op: Op, plan: Option<InsertPlan>) {
 
 /// Open segment `name` and read its records: (segment, [(slot, id, payload)]).
 #[allow(clippy::type_complexity)]
-fn load_segment(fs: &Arc<dyn Vfs>, dir: &Path, name: &str, dim: usize) -> Result<(Segment, Vec<(u64, u64, Vec<u8>)>)> {
+fn load_segment(
+    fs: &Arc<dyn Vfs>,
+    dir: &Path,
+    name: &str,
+    opts: &LiveOptions,
+) -> Result<(Segment, Vec<(u64, u64, Vec<u8>)>)> {
+    let dim = opts.dim;
     let sdir = dir.join(name);
-    let index = DiskIndex::open(&sdir.join("index"))?;
+    let mut index = DiskIndex::open(&sdir.join("index"))?;
     let rp = sdir.join("records.bin");
     let b = fs.read(&rp).map_err(io_err(&rp, "read"))?;
     let body = check_crc(&b, &rp)?;
@@ -1170,6 +1247,18 @@ fn load_segment(fs: &Arc<dyn Vfs>, dir: &Path, name: &str, dim: usize) -> Result
             recs.len(),
             index.len()
         )));
+    }
+    if index.len() <= opts.ram_segment_nodes {
+        let n = index.len();
+        let cached = index.warm_cache(n, opts.io)?;
+        if cached < n {
+            tracing::debug!(
+                segment = name,
+                cached,
+                nodes = n,
+                "part of a RAM segment is unreachable from its entry points; the rest is read from disk"
+            );
+        }
     }
     let rows = recs.iter().enumerate().map(|(i, r)| (r.0, i as u32)).collect();
     Ok((
