@@ -282,11 +282,19 @@ impl Flusher {
                 Task::Flush(live) => {
                     let r = run_flush(&live, budget.as_ref(), false, &mut |_, _, _| {});
                     live.queued.store(false, Ordering::Release);
-                    if let Err(e) = &r {
-                        // Retried at the next write that finds it needed;
-                        // wait a little so a persistent failure does not spin.
-                        tracing::error!(collection = %live.name, error = %e, "background flush failed");
-                        std::thread::sleep(Duration::from_millis(200));
+                    match &r {
+                        // Writes that arrived during the flush may have
+                        // filled the new fresh index past `flush_at`; their
+                        // kicks found this flush queued, so look again now
+                        // (else it waits for the next write, which may never
+                        // come).
+                        Ok(_) => self.kick(&live),
+                        Err(e) => {
+                            // Retried at the next write that finds it needed;
+                            // wait a little so a persistent failure does not spin.
+                            tracing::error!(collection = %live.name, error = %e, "background flush failed");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
                     }
                 }
                 Task::Compact(live, op) => {
@@ -304,6 +312,7 @@ impl Flusher {
                         g.stage = stage.to_string();
                         g.progress = g.progress.max(a + (b - a) * f);
                     });
+                    self.kick(&live);
                     let mut g = op.lock().expect("lock");
                     g.finished = Some(Instant::now());
                     match r {

@@ -268,11 +268,17 @@ async fn upsert_delete_get_search_bad_inputs_compact_and_restart() {
     let rec = get(ch.clone(), "w", 10_499).await.unwrap();
     assert_eq!(rec.vector, row(2599));
 
-    // Flushes happen in the background (flush_at = 300).
-    wait_for("a flush to a disk segment", Duration::from_secs(120), async || {
+    // Flushes happen in the background (flush_at = 300), and once writes
+    // stop the flusher drains the fresh index below flush_at by itself,
+    // also when the last writes arrived while a flush was running.
+    wait_for("flushes down to under flush_at fresh vectors", Duration::from_secs(120), async || {
         let c = describe(ch.clone(), "w").await;
         let ws = c.writes.unwrap();
-        ws.flushes >= 1 && ws.segments >= 1 && c.vector_count == live.len() as u64
+        ws.flushes >= 1
+            && ws.segments >= 1
+            && ws.fresh_vectors < 300
+            && !ws.flushing
+            && c.vector_count == live.len() as u64
     })
     .await;
     let r1 = recall_vs(ch.clone(), "w", &live, &queries[..50 * DIM]).await;
