@@ -271,15 +271,19 @@ async fn upsert_delete_get_search_bad_inputs_compact_and_restart() {
     // Flushes happen in the background (flush_at = 300), and once writes
     // stop the flusher drains the fresh index below flush_at by itself,
     // also when the last writes arrived while a flush was running.
-    wait_for("flushes down to under flush_at fresh vectors", Duration::from_secs(120), async || {
-        let c = describe(ch.clone(), "w").await;
-        let ws = c.writes.unwrap();
-        ws.flushes >= 1
-            && ws.segments >= 1
-            && ws.fresh_vectors < 300
-            && !ws.flushing
-            && c.vector_count == live.len() as u64
-    })
+    wait_for(
+        "flushes down to under flush_at fresh vectors",
+        Duration::from_secs(120),
+        async || {
+            let c = describe(ch.clone(), "w").await;
+            let ws = c.writes.unwrap();
+            ws.flushes >= 1
+                && ws.segments >= 1
+                && ws.fresh_vectors < 300
+                && !ws.flushing
+                && c.vector_count == live.len() as u64
+        },
+    )
     .await;
     let r1 = recall_vs(ch.clone(), "w", &live, &queries[..50 * DIM]).await;
     assert!(r1 >= 0.9, "recall@10 over fresh + segments {r1}");
