@@ -107,6 +107,11 @@ pub struct Config {
     pub wal_sync_interval_ms: u64,
     /// WAL segment file size, MiB (retention deletes whole segments).
     pub wal_segment_mb: u64,
+    /// Most WAL kept for lagging followers (standbys), MiB. Records not yet
+    /// merged into a segment are always kept; past this, segments kept
+    /// only for followers are deleted and those followers dropped (they
+    /// must re-sync from a snapshot).
+    pub wal_retain_max_mb: u64,
     /// Vectors in a collection's in-RAM fresh index that start a
     /// background flush to a new disk segment.
     pub flush_at: usize,
@@ -154,6 +159,7 @@ impl Default for Config {
             wal_sync: "always".into(),
             wal_sync_interval_ms: 10,
             wal_segment_mb: 64,
+            wal_retain_max_mb: 16 << 10,
             flush_at: 50_000,
             write_stall_at: 200_000,
             max_segments: 4,
@@ -263,6 +269,12 @@ impl Config {
                 self.wal_segment_mb
             ));
         }
+        if self.wal_retain_max_mb < self.wal_segment_mb {
+            return bad(format!(
+                "wal_retain_max_mb = {} is below wal_segment_mb = {}",
+                self.wal_retain_max_mb, self.wal_segment_mb
+            ));
+        }
         if !(100..=100_000_000).contains(&self.flush_at) {
             return bad(format!("flush_at = {} is out of range 100..=100000000", self.flush_at));
         }
@@ -368,5 +380,25 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("net_threads = 0") && e.contains("1..=64"), "{e}");
         assert_eq!(Config::from_toml("net_threads = 4").unwrap().net_threads, 4);
+        for (toml, names) in [
+            (
+                "wal_retain_max_mb = 10",
+                "wal_retain_max_mb = 10 is below wal_segment_mb = 64",
+            ),
+            (
+                "ram_segment_nodes = 100000001",
+                "ram_segment_nodes = 100000001 is out of range",
+            ),
+            (
+                "flush_at = 5000\nwrite_stall_at = 10",
+                "write_stall_at = 10 is below flush_at = 5000",
+            ),
+        ] {
+            let e = Config::from_toml(toml).unwrap().validate().unwrap_err().to_string();
+            assert!(e.contains(names), "{toml}: {e}");
+        }
+        let c = Config::from_toml("wal_retain_max_mb = 1024\nram_segment_nodes = 0").unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!((c.wal_retain_max_mb, c.ram_segment_nodes), (1024, 0));
     }
 }

@@ -34,6 +34,8 @@ pub struct WriteSettings {
     pub sync: SyncPolicy,
     /// WAL segment size, bytes.
     pub wal_segment_bytes: u64,
+    /// Most WAL kept for followers, bytes.
+    pub wal_retain_max_bytes: u64,
     /// Fresh vectors that start a flush.
     pub flush_at: usize,
     /// Fresh vectors that stall writes.
@@ -56,6 +58,7 @@ impl WriteSettings {
                 .wal_sync_policy()
                 .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?,
             wal_segment_bytes: c.wal_segment_mb << 20,
+            wal_retain_max_bytes: c.wal_retain_max_mb << 20,
             flush_at: c.flush_at,
             stall_at: c.write_stall_at,
             max_segments: c.max_segments,
@@ -138,6 +141,7 @@ impl Live {
             wal: WalOptions {
                 segment_bytes: s.wal_segment_bytes,
                 sync: s.sync,
+                max_retained_bytes: Some(s.wal_retain_max_bytes),
                 ..WalOptions::default()
             },
             max_payload: s.max_payload,
