@@ -537,6 +537,27 @@ impl Vfs for CrashFs {
     }
 }
 
+/// Trial-loop helpers for the power-loss tests.
+#[cfg(test)]
+impl CrashFs {
+    /// A `CrashFs` over `root` emptied first (trial loops reuse a few
+    /// directories), and the same one as a `Vfs`.
+    pub(crate) fn fresh(root: &Path) -> (CrashFs, Arc<dyn Vfs>) {
+        if root.exists() {
+            std::fs::remove_dir_all(root).expect("remove the last trial's directory");
+        }
+        let cfs = CrashFs::new(root).expect("a CrashFs root");
+        let fs: Arc<dyn Vfs> = Arc::new(cfs.clone());
+        (cfs, fs)
+    }
+
+    /// Trials to run: the environment variable `var` if set to a number,
+    /// else `default` (CI's count).
+    pub(crate) fn trials(var: &str, default: u64) -> u64 {
+        std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

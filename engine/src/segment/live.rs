@@ -325,10 +325,12 @@ impl LiveRam {
     }
 }
 
-/// Per-thread searchers over the segments (one io ring each).
+/// Per-thread searchers over the segments (one io ring each), by segment
+/// name. A handful at most (`max_segments`), so a list: a query finds its
+/// readers by position without hashing or allocating.
 #[derive(Default)]
 pub struct Readers {
-    by_name: HashMap<String, Searcher<Arc<DiskIndex>>>,
+    open: Vec<(String, Searcher<Arc<DiskIndex>>)>,
 }
 
 /// A mutable collection.
@@ -735,12 +737,14 @@ impl LiveCollection {
         // segment cannot hide vectors between the two): snapshot the
         // segments, start their disk searches, then search the in-RAM
         // fresh indexes while those reads are in flight.
-        let mut started: Vec<String> = Vec::new();
+        // Positions in `readers.open` of the searches started; a search's
+        // token is its index here.
+        let mut started: Vec<usize> = Vec::new();
         let mut first_err: Option<LiveError> = None;
         {
             let st = self.state.read().expect("lock");
-            let segments = st.segments.clone();
-            readers.by_name.retain(|n, _| segments.iter().any(|s| &s.name == n));
+            let segments = &st.segments;
+            readers.open.retain(|(n, _)| segments.iter().any(|s| &s.name == n));
             let fresh_n = st.active.len() + st.frozen.as_ref().map_or(0, |f| f.len());
             let total = fresh_n + segments.iter().map(|s| s.index.len()).sum::<usize>();
             let share = |n: usize| -> usize {
@@ -750,28 +754,29 @@ impl LiveCollection {
                     l
                 }
             };
-            for seg in &segments {
+            for seg in segments {
                 if seg.index.is_empty() {
                     continue;
                 }
                 let lk = share(seg.index.len()).min(seg.index.len());
                 let p = SearchParams::new(lk, lk, w.max(1));
-                let s = match readers.by_name.entry(seg.name.clone()) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        match Searcher::new(seg.index.clone(), self.opts.io, p.reader_depth(1)) {
-                            Ok(s) => v.insert(s),
-                            Err(e) => {
-                                first_err.get_or_insert(LiveError::Index(IndexError::Invalid(format!(
-                                    "cannot open a reader: {e}"
-                                ))));
-                                continue;
-                            }
+                let pos = match readers.open.iter().position(|(n, _)| n == &seg.name) {
+                    Some(pos) => pos,
+                    None => match Searcher::new(seg.index.clone(), self.opts.io, p.reader_depth(1)) {
+                        Ok(s) => {
+                            readers.open.push((seg.name.clone(), s));
+                            readers.open.len() - 1
                         }
-                    }
+                        Err(e) => {
+                            first_err.get_or_insert(LiveError::Index(IndexError::Invalid(format!(
+                                "cannot open a reader: {e}"
+                            ))));
+                            continue;
+                        }
+                    },
                 };
-                match s.start_query(started.len() as u64, q, &p) {
-                    Ok(()) => started.push(seg.name.clone()),
+                match readers.open[pos].1.start_query(started.len() as u64, q, &p) {
+                    Ok(()) => started.push(pos),
                     Err(e) => {
                         first_err.get_or_insert(LiveError::Index(IndexError::Invalid(e.to_string())));
                     }
@@ -788,8 +793,8 @@ impl LiveCollection {
         let mut results: Vec<Option<crate::search::QueryResult>> = vec![None; started.len()];
         let mut pending = started.len();
         while pending > 0 {
-            for name in &started {
-                let s = readers.by_name.get_mut(name).expect("started searcher");
+            for &pos in &started {
+                let s = &mut readers.open[pos].1;
                 if s.active() > 0 {
                     s.poll(false, &mut |tok, r| {
                         results[tok as usize] = Some(r);

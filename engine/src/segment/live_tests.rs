@@ -382,19 +382,12 @@ fn verify(
 /// collection answers searches and takes writes again.
 #[test]
 fn power_loss_trials_keep_every_acknowledged_write() {
-    let trials: u64 = std::env::var("QUARRY_LIVE_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let trials = CrashFs::trials("QUARRY_LIVE_TRIALS", 300);
     let d = tempfile::tempdir().unwrap();
     let (mut flushed_ok, mut failed_flushes, mut checked) = (0, 0, 0);
     for trial in 0..trials {
         let root = d.path().join(format!("t{}", trial % 3));
-        if root.exists() {
-            std::fs::remove_dir_all(&root).unwrap();
-        }
-        let cfs = CrashFs::new(&root).unwrap();
-        let fs: Arc<dyn Vfs> = Arc::new(cfs.clone());
+        let (cfs, fs) = CrashFs::fresh(&root);
         let dir = root.join("coll");
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(trial ^ 0x5eed);
         let mut acked: HashMap<u64, Option<Vec<f32>>> = HashMap::new();

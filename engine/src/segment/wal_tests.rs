@@ -291,19 +291,12 @@ fn retention_deletes_whole_old_segments_only() {
 /// written (never a half-applied one).
 #[test]
 fn power_loss_trials_keep_every_acknowledged_record() {
-    let trials = std::env::var("QUARRY_WAL_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000u64);
+    let trials = CrashFs::trials("QUARRY_WAL_TRIALS", 2000);
     let d = tempfile::tempdir().unwrap();
     let mut torn_cuts = 0;
     for trial in 0..trials {
         let root = d.path().join(format!("t{}", trial % 4));
-        if root.exists() {
-            std::fs::remove_dir_all(&root).unwrap();
-        }
-        let cfs = CrashFs::new(&root).unwrap();
-        let fs: Arc<dyn Vfs> = Arc::new(cfs.clone());
+        let (cfs, fs) = CrashFs::fresh(&root);
         let dir = root.join("wal");
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(trial);
         let opts = WalOptions {
@@ -764,20 +757,13 @@ fn a_failed_registry_write_changes_nothing() {
 /// (and neither unregistered nor capped since) is still there.
 #[test]
 fn power_loss_trials_keep_followers_behind_their_acks_and_readable() {
-    let trials = std::env::var("QUARRY_WAL_FOLLOWER_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150u64);
+    let trials = CrashFs::trials("QUARRY_WAL_FOLLOWER_TRIALS", 150);
     let names = ["a", "b-2", "c_3"];
     let d = tempfile::tempdir().unwrap();
     let (mut behind, mut deleted, mut checked) = (0, 0, 0);
     for trial in 0..trials {
         let root = d.path().join(format!("t{}", trial % 4));
-        if root.exists() {
-            std::fs::remove_dir_all(&root).unwrap();
-        }
-        let cfs = CrashFs::new(&root).unwrap();
-        let fs: Arc<dyn Vfs> = Arc::new(cfs.clone());
+        let (cfs, fs) = CrashFs::fresh(&root);
         let dir = root.join("wal");
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(trial ^ 0xf011_0000);
         let capped = rng.random_bool(0.3);
