@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the tests of the modules that contain `unsafe` (kernels, io readers
-# and aligned buffers, runtime pinning) under valgrind memcheck. Miri and
+# and aligned buffers, runtime pinning; the server's eventfd registration,
+# `wake`) under valgrind memcheck. Miri and
 # sanitizers are not available on this toolchain; this is the substitute.
 # valgrind hides AVX-512, so the kernels run their AVX2+FMA path here (the
 # AVX-512 path is covered by the proptests against scalar in the normal run).
@@ -21,3 +22,12 @@ for filter in kernels:: io:: runtime search::idset; do
   PROPTEST_CASES=16 QUARRY_REQUIRE_URING=1 valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
     "$bin" --test-threads=1 "$filter" --skip io::park::tests::wakes_from_another_thread
 done
+sbin=$(cargo test --release -p quarry-server --lib --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="quarry_server": print(m["executable"])' | tail -n1)
+[ -x "$sbin" ] || { echo "valgrind: could not find the server test binary" >&2; exit 1; }
+echo "== valgrind memcheck: server wake::"
+valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+  "$sbin" --test-threads=1 wake::

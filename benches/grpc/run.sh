@@ -5,9 +5,19 @@
 # closed loop at 1 client (added latency) and at saturation (QPS), with
 # each side's CPU use; then an open-loop overload at 4x the saturating
 # rate and a recovery run at half of it. The 1-client run is repeated with
-# the shards not polling (shard_poll_us = 0). quarry-bench reports, per
-# request, client latency minus the engine time inside the shard
-# (overhead_p50_us): the added latency paired request by request.
+# the shards not polling (shard_poll_us = 0) and with the network side on
+# its own thread (net_threads = 1) instead of on shard 0. quarry-bench
+# reports, per request, client latency minus the engine time inside the
+# shard (overhead_p50_us): the service path's cost paired request by
+# request.
+#
+# Added latency is measured in ROUNDS (default 5) interleaved pairs, each
+# an in-process pass (one query at a time) right before a 1-client gRPC
+# pass of the same length, because this VM's disk drifts by more than the
+# figure being measured from one minute to the next; the summary line
+# ("added-latency") gives each round's p50 difference and their median.
+# A "ping" line gives the transport floor: the gRPC health check's round
+# trip with no search.
 #
 #   benches/grpc/run.sh INDEX_DIR DATA_DIR [L] [W]
 #
@@ -34,13 +44,10 @@ json.dump({"name": "bench", "dim": m["dim"], "metric": m["metric"],
            "operation_id": "", "error": "", "vector_count": m["n"]}, open(sys.argv[2], "w"))
 PY
 Q=(--queries "$DATA/queries.fbin" --gt "$DATA/gt.ibin" --k 10 --L "$L" --W "$W")
-# In-process, one query in flight, for the added-latency comparison: the
-# engine polling its completion queue (its default, and what quarryd's
-# shards do) and blocking in io_uring_enter.
-for wait in poll block; do
-  echo "== in-process (engine), 1 thread, 1 query in flight, wait=$wait" >&2
-  "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 1 --inflight 1 --wait "$wait" --duration "$DUR" --label "in-process-1-$wait"
-done
+# In-process, one query in flight, blocking in io_uring_enter rather than
+# polling (the polling figure is in the rounds below).
+echo "== in-process (engine), 1 thread, 1 query in flight, wait=block" >&2
+"$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --wait block --latency-only --duration "$DUR" --label in-process-1-block
 echo "== in-process (engine), 2 threads x 8 in flight (saturation)" >&2
 "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 2 --inflight 8 --duration "$DUR" --label in-process
 start() {  # [config file]: start quarryd and wait until it listens
@@ -61,8 +68,31 @@ run() {  # label, quarry-bench args...
 a = sys.argv; d = json.loads(a[1]); c0, c1, t0, t1, tck = map(float, a[2:7])
 d["server_cpu_cores"] = round((c1 - c0) / tck / (t1 - t0), 3); print(json.dumps(d))' "$out" "$c0" "$c1" "$t0" "$t1" "$tck"
 }
-echo "== gRPC, 1 client (added latency)" >&2
-run grpc-1-client --clients 1 --duration "$DUR"
+echo "== transport floor: gRPC health check, 1 client" >&2
+"$T/quarry-bench" --server http://127.0.0.1:7790 --ping --duration "$DUR" --label ping
+ROUNDS=${ROUNDS:-5}
+rounds=()
+for r in $(seq "$ROUNDS"); do
+  echo "== added latency, round $r/$ROUNDS: in-process, then gRPC 1 client" >&2
+  ip=$("$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --wait poll --latency-only --duration "$DUR" --label "in-process-1-poll-r$r")
+  echo "$ip"
+  gr=$(run "grpc-1-client-r$r" --clients 1 --duration "$DUR")
+  echo "$gr"
+  rounds+=("$ip" "$gr")
+done
+python3 - "${rounds[@]}" <<'PY'
+import json, statistics, sys
+d = [json.loads(x) for x in sys.argv[1:]]
+pairs = list(zip(d[0::2], d[1::2]))
+gaps = [g["lat_p50_us"] - i["lat_p50_us"] for i, g in pairs]
+paired = [g["overhead_p50_us"] for _, g in pairs]
+print(json.dumps({"label": "added-latency", "rounds": len(pairs),
+                  "in_process_p50_us": [i["lat_p50_us"] for i, _ in pairs],
+                  "grpc_p50_us": [g["lat_p50_us"] for _, g in pairs],
+                  "added_p50_us": gaps, "added_p50_median_us": statistics.median(gaps),
+                  "paired_overhead_p50_us": paired,
+                  "paired_overhead_median_us": statistics.median(paired)}))
+PY
 # The same with the shards never polling (shard_poll_us = 0): what polling
 # buys, and what it costs in server CPU.
 stop
@@ -71,13 +101,13 @@ start "$work/nopoll.toml"
 echo "== gRPC, 1 client, shard_poll_us = 0" >&2
 run grpc-1-client-nopoll --clients 1 --duration "$DUR"
 stop
-# The network side on a 2-worker multi-threaded runtime instead of the
-# default single thread (net_threads = 1): what the hand-off between
-# network threads costs.
-printf 'net_threads = 2\n' > "$work/net2.toml"
-start "$work/net2.toml"
-echo "== gRPC, 1 client, net_threads = 2" >&2
-run grpc-1-client-net2 --clients 1 --duration "$DUR"
+# The network side on its own single-threaded runtime (net_threads = 1,
+# the default before 2026-11-22) instead of on shard 0: what waking a
+# separate network thread for each request and each reply costs.
+printf 'net_threads = 1\n' > "$work/net1.toml"
+start "$work/net1.toml"
+echo "== gRPC, 1 client, net_threads = 1" >&2
+run grpc-1-client-net1 --clients 1 --duration "$DUR"
 stop
 start
 echo "== gRPC, 16 clients (saturation)" >&2

@@ -742,7 +742,7 @@ impl DiskIndex {
     pub fn ram(&self) -> RamUsage {
         RamUsage {
             pq_codes: self.codes.len(),
-            pq_pivots: self.pq.to_bytes().len(),
+            pq_pivots: self.pq.byte_len(),
             nav: self.nav.as_ref().map_or(0, |t| t.ram_bytes()) + self.nav_codes.len(),
             cache: self.cache.ram_bytes(),
             ids: self.ids.len() * 8,

@@ -308,7 +308,7 @@ impl PqCodebook {
     /// (all little-endian; whether a rotation follows is recorded by the
     /// caller, in the pivots file's params[2]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(8 + 4 * (self.centre.len() + self.centroids.len()));
+        let mut b = Vec::with_capacity(self.byte_len());
         b.extend_from_slice(&(self.dim as u32).to_le_bytes());
         b.extend_from_slice(&(self.m as u32).to_le_bytes());
         for x in self
@@ -320,6 +320,12 @@ impl PqCodebook {
             b.extend_from_slice(&x.to_le_bytes());
         }
         b
+    }
+
+    /// Length of [`to_bytes`](Self::to_bytes)'s output (also the RAM the
+    /// codebook's tables take), without building it.
+    pub fn byte_len(&self) -> usize {
+        8 + 4 * (self.centre.len() + self.centroids.len() + self.rotation.as_ref().map_or(0, |r| r.len()))
     }
 
     /// Inverse of [`to_bytes`](Self::to_bytes); `Err` names what is wrong.
@@ -534,6 +540,7 @@ mod tests {
         assert_eq!(codes, pq1.encode_all(&x, 1));
         // Serialisation round trip.
         assert_eq!(PqCodebook::from_bytes(&pq.to_bytes(), false).unwrap(), pq);
+        assert_eq!(pq.byte_len(), pq.to_bytes().len());
     }
 
     #[test]
@@ -600,6 +607,7 @@ mod tests {
         let (e0, e1) = (err(&plain), err(&opq));
         assert!(e1 < 0.8 * e0, "OPQ error {e1} vs plain {e0}");
         assert_eq!(PqCodebook::from_bytes(&opq.to_bytes(), true).unwrap(), opq);
+        assert_eq!(opq.byte_len(), opq.to_bytes().len());
         assert!(PqCodebook::from_bytes(&opq.to_bytes(), false).is_err());
         // ADC with the rotation still matches the distance to the decoded vector.
         let mut t = AdcTable::default();

@@ -18,6 +18,24 @@ pub fn pin_to_core(core: usize) -> bool {
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
+/// Let the calling thread run on every CPU again (undo [`pin_to_core`]).
+/// Threads inherit their creator's affinity, so a thread spawned by a
+/// pinned shard (a tokio blocking-pool thread running a build, say) calls
+/// this first. Returns whether the kernel accepted it.
+pub fn unpin() -> bool {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // SAFETY: as in `pin_to_core`: a zeroed cpu_set_t is a valid empty set
+    // and every index set is below the CPU count, far below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in 0..cpus.min(libc::CPU_SETSIZE as usize) {
+        // SAFETY: see above.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 = the calling thread; the pointer and size describe
+    // `set`, which outlives the call.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
 fn status_kib(field: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()

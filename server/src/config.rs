@@ -59,12 +59,15 @@ pub struct Config {
     /// VM) at the cost of a busy core while there is traffic; 0 = always
     /// sleep in the kernel (no CPU while waiting, higher latency).
     pub shard_poll_us: u64,
-    /// Threads for the network side (tonic/h2). 1 = a single-threaded
-    /// runtime: every reply from a shard wakes the one thread that owns the
-    /// connection, with no work-stealing hand-off between network threads
-    /// (measured on the dev set: reply wake-up p50 9.5 against 17-23 us
-    /// with 2 workers, the same saturation QPS). More threads only pay
-    /// off when TLS or very many connections load the network side.
+    /// Where the network side (tonic/h2) runs. 0 (the default) = on shard
+    /// 0's own thread: the shard turns a single-threaded tokio runtime
+    /// from its loop, so a request is read, searched (when it lands on
+    /// shard 0) and answered without waking another thread, and while the
+    /// shard polls, arriving requests need no wake-up at all. 1 = a
+    /// separate single-threaded runtime (each request and each reply
+    /// wakes it); N > 1 = a multi-threaded runtime with N workers, which
+    /// only pays off when TLS or very many connections load the network
+    /// side. See ARCHITECTURE.md for the measurements.
     pub net_threads: usize,
     /// RAM the open indexes (PQ codes, navigation tier, cache, id maps)
     /// plus running builds may use, MiB. Opening or building past it is
@@ -142,7 +145,7 @@ impl Default for Config {
             queue_depth: 256,
             inflight_per_shard: 32,
             shard_poll_us: 2000,
-            net_threads: 1,
+            net_threads: 0,
             memory_budget_mb: 8192,
             drain_timeout_secs: 10.0,
             max_batch: 1024,
@@ -305,8 +308,8 @@ impl Config {
                 self.max_inflight_writes
             ));
         }
-        if !(1..=64).contains(&self.net_threads) {
-            return bad(format!("net_threads = {} is out of range 1..=64", self.net_threads));
+        if self.net_threads > 64 {
+            return bad(format!("net_threads = {} is out of range 0..=64", self.net_threads));
         }
         if !(1..=1024).contains(&self.inflight_per_shard) {
             return bad(format!(
@@ -376,10 +379,16 @@ mod tests {
         assert!(e.contains("max_k = 0"), "{e}");
         let c = Config::from_toml("io = \"spdk\"").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("spdk"));
-        let c = Config::from_toml("net_threads = 0").unwrap();
+        let c = Config::from_toml("net_threads = 65").unwrap();
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("net_threads = 0") && e.contains("1..=64"), "{e}");
+        assert!(e.contains("net_threads = 65") && e.contains("0..=64"), "{e}");
         assert_eq!(Config::from_toml("net_threads = 4").unwrap().net_threads, 4);
+        assert_eq!(
+            Config::default().net_threads,
+            0,
+            "the network side runs on shard 0 by default"
+        );
+        Config::from_toml("net_threads = 0").unwrap().validate().unwrap();
         for (toml, names) in [
             (
                 "wal_retain_max_mb = 10",

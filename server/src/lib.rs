@@ -9,13 +9,17 @@
 //! - [`catalog`]: collections on disk, builds, the memory budget;
 //! - [`live`]: mutable collections, their write limits and the flusher;
 //! - [`shard`]: pinned search threads with bounded queues;
+//! - [`wake`]: a shard's eventfd in the network runtime's epoll;
 //! - [`service`]: the gRPC handlers and every request limit;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`notify`]: systemd's notify protocol and watchdog.
 //!
-//! The network runs on a small tokio runtime; searches run on the shards
-//! (see ARCHITECTURE.md for why the shards are our own io_uring loop rather
-//! than glommio executors).
+//! The gRPC server runs on a single-threaded tokio runtime that shard 0
+//! turns from its own loop (`net_threads = 0`, the default), or on a
+//! separate runtime (`net_threads >= 1`); searches run on the shards. The
+//! control side (signals, metrics, watchdog) runs on the caller's runtime.
+//! See ARCHITECTURE.md for why the shards are our own io_uring loop rather
+//! than glommio executors.
 
 pub mod catalog;
 pub mod config;
@@ -25,6 +29,7 @@ pub mod metrics;
 pub mod notify;
 pub mod service;
 pub mod shard;
+pub mod wake;
 
 use anyhow::Context;
 use std::sync::atomic::Ordering;
@@ -56,17 +61,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog);
     catalog.start_flusher().context("starting the flusher thread")?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let shards = Arc::new(
-        shard::Shards::start(
-            cfg.shard_count(),
-            cfg.queue_depth,
-            cfg.inflight_per_shard,
-            std::time::Duration::from_micros(cfg.shard_poll_us),
-            io,
-            metrics.clone(),
-        )
-        .context("starting the search shards")?,
-    );
+    // net_threads = 0: the network side runs on shard 0's thread (see
+    // `shard`); otherwise on this runtime.
+    let (shards, net) = shard::Shards::start(
+        cfg.shard_count(),
+        cfg.queue_depth,
+        cfg.inflight_per_shard,
+        std::time::Duration::from_micros(cfg.shard_poll_us),
+        io,
+        metrics.clone(),
+        cfg.net_threads == 0,
+    )
+    .context("starting the search shards")?;
+    let shards = Arc::new(shards);
     let state = Arc::new(service::AppState {
         config: cfg.clone(),
         catalog: catalog.clone(),
@@ -77,9 +84,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         write_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_writes)),
     });
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (listen)", cfg.listen))?;
+    // Bound here, registered with the runtime that serves it (below).
+    let listener =
+        std::net::TcpListener::bind(cfg.listen).with_context(|| format!("cannot listen on {} (listen)", cfg.listen))?;
+    listener.set_nonblocking(true)?;
     let grpc_addr = listener.local_addr()?;
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
         .await
@@ -115,19 +123,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(error::OversizeStatusLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(query)
         .add_service(collections)
         .add_service(write)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = grpc_stop.changed().await;
-        });
-    let mut server = tokio::spawn(server);
+        .add_service(admin);
+    let server = async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_stop.changed().await;
+            })
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let mut server = match &net {
+        Some(shard0) => shard0.spawn(server),
+        None => tokio::spawn(server),
+    };
     let render_state = state.clone();
     let render: Arc<dyn Fn() -> String + Send + Sync> =
         Arc::new(move || render_state.metrics.render(&render_state.render_gauges()));

@@ -73,8 +73,9 @@ fn main() -> anyhow::Result<()> {
         fmt.init();
     }
     cfg.validate()?;
-    // The network side needs little CPU and the cores belong to the
-    // shards: by default one thread (see `net_threads`).
+    // This runtime runs the control side (signals, metrics, watchdog) and,
+    // with `net_threads >= 1`, the gRPC server too; with the default
+    // `net_threads = 0` the gRPC server runs on shard 0's thread.
     let rt = if cfg.net_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .thread_name("net")

@@ -26,6 +26,7 @@ use crate::catalog::OpenIndex;
 use crate::error::ServiceError;
 use crate::live::{live_error, Live};
 use crate::metrics::Metrics;
+use crate::wake::WakeFd;
 use crossbeam_queue::ArrayQueue;
 use quarry_engine::index::DiskIndex;
 use quarry_engine::io::{IoBackend, Parker, Waker};
@@ -114,7 +115,10 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// Start `n` shards, shard i pinned to core i mod cores.
+    /// Start `n` shards, shard i pinned to core i mod cores. With
+    /// `host_net`, shard 0 also runs a single-threaded tokio runtime for
+    /// the network side, turned from its loop; its handle is returned so
+    /// the caller can spawn the gRPC server onto it.
     pub fn start(
         n: usize,
         queue_depth: usize,
@@ -122,18 +126,35 @@ impl Shards {
         poll_window: Duration,
         io: IoBackend,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<Shards> {
+        host_net: bool,
+    ) -> std::io::Result<(Shards, Option<tokio::runtime::Handle>)> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut shards = Vec::with_capacity(n);
+        let mut net = None;
         for i in 0..n {
             let queue = Arc::new(ArrayQueue::new(queue_depth));
             let parker = Parker::new()?;
             let waker = parker.waker();
             let counters = Arc::new(ShardCounters::default());
             let (q, c, s, m) = (queue.clone(), counters.clone(), stop.clone(), metrics.clone());
+            let rt = if host_net && i == 0 {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name("net-blocking")
+                    // Blocking-pool threads (builds, WAL writes) would
+                    // inherit shard 0's pin to one core.
+                    .on_thread_start(|| {
+                        quarry_engine::runtime::unpin();
+                    })
+                    .build()?;
+                net = Some(rt.handle().clone());
+                Some(rt)
+            } else {
+                None
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
-                .spawn(move || shard_main(i, q, parker, c, s, inflight, poll_window, io, m))?;
+                .spawn(move || shard_main(i, q, parker, c, s, inflight, poll_window, io, m, rt))?;
             shards.push(Shard {
                 queue,
                 waker,
@@ -141,11 +162,14 @@ impl Shards {
                 thread: std::sync::Mutex::new(Some(thread)),
             });
         }
-        Ok(Shards {
-            shards,
-            next: AtomicUsize::new(0),
-            stop,
-        })
+        Ok((
+            Shards {
+                shards,
+                next: AtomicUsize::new(0),
+                stop,
+            },
+            net,
+        ))
     }
 
     /// Number of shards.
@@ -298,10 +322,36 @@ fn shard_main(
     poll_window: Duration,
     io: IoBackend,
     metrics: Arc<Metrics>,
+    net: Option<tokio::runtime::Runtime>,
 ) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     quarry_engine::runtime::pin_to_core(id % cores);
-    tracing::debug!(shard = id, parks_in_uring = parker.uses_uring(), "shard started");
+    tracing::debug!(
+        shard = id,
+        parks_in_uring = parker.uses_uring(),
+        hosts_network = net.is_some(),
+        "shard started"
+    );
+    // The network side's runtime, when this shard hosts it: its eventfd is
+    // registered with the runtime's epoll so that one sleep covers
+    // requests from the network, jobs from other shards' handlers and read
+    // completions alike.
+    let net = match net {
+        Some(rt) => {
+            let fd = {
+                let _in = rt.enter();
+                WakeFd::register(&parker)
+            };
+            match fd {
+                Ok(fd) => Some((rt, fd)),
+                Err(e) => {
+                    tracing::error!(shard = id, error = %e, "cannot register the shard's eventfd with the network runtime; the network side stops");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let mut lanes: HashMap<u64, Lane> = HashMap::new();
     let mut live_readers: HashMap<u64, (Arc<Live>, Readers)> = HashMap::new();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
@@ -310,6 +360,13 @@ fn shard_main(
     let mut last_gc = Instant::now();
     let mut last_progress = Instant::now();
     loop {
+        if let Some((rt, _)) = &net {
+            // One turn of the network runtime: tasks already woken run
+            // (replies from this or another shard get written), epoll is
+            // checked without sleeping, and newly readable connections are
+            // read on the next turn.
+            rt.block_on(tokio::task::yield_now());
+        }
         let mut progress = false;
         // Admit new jobs while there is room.
         while active < inflight_max {
@@ -438,6 +495,16 @@ fn shard_main(
             std::thread::yield_now();
             continue;
         }
+        if let Some((rt, fd)) = &net {
+            // Sleep in the runtime's epoll until a connection has data, a
+            // handler pushes a job, or a read completes (the last two
+            // signal the eventfd). Handlers run meanwhile.
+            if let Err(e) = rt.block_on(fd.wait(&parker)) {
+                tracing::error!(shard = id, error = %e, "waiting on the eventfd failed; backing off");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            continue;
+        }
         if busy_lanes == 1 && queue.is_empty() {
             // One ring has reads in flight: wait on it directly (one
             // io_uring_enter per completion, as in-process). A request that
@@ -457,6 +524,13 @@ fn shard_main(
             tracing::error!(shard = id, error = %e, "parking failed; backing off");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+    if let Some((rt, fd)) = net {
+        drop(fd);
+        // Connections still open after the drain are cut; a build still
+        // running on the blocking pool is abandoned (a restart marks it
+        // FAILED), rather than holding up the exit.
+        rt.shutdown_background();
     }
     tracing::debug!(shard = id, "shard stopped");
 }

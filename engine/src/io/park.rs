@@ -100,6 +100,49 @@ impl Parker {
         Waker { fd: self.fd.clone() }
     }
 
+    /// Make the eventfd non-blocking, for a caller that waits for it in an
+    /// event loop (epoll) and then [`try_consume`](Self::try_consume)s it
+    /// instead of calling [`park`](Self::park). `park` keeps working on
+    /// io_uring (the kernel polls a non-blocking eventfd); the `read(2)`
+    /// fallback would spin, so event-loop callers do not use it.
+    pub fn set_nonblocking(&self) -> std::io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: F_GETFL / F_SETFL on a descriptor we own; no pointers.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// A second descriptor for the eventfd (for an event loop to register;
+    /// it shares the counter and the non-blocking flag).
+    pub fn try_clone_fd(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    /// Take a pending wake-up without sleeping: `Ok(true)` if one had been
+    /// signalled (the counter is reset), `Ok(false)` if none had. Needs
+    /// [`set_nonblocking`](Self::set_nonblocking) first.
+    pub fn try_consume(&self) -> std::io::Result<bool> {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live local from our eventfd.
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        if r == 8 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock => Ok(false),
+            std::io::ErrorKind::Interrupted => self.try_consume(),
+            _ => Err(e),
+        }
+    }
+
     /// Whether the parker sleeps in io_uring (else in read(2)).
     pub fn uses_uring(&self) -> bool {
         self.ring.is_some()
@@ -212,6 +255,17 @@ mod tests {
             "park returned before the wake"
         );
         t.join().unwrap();
+    }
+
+    #[test]
+    fn try_consume_takes_each_wake_once() {
+        let p = Parker::new().unwrap();
+        p.set_nonblocking().unwrap();
+        assert!(!p.try_consume().unwrap(), "nothing signalled yet");
+        p.waker().wake();
+        p.waker().wake();
+        assert!(p.try_consume().unwrap());
+        assert!(!p.try_consume().unwrap(), "two wakes before a consume are one");
     }
 
     #[test]

@@ -60,14 +60,32 @@ impl UringReader {
         let (file, direct) = open_direct(path)?;
         let entries = depth.next_power_of_two() as u32;
         let ring = match std::env::var("QUARRY_URING_SETUP").as_deref() {
-            // Experimental: completions are run only when this thread
-            // enters the kernel to wait for them (no task-work interrupts).
-            Ok("defer") => IoUring::builder()
+            // The kernel's defaults: a completion is posted by task work that
+            // interrupts this thread (an inter-processor interrupt when the
+            // disk's interrupt lands on another core).
+            Ok("plain") => IoUring::new(entries),
+            Ok("coop") => IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .build(entries),
+            // Default: completions are run when this thread asks for them
+            // (DEFER_TASKRUN), never by interrupting it; the TASKRUN flag
+            // tells a polling caller when to ask (see `complete`). The ring
+            // then belongs to the thread that created it (SINGLE_ISSUER),
+            // which is how every reader is used. Kernels before 6.1 refuse
+            // the flags; those get the plain ring.
+            _ => IoUring::builder()
                 .setup_single_issuer()
                 .setup_defer_taskrun()
-                .build(entries),
-            Ok("coop") => IoUring::builder().setup_coop_taskrun().build(entries),
-            _ => IoUring::new(entries),
+                .setup_taskrun_flag()
+                .build(entries)
+                .or_else(|e| {
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    ONCE.call_once(|| {
+                        tracing::info!(error = %e, "io_uring DEFER_TASKRUN refused (kernel < 6.1?); using plain rings");
+                    });
+                    IoUring::new(entries)
+                }),
         }
         .map_err(|e| setup("io_uring", e))?;
         ring.submitter()
@@ -198,7 +216,11 @@ impl SectorReader for UringReader {
         let before = out.len();
         self.reap(out);
         let want = min_complete.saturating_sub(out.len() - before).min(self.in_flight);
-        if self.unsubmitted > 0 || want > 0 {
+        // With DEFER_TASKRUN a finished read is only posted to the
+        // completion queue when this thread enters the kernel with
+        // GETEVENTS; the TASKRUN flag says one is waiting, so a polling
+        // caller (min_complete 0) enters only then.
+        if self.unsubmitted > 0 || want > 0 || self.ring.submission().taskrun() {
             loop {
                 match self.ring.submit_and_wait(want) {
                     Ok(_) => break,

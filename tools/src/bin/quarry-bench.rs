@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value = "")]
     collection: String,
     /// Query vectors (cycled through).
-    #[arg(long, required_unless_present = "plot_from")]
+    #[arg(long, required_unless_present_any = ["plot_from", "ping"])]
     queries: Option<PathBuf>,
     /// Ground truth (.ibin) for recall@k.
     #[arg(long)]
@@ -79,12 +79,22 @@ struct Args {
     /// over gRPC (the comparison for gRPC overhead).
     #[arg(long)]
     in_process: Option<PathBuf>,
+    /// In-process: measure only the one-query-at-a-time latency (for
+    /// `duration` seconds), not the saturation QPS.
+    #[arg(long, requires = "in_process")]
+    latency_only: bool,
     /// In-process: threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// In-process: queries in flight per thread.
     #[arg(long, default_value_t = 8)]
     inflight: usize,
+    /// Transport floor: instead of searching, one client sends the gRPC
+    /// health check (`grpc.health.v1.Health/Check`) back to back for `--duration` seconds and the
+    /// round trip's percentiles are printed (what tonic, HTTP/2 and the
+    /// loopback path cost on this machine with no search in the way).
+    #[arg(long, conflicts_with_all = ["in_process", "rate", "plot_from"])]
+    ping: bool,
     /// Label put in the JSON (and the plot's series name).
     #[arg(long, default_value = "")]
     label: String,
@@ -128,6 +138,10 @@ fn main() -> Result<()> {
         plot::plot(&points, out, &a.title)?;
         eprintln!("quarry-bench: {} points plotted to {}", points.len(), out.display());
         return Ok(());
+    }
+    if a.ping {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        return rt.block_on(ping(&a));
     }
     let qpath = a.queries.clone().context("--queries is required")?;
     let file = quarry_engine::dataset::VectorFile::open(&qpath)?;
@@ -337,6 +351,43 @@ async fn remote(
     Ok(())
 }
 
+/// `--ping`: the round trip of the cheapest RPC, one at a time.
+async fn ping(a: &Args) -> Result<()> {
+    let ch = tonic::transport::Channel::from_shared(a.server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(ch);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let t0 = Instant::now();
+    let warm = Duration::from_secs_f64(a.warmup);
+    let total = warm + Duration::from_secs_f64(a.duration);
+    let mut cpu0 = None;
+    while t0.elapsed() < total {
+        let t = Instant::now();
+        client
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .context("the health check failed")?;
+        if t0.elapsed() >= warm {
+            cpu0.get_or_insert_with(cpu_seconds);
+            hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
+        }
+    }
+    let cpu = cpu_seconds() - cpu0.unwrap_or_else(cpu_seconds);
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": a.label, "mode": "ping", "calls": hist.len(),
+            "rtt_p10_us": hist.value_at_quantile(0.1),
+            "rtt_p50_us": hist.value_at_quantile(0.5),
+            "rtt_p99_us": hist.value_at_quantile(0.99),
+            "client_cpu_cores": cpu / a.duration,
+        })
+    );
+    Ok(())
+}
+
 fn in_process(
     a: &Args,
     dir: &std::path::Path,
@@ -358,17 +409,43 @@ fn in_process(
     // minus the network).
     let mut s = Searcher::new(&index, io, a.w as usize)?;
     s.set_wait_mode(a.wait);
+    // Timed like a gRPC run: `warmup` seconds unrecorded, then `duration`
+    // seconds, cycling through the queries.
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let (mut hits, mut judged) = (0u64, 0u64);
-    for (qi, q) in queries.chunks_exact(dim).enumerate() {
+    let t_start = Instant::now();
+    let warm = Duration::from_secs_f64(a.warmup);
+    let total = warm + Duration::from_secs_f64(a.duration);
+    let mut qi = 0usize;
+    while t_start.elapsed() < total {
+        let q = &queries[qi * dim..(qi + 1) * dim];
         let t = Instant::now();
         let (res, _) = s.search(q, &p)?;
-        hist.record(t.elapsed().as_micros().max(1) as u64)?;
-        let (h, j) = judge(gt, qi, a.k as usize, res.iter().map(|n| n.id));
-        hits += h;
-        judged += j;
+        if t_start.elapsed() >= warm {
+            hist.record(t.elapsed().as_micros().max(1) as u64)?;
+            let (h, j) = judge(gt, qi, a.k as usize, res.iter().map(|n| n.id));
+            hits += h;
+            judged += j;
+        }
+        qi = (qi + 1) % nq;
     }
     drop(s);
+    if a.latency_only {
+        println!(
+            "{}",
+            serde_json::json!({
+                "label": a.label, "mode": "in-process", "threads": 1, "inflight": 1, "wait": a.wait.to_string(),
+                "k": a.k, "L": l, "W": a.w, "queries": nq,
+                "qps": hist.len() as f64 / a.duration,
+                "lat_p50_us": hist.value_at_quantile(0.5),
+                "lat_p99_us": hist.value_at_quantile(0.99),
+                "lat_p999_us": hist.value_at_quantile(0.999),
+                "lat_mean_us": hist.mean(),
+                "recall_at_k": if judged > 0 { Some(hits as f64 / judged as f64) } else { None },
+            })
+        );
+        return Ok(());
+    }
     // Saturation: every query on `threads` threads, passes until
     // `duration` has elapsed.
     let cpu0 = cpu_seconds();
