@@ -21,6 +21,12 @@
 //! rings are busy, it parks in `io_uring_enter` on its parking ring
 //! ([`quarry_engine::io::Parker`]); completions on its data rings and new
 //! jobs both signal the same eventfd, so it wakes for either.
+//!
+//! With `net_threads = 0` shard 0 also hosts the network side: it turns a
+//! current-thread tokio runtime (the gRPC server) once per loop iteration,
+//! and instead of the two waits above it sleeps in that runtime's epoll,
+//! where its eventfd is registered ([`crate::wake`]), so a connection with
+//! data wakes it too.
 
 use crate::catalog::OpenIndex;
 use crate::error::ServiceError;

@@ -430,45 +430,34 @@ fn in_process(
         qi = (qi + 1) % nq;
     }
     drop(s);
-    if a.latency_only {
-        println!(
-            "{}",
-            serde_json::json!({
-                "label": a.label, "mode": "in-process", "threads": 1, "inflight": 1, "wait": a.wait.to_string(),
-                "k": a.k, "L": l, "W": a.w, "queries": nq,
-                "qps": hist.len() as f64 / a.duration,
-                "lat_p50_us": hist.value_at_quantile(0.5),
-                "lat_p99_us": hist.value_at_quantile(0.99),
-                "lat_p999_us": hist.value_at_quantile(0.999),
-                "lat_mean_us": hist.mean(),
-                "recall_at_k": if judged > 0 { Some(hits as f64 / judged as f64) } else { None },
-            })
-        );
-        return Ok(());
-    }
-    // Saturation: every query on `threads` threads, passes until
-    // `duration` has elapsed.
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    let mut done = 0usize;
-    while t0.elapsed().as_secs_f64() < a.duration {
-        let r = search_parallel(&index, queries, &p, a.threads, a.inflight, io, a.wait)?;
-        done += r.len();
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
+    // Saturation (unless --latency-only): every query on `threads` threads,
+    // passes until `duration` has elapsed.
+    let (threads, inflight, qps, cpu_cores) = if a.latency_only {
+        (1, 1, hist.len() as f64 / a.duration, None)
+    } else {
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        let mut done = 0usize;
+        while t0.elapsed().as_secs_f64() < a.duration {
+            let r = search_parallel(&index, queries, &p, a.threads, a.inflight, io, a.wait)?;
+            done += r.len();
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        (a.threads, a.inflight, done as f64 / wall, Some(cpu / wall))
+    };
     println!(
         "{}",
         serde_json::json!({
-            "label": a.label, "mode": "in-process", "threads": a.threads, "inflight": a.inflight, "wait": a.wait.to_string(),
+            "label": a.label, "mode": "in-process", "threads": threads, "inflight": inflight, "wait": a.wait.to_string(),
             "k": a.k, "L": l, "W": a.w, "queries": nq,
-            "qps": done as f64 / wall,
+            "qps": qps,
             "lat_p50_us": hist.value_at_quantile(0.5),
             "lat_p99_us": hist.value_at_quantile(0.99),
             "lat_p999_us": hist.value_at_quantile(0.999),
             "lat_mean_us": hist.mean(),
             "recall_at_k": if judged > 0 { Some(hits as f64 / judged as f64) } else { None },
-            "cpu_cores": cpu / wall,
+            "cpu_cores": cpu_cores,
         })
     );
     Ok(())
