@@ -11,11 +11,15 @@
 # shard (overhead_p50_us): the service path's cost paired request by
 # request.
 #
-# Added latency is measured in ROUNDS (default 5) interleaved pairs, each
-# an in-process pass (one query at a time) right before a 1-client gRPC
-# pass of the same length, because this VM's disk drifts by more than the
-# figure being measured from one minute to the next; the summary line
-# ("added-latency") gives each round's p50 difference and their median.
+# Added latency is measured in ROUNDS (default 5) runs of quarry-bench
+# --interleave: one client alternates 500 ms blocks of in-process searches
+# (one query at a time, on the same index) with 500 ms blocks of 1-client
+# gRPC searches, because this VM's disk drifts by more than the figure
+# being measured from one minute to the next; the summary line
+# ("added-latency") gives each round's p50 difference and their median,
+# the paired overhead, and its split into the service's own code path
+# (handler time minus shard time) and the transport (client latency minus
+# handler time).
 # A "ping" line gives the transport floor: the gRPC health check's round
 # trip with no search.
 #
@@ -73,25 +77,25 @@ echo "== transport floor: gRPC health check, 1 client" >&2
 ROUNDS=${ROUNDS:-5}
 rounds=()
 for r in $(seq "$ROUNDS"); do
-  echo "== added latency, round $r/$ROUNDS: in-process, then gRPC 1 client" >&2
-  ip=$("$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --wait poll --latency-only --duration "$DUR" --label "in-process-1-poll-r$r")
-  echo "$ip"
-  gr=$(run "grpc-1-client-r$r" --clients 1 --duration "$DUR")
-  echo "$gr"
-  rounds+=("$ip" "$gr")
+  echo "== added latency, round $r/$ROUNDS: in-process and gRPC 1 client, interleaved in 500 ms blocks" >&2
+  il=$("$T/quarry-bench" --server http://127.0.0.1:7790 --collection bench --interleave "$IDX" "${Q[@]}" \
+        --wait poll --duration "$DUR" --label "interleaved-r$r")
+  echo "$il"
+  rounds+=("$il")
 done
 python3 - "${rounds[@]}" <<'PY'
 import json, statistics, sys
 d = [json.loads(x) for x in sys.argv[1:]]
-pairs = list(zip(d[0::2], d[1::2]))
-gaps = [g["lat_p50_us"] - i["lat_p50_us"] for i, g in pairs]
-paired = [g["overhead_p50_us"] for _, g in pairs]
-print(json.dumps({"label": "added-latency", "rounds": len(pairs),
-                  "in_process_p50_us": [i["lat_p50_us"] for i, _ in pairs],
-                  "grpc_p50_us": [g["lat_p50_us"] for _, g in pairs],
-                  "added_p50_us": gaps, "added_p50_median_us": statistics.median(gaps),
-                  "paired_overhead_p50_us": paired,
-                  "paired_overhead_median_us": statistics.median(paired)}))
+col = lambda k: [x[k] for x in d]
+print(json.dumps({"label": "added-latency", "rounds": len(d),
+                  "in_process_p50_us": col("in_process_p50_us"), "grpc_p50_us": col("grpc_p50_us"),
+                  "added_p50_us": col("added_p50_us"),
+                  "added_p50_median_us": statistics.median(col("added_p50_us")),
+                  "paired_overhead_p50_us": col("overhead_p50_us"),
+                  "paired_overhead_median_us": statistics.median(col("overhead_p50_us")),
+                  "shard_minus_in_process_p50_us": [x["shard_p50_us"] - x["in_process_p50_us"] for x in d],
+                  "transport_p50_us": col("transport_p50_us"),
+                  "server_path_p50_us": col("server_path_p50_us")}))
 PY
 # The same with the shards never polling (shard_poll_us = 0): what polling
 # buys, and what it costs in server CPU.

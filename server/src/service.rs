@@ -322,7 +322,9 @@ impl AppState {
     }
 }
 
-fn outcome_to_pb(o: SearchOutcome) -> pb::SearchResponse {
+/// The answer for the wire; `handler_start` is when the handler had the
+/// decoded request.
+fn outcome_to_pb(o: SearchOutcome, handler_start: Instant) -> pb::SearchResponse {
     pb::SearchResponse {
         neighbors: o
             .neighbors
@@ -338,6 +340,7 @@ fn outcome_to_pb(o: SearchOutcome) -> pb::SearchResponse {
             cache_hits: o.stats.cache_hits,
             shard_micros: o.stats.micros,
             queue_micros: o.queue_micros,
+            handler_micros: handler_start.elapsed().as_secs_f64() * 1e6,
         }),
     }
 }
@@ -349,6 +352,7 @@ pub struct QuerySvc(pub Arc<AppState>);
 #[tonic::async_trait]
 impl pb::query_server::Query for QuerySvc {
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
+        let start = Instant::now();
         let st = &self.0;
         let deadline = deadline_of(&req);
         let r = req.into_inner();
@@ -360,7 +364,7 @@ impl pb::query_server::Query for QuerySvc {
             st.search_one(open, r.vector, params, deadline).await
         };
         match run.await {
-            Ok(o) => Ok(Response::new(outcome_to_pb(o))),
+            Ok(o) => Ok(Response::new(outcome_to_pb(o, start))),
             Err(e) => st.fail(e),
         }
     }
@@ -369,6 +373,7 @@ impl pb::query_server::Query for QuerySvc {
         &self,
         req: Request<pb::SearchBatchRequest>,
     ) -> Result<Response<pb::SearchBatchResponse>, Status> {
+        let start = Instant::now();
         let st = &self.0;
         let deadline = deadline_of(&req);
         let r = req.into_inner();
@@ -402,7 +407,7 @@ impl pb::query_server::Query for QuerySvc {
                 let o = rx
                     .await
                     .map_err(|_| ServiceError::Unavailable("the shard stopped before answering".into()))??;
-                results.push(outcome_to_pb(o));
+                results.push(outcome_to_pb(o, start));
             }
             Ok(pb::SearchBatchResponse { results })
         };

@@ -77,6 +77,13 @@ async fn build_search_get_and_every_bad_input() {
         .map(|r| r.neighbors.iter().map(|n| n.id).collect())
         .collect();
     assert_eq!(b, got[..10].to_vec());
+    // Every answer carries the server's timings: the handler's time spans
+    // the queue and the shard's time.
+    for r in &batch.results {
+        let s = r.stats.as_ref().expect("stats");
+        assert!(s.shard_micros > 0.0, "{s:?}");
+        assert!(s.handler_micros >= s.shard_micros + s.queue_micros, "{s:?}");
+    }
 
     // Get returns the stored vector (f32 at this dimension).
     let g = q

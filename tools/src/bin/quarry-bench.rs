@@ -14,7 +14,15 @@
 //! Prints one JSON object: QPS, p50/p99/p99.9 (hdrhistogram), recall@k,
 //! statuses by code, this process's own CPU use (it shares the cores), and
 //! per request the overhead (client latency minus the engine's time in the
-//! shard, `overhead_p50_us`) and that engine time (`shard_p50_us`).
+//! shard, `overhead_p50_us`) and that engine time (`shard_p50_us`). The
+//! overhead is split in two with the handler's own timing: the service's
+//! code path (`server_path_p50_us`: validation, queue, hand-offs) and the
+//! transport (`transport_p50_us`: encoding, HTTP/2, the network).
+//!
+//! `--interleave INDEX_DIR` measures the 1-client added latency: it
+//! alternates blocks (`--block-ms`) of gRPC searches with blocks of the
+//! same engine searches in-process on the index quarryd serves, so both
+//! sides see the same disk conditions.
 //!
 //! ```text
 //! quarry-bench --plot-from results.jsonl --plot out.png [--title T]
@@ -95,6 +103,18 @@ struct Args {
     /// loopback path cost on this machine with no search in the way).
     #[arg(long, conflicts_with_all = ["in_process", "rate", "plot_from"])]
     ping: bool,
+    /// Added latency, interleaved: one client alternates blocks of
+    /// `--block-ms` of searches over gRPC with blocks of the same searches
+    /// in-process on this index directory (the one quarryd serves), for
+    /// `--duration` seconds, and prints both sides' percentiles and the
+    /// difference of their p50s. Alternating every fraction of a second
+    /// puts both sides under the same disk conditions, which drift by more
+    /// than the difference from one minute to the next on a VM.
+    #[arg(long, conflicts_with_all = ["in_process", "rate", "plot_from", "ping"])]
+    interleave: Option<PathBuf>,
+    /// `--interleave`: milliseconds per block.
+    #[arg(long, default_value_t = 500, requires = "interleave")]
+    block_ms: u64,
     /// Label put in the JSON (and the plot's series name).
     #[arg(long, default_value = "")]
     label: String,
@@ -126,6 +146,12 @@ struct Tally {
     overhead: Histogram<u64>,
     /// The engine's own time per request inside the shard.
     shard: Histogram<u64>,
+    /// Split of `overhead`: what the service's own code path adds
+    /// (handler time minus shard time: validation, queue, hand-offs)...
+    server_path: Histogram<u64>,
+    /// ...and the transport (client latency minus handler time: encoding,
+    /// HTTP/2, the network, both ways).
+    transport: Histogram<u64>,
     codes: std::collections::BTreeMap<String, u64>,
     hits: u64,
     judged: u64,
@@ -163,7 +189,7 @@ fn main() -> Result<()> {
         None => None,
     };
     if let Some(dir) = &a.in_process {
-        return in_process(&a, dir, &queries, dim, nq, gt.as_deref());
+        return in_process(&a, dir, &Workload::new(&queries, dim, nq, gt.as_deref()));
     }
     if a.collection.is_empty() {
         bail!("--collection is required (or --in-process INDEX_DIR)");
@@ -171,7 +197,37 @@ fn main() -> Result<()> {
     // One thread: the client shares the machine's cores with quarryd, and
     // a single-threaded runtime avoids a cross-thread hand-off per reply.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let Some(dir) = a.interleave.clone() {
+        return rt.block_on(interleaved(&a, &dir, &Workload::new(&queries, dim, nq, gt.as_deref())));
+    }
     rt.block_on(remote(a, queries, dim, nq, gt))
+}
+
+/// One answered request's latency, split by the server's own timings.
+struct Split {
+    /// Client latency minus the shard's time.
+    overhead: u64,
+    /// The shard's time.
+    shard: u64,
+    /// The handler's time minus the shard's.
+    server_path: u64,
+    /// Client latency minus the handler's time.
+    transport: u64,
+}
+
+impl Split {
+    /// `us`: client latency; `stats`: the server's figures (absent from a
+    /// server that sends none, which then count as zero).
+    fn of(us: u64, stats: Option<&pb::QueryStats>) -> Split {
+        let (shard, handler) = stats.map_or((0.0, 0.0), |s| (s.shard_micros, s.handler_micros));
+        let clamp = |x: f64| x.max(1.0) as u64;
+        Split {
+            overhead: clamp(us as f64 - shard),
+            shard: clamp(shard),
+            server_path: clamp(handler - shard),
+            transport: clamp(us as f64 - handler),
+        }
+    }
 }
 
 /// (true neighbours found, neighbours judged) for query `qi`; (0, 0)
@@ -201,6 +257,8 @@ async fn remote(
         hist: Histogram::new_with_bounds(1, 120_000_000, 3)?,
         overhead: Histogram::new_with_bounds(1, 120_000_000, 3)?,
         shard: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        server_path: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        transport: Histogram::new_with_bounds(1, 120_000_000, 3)?,
         codes: Default::default(),
         hits: 0,
         judged: 0,
@@ -239,9 +297,11 @@ async fn remote(
                     t.hist.saturating_record(us);
                     *t.codes.entry("ok".into()).or_insert(0) += 1;
                     let resp = resp.into_inner();
-                    let shard_us = resp.stats.as_ref().map_or(0.0, |st| st.shard_micros);
-                    t.overhead.saturating_record((us as f64 - shard_us).max(1.0) as u64);
-                    t.shard.saturating_record(shard_us.max(1.0) as u64);
+                    let split = Split::of(us, resp.stats.as_ref());
+                    t.overhead.saturating_record(split.overhead);
+                    t.shard.saturating_record(split.shard);
+                    t.server_path.saturating_record(split.server_path);
+                    t.transport.saturating_record(split.transport);
                     let (h, j) = judge(gt.as_deref(), qi, k, resp.neighbors.iter().map(|n| n.id));
                     t.hits += h;
                     t.judged += j;
@@ -342,12 +402,121 @@ async fn remote(
         "overhead_p50_us": t.overhead.value_at_quantile(0.5),
         "overhead_p99_us": t.overhead.value_at_quantile(0.99),
         "shard_p50_us": t.shard.value_at_quantile(0.5),
+        "server_path_p50_us": t.server_path.value_at_quantile(0.5),
+        "transport_p50_us": t.transport.value_at_quantile(0.5),
         "recall_at_k": if t.judged > 0 { Some(t.hits as f64 / t.judged as f64) } else { None },
         "statuses": t.codes,
         "client_cpu_cores": cpu / (t_start.elapsed().as_secs_f64()),
         "coordinated_omission_corrected": a.rate.is_some(),
     });
     println!("{out}");
+    Ok(())
+}
+
+/// `--interleave`: one client alternates blocks of `--block-ms`: one
+/// block of in-process searches back to back, then one of gRPC searches,
+/// and so on, each side keeping its own histogram. Blocks rather than
+/// single queries: a gRPC search right after an in-process one would find
+/// quarryd's shards parked (cold), and the shards' polling would slow the
+/// in-process search sharing their core, neither of which happens to a
+/// steady client. The two sides start half the query file apart, so
+/// neither is served by a cache the other just warmed.
+async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Result<()> {
+    let (queries, dim, nq, gt) = (w.queries, w.dim, w.nq, w.gt);
+    use quarry_engine::search::{SearchParams, Searcher};
+    if a.collection.is_empty() {
+        bail!("--interleave needs --collection (the collection quarryd serves from that index)");
+    }
+    if a.l == 0 {
+        bail!("--interleave needs an explicit --L, so that both sides search with the same list size");
+    }
+    let index = open_index(dir, dim)?;
+    let p = SearchParams::new(a.k as usize, a.l as usize, a.w as usize);
+    // Created and used on this thread only (io_uring SINGLE_ISSUER rings).
+    let mut s = Searcher::new(&index, quarry_engine::io::IoBackend::Auto, a.w as usize)?;
+    s.set_wait_mode(a.wait);
+    let ch = tonic::transport::Channel::from_shared(a.server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let mut client = pb::query_client::QueryClient::new(ch);
+    let hist = || Histogram::<u64>::new_with_bounds(1, 120_000_000, 3);
+    let (mut h_local, mut h_grpc, mut h_over, mut h_shard) = (hist()?, hist()?, hist()?, hist()?);
+    let (mut h_server, mut h_transport) = (hist()?, hist()?);
+    let (mut hits_l, mut judged_l, mut hits_g, mut judged_g) = (0u64, 0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    let warm = Duration::from_secs_f64(a.warmup);
+    let total = warm + Duration::from_secs_f64(a.duration);
+    let mut cpu0 = None;
+    let block = Duration::from_millis(a.block_ms.max(1));
+    let (mut ql, mut qg) = (0usize, nq / 2);
+    let mut side = 0usize;
+    while t0.elapsed() < total {
+        let measuring = t0.elapsed() >= warm;
+        if measuring {
+            cpu0.get_or_insert_with(cpu_seconds);
+        }
+        let b0 = Instant::now();
+        while b0.elapsed() < block {
+            if side == 0 {
+                let q = &queries[ql * dim..(ql + 1) * dim];
+                let t = Instant::now();
+                let (res, _) = s.search(q, &p)?;
+                let us = t.elapsed().as_micros().max(1) as u64;
+                if measuring {
+                    h_local.saturating_record(us);
+                    let (h, j) = judge(gt, ql, a.k as usize, res.iter().map(|n| n.id));
+                    hits_l += h;
+                    judged_l += j;
+                }
+                ql = (ql + 1) % nq;
+            } else {
+                let req = pb::SearchRequest {
+                    collection: a.collection.clone(),
+                    vector: queries[qg * dim..(qg + 1) * dim].to_vec(),
+                    params: Some(pb::SearchParams { k: a.k, l: a.l, w: a.w }),
+                };
+                let t = Instant::now();
+                let resp = client.search(req).await.context("a gRPC search failed")?.into_inner();
+                let us = t.elapsed().as_micros().max(1) as u64;
+                if measuring {
+                    let split = Split::of(us, resp.stats.as_ref());
+                    h_grpc.saturating_record(us);
+                    h_over.saturating_record(split.overhead);
+                    h_shard.saturating_record(split.shard);
+                    h_server.saturating_record(split.server_path);
+                    h_transport.saturating_record(split.transport);
+                    let (h, j) = judge(gt, qg, a.k as usize, resp.neighbors.iter().map(|n| n.id));
+                    hits_g += h;
+                    judged_g += j;
+                }
+                qg = (qg + 1) % nq;
+            }
+        }
+        side = 1 - side;
+    }
+    let cpu = cpu_seconds() - cpu0.unwrap_or_else(cpu_seconds);
+    let recall = |hits: u64, judged: u64| (judged > 0).then(|| hits as f64 / judged as f64);
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": a.label, "mode": "interleaved", "k": a.k, "L": a.l, "W": a.w,
+            "wait": a.wait.to_string(), "block_ms": a.block_ms, "duration_s": a.duration,
+            "in_process_queries": h_local.len(), "grpc_queries": h_grpc.len(),
+            "in_process_p50_us": h_local.value_at_quantile(0.5),
+            "in_process_p99_us": h_local.value_at_quantile(0.99),
+            "grpc_p50_us": h_grpc.value_at_quantile(0.5),
+            "grpc_p99_us": h_grpc.value_at_quantile(0.99),
+            "added_p50_us": h_grpc.value_at_quantile(0.5) as i64 - h_local.value_at_quantile(0.5) as i64,
+            "overhead_p50_us": h_over.value_at_quantile(0.5),
+            "shard_p50_us": h_shard.value_at_quantile(0.5),
+            "server_path_p50_us": h_server.value_at_quantile(0.5),
+            "transport_p50_us": h_transport.value_at_quantile(0.5),
+            "in_process_recall_at_k": recall(hits_l, judged_l),
+            "grpc_recall_at_k": recall(hits_g, judged_g),
+            "client_cpu_cores": cpu / a.duration,
+        })
+    );
     Ok(())
 }
 
@@ -388,20 +557,34 @@ async fn ping(a: &Args) -> Result<()> {
     Ok(())
 }
 
-fn in_process(
-    a: &Args,
-    dir: &std::path::Path,
-    queries: &[f32],
+/// The queries (row-major, `dim` each) and their ground truth, for the
+/// modes that search in-process.
+struct Workload<'a> {
+    queries: &'a [f32],
     dim: usize,
     nq: usize,
-    gt: Option<&(usize, Vec<u32>)>,
-) -> Result<()> {
-    use quarry_engine::index::DiskIndex;
-    use quarry_engine::search::{search_parallel, SearchParams, Searcher};
-    let index = DiskIndex::open(dir)?;
+    gt: Option<&'a (usize, Vec<u32>)>,
+}
+
+impl<'a> Workload<'a> {
+    fn new(queries: &'a [f32], dim: usize, nq: usize, gt: Option<&'a (usize, Vec<u32>)>) -> Self {
+        Workload { queries, dim, nq, gt }
+    }
+}
+
+/// The engine index at `dir`, checked against the queries' dimension.
+fn open_index(dir: &std::path::Path, dim: usize) -> Result<quarry_engine::index::DiskIndex> {
+    let index = quarry_engine::index::DiskIndex::open(dir)?;
     if index.dim() != dim {
         bail!("queries are {dim}-d, the index is {}-d", index.dim());
     }
+    Ok(index)
+}
+
+fn in_process(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Result<()> {
+    let (queries, dim, nq, gt) = (w.queries, w.dim, w.nq, w.gt);
+    use quarry_engine::search::{search_parallel, SearchParams, Searcher};
+    let index = open_index(dir, dim)?;
     let l = if a.l == 0 { 64.max(a.k as usize) } else { a.l as usize };
     let p = SearchParams::new(a.k as usize, l, a.w as usize);
     let io = quarry_engine::io::IoBackend::Auto;
@@ -461,4 +644,25 @@ fn in_process(
         })
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_divides_latency_by_the_servers_timings() {
+        let stats = pb::QueryStats {
+            shard_micros: 700.0,
+            handler_micros: 750.0,
+            queue_micros: 10.0,
+            ..Default::default()
+        };
+        let s = Split::of(1000, Some(&stats));
+        assert_eq!((s.overhead, s.shard, s.server_path, s.transport), (300, 700, 50, 250));
+        // A server that sends no timings: everything counts as transport,
+        // and nothing goes negative.
+        let s = Split::of(1000, None);
+        assert_eq!((s.overhead, s.shard, s.server_path, s.transport), (1000, 1, 1, 1000));
+    }
 }
