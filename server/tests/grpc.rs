@@ -305,6 +305,18 @@ impl tonic::codec::Decoder for RawCodec {
     }
 }
 
+/// A status's message followed by its source chain, `: `-separated (tonic
+/// keeps the h2 error that ended a stream in the chain, not the message).
+fn error_chain(s: &tonic::Status) -> String {
+    let mut out = s.message().to_string();
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        out.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_and_restart_answers_the_same() {
     let tmp = tempfile::tempdir().unwrap();
@@ -336,7 +348,7 @@ async fn sigterm_under_load_drains_and_restart_answers_the_same() {
                 match r {
                     Ok(_) => ok += 1,
                     Err(s) => {
-                        other.push(s.code());
+                        other.push((s.code(), error_chain(&s)));
                         if other.len() > 50 {
                             break;
                         }
@@ -358,13 +370,28 @@ async fn sigterm_under_load_drains_and_restart_answers_the_same() {
     let exit_after = t.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total_ok = 0;
-    for c in clients {
-        let (ok, other) = c.await.unwrap();
+    for (c, client) in clients.into_iter().enumerate() {
+        let (ok, other) = client.await.unwrap();
         total_ok += ok;
-        for code in other {
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for (code, message) in &other {
+            *kinds.entry(format!("{code:?}: {message}")).or_default() += 1;
+        }
+        eprintln!("client {c}: {ok} OK, then {kinds:?}");
+        for (code, message) in other {
+            // A request the client starts after the server's GOAWAY has
+            // arrived, before its channel reconnects, is failed by the
+            // client's own h2 layer: never sent, or sent with a stream id
+            // above the GOAWAY's last stream id, which HTTP/2 defines as not
+            // processed. tonic maps that GOAWAY(NO_ERROR) to INTERNAL. The
+            // server never accepted the request, so it is allowed here
+            // by the exact h2 error in its source chain. Seen in about 1 in
+            // 15 runs. Anything else must be UNAVAILABLE or CANCELLED.
+            let refused_by_goaway =
+                code == Code::Internal && message.contains("connection error received: not a result of an error");
             assert!(
-                matches!(code, Code::Unavailable | Code::Cancelled),
-                "a request got {code:?} during the drain"
+                matches!(code, Code::Unavailable | Code::Cancelled) || refused_by_goaway,
+                "a request got {code:?} during the drain: {message}"
             );
         }
     }
