@@ -20,8 +20,10 @@
 # the paired overhead, and its split into the service's own code path
 # (handler time minus shard time) and the transport (client latency minus
 # handler time).
-# A "ping" line gives the transport floor: the gRPC health check's round
-# trip with no search.
+# Each round runs twice: over TCP loopback ("added-latency") and over
+# quarryd's Unix-domain socket (listen_unix; "added-latency-unix").
+# "ping" and "ping-unix" lines give the transport floor: the gRPC health
+# check's round trip with no search.
 #
 #   benches/grpc/run.sh INDEX_DIR DATA_DIR [L] [W]
 #
@@ -55,9 +57,13 @@ echo "== in-process (engine), 1 thread, 1 query in flight, wait=block" >&2
 echo "== in-process (engine), 2 threads x 8 in flight (saturation)" >&2
 "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 2 --inflight 8 --duration "$DUR" --label in-process
 start() {  # [config file]: start quarryd and wait until it listens
-  "$T/quarryd" ${1:+--config "$1"} --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 2>"$work/log" &
+  "$T/quarryd" ${1:+--config "$1"} --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 \
+    --listen-unix "$work/q.sock" 2>"$work/log" &
   echo $! > "$work/pid"; srv=$!
   for _ in $(seq 1000); do grep -q "quarryd listening" "$work/log" && break; sleep 0.01; done
+  if ! grep -q "quarryd listening" "$work/log"; then
+    echo "quarryd did not start:" >&2; cat "$work/log" >&2; exit 1
+  fi
 }
 stop() { kill -TERM "$srv"; wait "$srv" 2>/dev/null || true; }
 start
@@ -72,22 +78,29 @@ run() {  # label, quarry-bench args...
 a = sys.argv; d = json.loads(a[1]); c0, c1, t0, t1, tck = map(float, a[2:7])
 d["server_cpu_cores"] = round((c1 - c0) / tck / (t1 - t0), 3); print(json.dumps(d))' "$out" "$c0" "$c1" "$t0" "$t1" "$tck"
 }
-echo "== transport floor: gRPC health check, 1 client" >&2
+echo "== transport floor: gRPC health check, 1 client, over TCP and over the Unix socket" >&2
 "$T/quarry-bench" --server http://127.0.0.1:7790 --ping --duration "$DUR" --label ping
+"$T/quarry-bench" --server "unix:$work/q.sock" --ping --duration "$DUR" --label ping-unix
 ROUNDS=${ROUNDS:-5}
-rounds=()
+rounds=(); rounds_unix=()
 for r in $(seq "$ROUNDS"); do
-  echo "== added latency, round $r/$ROUNDS: in-process and gRPC 1 client, interleaved in 500 ms blocks" >&2
+  echo "== added latency, round $r/$ROUNDS: in-process and gRPC 1 client, interleaved in 500 ms blocks; TCP, then Unix socket" >&2
   il=$("$T/quarry-bench" --server http://127.0.0.1:7790 --collection bench --interleave "$IDX" "${Q[@]}" \
         --wait poll --duration "$DUR" --label "interleaved-r$r")
   echo "$il"
   rounds+=("$il")
+  il=$("$T/quarry-bench" --server "unix:$work/q.sock" --collection bench --interleave "$IDX" "${Q[@]}" \
+        --wait poll --duration "$DUR" --label "interleaved-unix-r$r")
+  echo "$il"
+  rounds_unix+=("$il")
 done
-python3 - "${rounds[@]}" <<'PY'
+summary() {  # label, rounds...
+python3 - "$@" <<'PY'
 import json, statistics, sys
-d = [json.loads(x) for x in sys.argv[1:]]
+label = sys.argv[1]
+d = [json.loads(x) for x in sys.argv[2:]]
 col = lambda k: [x[k] for x in d]
-print(json.dumps({"label": "added-latency", "rounds": len(d),
+print(json.dumps({"label": label, "rounds": len(d),
                   "in_process_p50_us": col("in_process_p50_us"), "grpc_p50_us": col("grpc_p50_us"),
                   "added_p50_us": col("added_p50_us"),
                   "added_p50_median_us": statistics.median(col("added_p50_us")),
@@ -97,6 +110,9 @@ print(json.dumps({"label": "added-latency", "rounds": len(d),
                   "transport_p50_us": col("transport_p50_us"),
                   "server_path_p50_us": col("server_path_p50_us")}))
 PY
+}
+summary added-latency "${rounds[@]}"
+summary added-latency-unix "${rounds_unix[@]}"
 # The same with the shards never polling (shard_poll_us = 0): what polling
 # buys, and what it costs in server CPU.
 stop

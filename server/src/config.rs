@@ -46,6 +46,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus metrics listen address (HTTP, GET /metrics).
     pub metrics_listen: SocketAddr,
+    /// Also serve gRPC on this Unix-domain socket (unset = TCP only), for
+    /// clients on the same host: it skips the TCP/IP stack on both sides
+    /// (see ARCHITECTURE.md, "Where one client's latency goes"). A stale
+    /// socket file from an unclean exit is replaced; a path in use by a
+    /// running server, or a file that is not a socket, is refused. The
+    /// file is removed on exit.
+    pub listen_unix: Option<PathBuf>,
     /// Search shards (pinned threads, one ring each); 0 = one per core.
     pub shards: usize,
     /// Requests waiting per shard before the service answers
@@ -141,6 +148,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             listen: "127.0.0.1:7700".parse().expect("literal"),
             metrics_listen: "127.0.0.1:7701".parse().expect("literal"),
+            listen_unix: None,
             shards: 0,
             queue_depth: 256,
             inflight_per_shard: 32,

@@ -89,6 +89,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         std::net::TcpListener::bind(cfg.listen).with_context(|| format!("cannot listen on {} (listen)", cfg.listen))?;
     listener.set_nonblocking(true)?;
     let grpc_addr = listener.local_addr()?;
+    let unix_listener = cfg.listen_unix.as_deref().map(bind_unix).transpose()?;
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
         .await
         .with_context(|| format!("cannot listen on {} (metrics_listen)", cfg.metrics_listen))?;
@@ -123,6 +124,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
+    let mut unix_stop = stop_rx.clone();
     let router = tonic::transport::Server::builder()
         .layer(error::OversizeStatusLayer)
         .add_service(health_service)
@@ -131,15 +133,34 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .add_service(collections)
         .add_service(write)
         .add_service(admin);
+    let unix_router = unix_listener.is_some().then(|| router.clone());
     let server = async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        router
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_stop.changed().await;
-            })
-            .await
-            .map_err(anyhow::Error::from)
+        let tcp = async {
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = grpc_stop.changed().await;
+                })
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        // The same services on the Unix socket, on the same runtime, with
+        // the same shutdown signal, so the drain covers both.
+        let unix = async {
+            let (Some(router), Some(listener)) = (unix_router, unix_listener) else {
+                return Ok(());
+            };
+            let incoming =
+                tokio_stream::wrappers::UnixListenerStream::new(tokio::net::UnixListener::from_std(listener)?);
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = unix_stop.changed().await;
+                })
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        tokio::try_join!(tcp, unix).map(|_| ())
     };
     let mut server = match &net {
         Some(shard0) => shard0.spawn(server),
@@ -152,6 +173,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     tracing::info!(
         grpc = %grpc_addr,
+        grpc_unix = %cfg.listen_unix.as_deref().map_or("-".into(), |p| p.display().to_string()),
         metrics = %metrics_addr,
         data_dir = %cfg.data_dir.display(),
         shards = shards.len(),
@@ -211,6 +233,38 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cat.stop_flusher();
     })
     .await?;
+    if let Some(path) = &cfg.listen_unix {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the Unix socket");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bind the Unix-socket listener (`listen_unix`). A socket file left by an
+/// unclean exit is replaced; one a running server still accepts on, or a
+/// path that is not a socket, is refused rather than taken over.
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!(
+                "cannot listen on {} (listen_unix): the path exists and is not a socket",
+                path.display()
+            );
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "cannot listen on {} (listen_unix): another server is accepting on it",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {} (listen_unix)", path.display()))?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {} (listen_unix)", path.display()))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }

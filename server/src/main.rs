@@ -1,7 +1,7 @@
 //! `quarryd`: Quarry's gRPC server.
 //!
 //! ```text
-//! quarryd [--config FILE] [--data-dir DIR] [--listen ADDR] [--metrics-listen ADDR]
+//! quarryd [--config FILE] [--data-dir DIR] [--listen ADDR] [--metrics-listen ADDR] [--listen-unix PATH]
 //! ```
 //! With no arguments it serves on 127.0.0.1:7700 (metrics on :7701) from
 //! `$STATE_DIRECTORY` or `~/.local/share/quarry`. Flags override the file.
@@ -26,6 +26,9 @@ struct Args {
     /// Metrics listen address (overrides metrics_listen).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Also serve gRPC on this Unix-domain socket (overrides listen_unix).
+    #[arg(long)]
+    listen_unix: Option<PathBuf>,
     /// Search shards, 0 = one per core (overrides shards).
     #[arg(long)]
     shards: Option<usize>,
@@ -51,6 +54,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = a.metrics_listen {
         cfg.metrics_listen = v;
+    }
+    if let Some(v) = a.listen_unix {
+        cfg.listen_unix = Some(v);
     }
     if let Some(v) = a.shards {
         cfg.shards = v;

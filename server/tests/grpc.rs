@@ -452,3 +452,54 @@ async fn systemd_notify_ready_watchdog_and_stopping() {
     assert!(stopping, "no STOPPING=1 after SIGTERM");
     assert!(server.wait_exit(Duration::from_secs(15)).success());
 }
+
+/// Run quarryd expecting it to refuse to start; returns its stderr.
+fn refused_start(data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarryd"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "quarryd started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_answers_like_tcp_and_guards_its_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, queries, _) = dataset(tmp.path(), 2000);
+    let sock = tmp.path().join("q.sock");
+    // A socket file left by an unclean exit is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[], &format!("listen_unix = {:?}\n", sock.display().to_string()));
+    let tcp = server.channel().await;
+    create_and_build(tcp.clone(), "docs", &source).await;
+    let unix = tonic::transport::Endpoint::from_shared(format!("unix:{}", sock.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let over_tcp = search_all(tcp, "docs", &queries).await;
+    let over_unix = search_all(unix, "docs", &queries).await;
+    assert_eq!(over_tcp, over_unix);
+
+    // A second server may not take over a socket that is being served.
+    let err = refused_start(&tmp.path().join("data2"), &["--listen-unix", sock.to_str().unwrap()]);
+    assert!(err.contains("another server is accepting on it"), "{err}");
+    // Nor replace a file that is not a socket.
+    let plain = tmp.path().join("plain");
+    std::fs::write(&plain, b"keep me").unwrap();
+    let err = refused_start(&tmp.path().join("data3"), &["--listen-unix", plain.to_str().unwrap()]);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+
+    // A clean exit removes the socket file.
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    assert!(!sock.exists(), "the socket file outlived quarryd");
+}

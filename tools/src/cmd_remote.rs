@@ -149,7 +149,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn channel(c: &Conn) -> Result<tonic::transport::Channel> {
-    tonic::transport::Channel::from_shared(c.server.clone())
+    tonic::transport::Endpoint::from_shared(c.server.clone())
         .with_context(|| format!("bad --server {}", c.server))?
         .connect_timeout(Duration::from_secs(5))
         .connect()

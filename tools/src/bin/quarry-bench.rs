@@ -249,7 +249,7 @@ async fn remote(
     nq: usize,
     gt: Option<Arc<(usize, Vec<u32>)>>,
 ) -> Result<()> {
-    let ch = tonic::transport::Channel::from_shared(a.server.clone())?
+    let ch = tonic::transport::Endpoint::from_shared(a.server.clone())?
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", a.server))?;
@@ -435,7 +435,7 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
     // Created and used on this thread only (io_uring SINGLE_ISSUER rings).
     let mut s = Searcher::new(&index, quarry_engine::io::IoBackend::Auto, a.w as usize)?;
     s.set_wait_mode(a.wait);
-    let ch = tonic::transport::Channel::from_shared(a.server.clone())?
+    let ch = tonic::transport::Endpoint::from_shared(a.server.clone())?
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", a.server))?;
@@ -522,7 +522,7 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
 
 /// `--ping`: the round trip of the cheapest RPC, one at a time.
 async fn ping(a: &Args) -> Result<()> {
-    let ch = tonic::transport::Channel::from_shared(a.server.clone())?
+    let ch = tonic::transport::Endpoint::from_shared(a.server.clone())?
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", a.server))?;
