@@ -48,7 +48,7 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Also serve gRPC on this Unix-domain socket (unset = TCP only), for
     /// clients on the same host: it skips the TCP/IP stack on both sides
-    /// (see ARCHITECTURE.md, "Where one client's latency goes"). A stale
+    /// (see ARCHITECTURE.md, "Unix-domain socket"). A stale
     /// socket file from an unclean exit is replaced; a path in use by a
     /// running server, or a file that is not a socket, is refused. The
     /// file is removed on exit.

@@ -133,7 +133,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .add_service(collections)
         .add_service(write)
         .add_service(admin);
-    let unix_router = unix_listener.is_some().then(|| router.clone());
+    let unix_serve = unix_listener.map(|l| (router.clone(), l));
     let server = async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -148,7 +148,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         // The same services on the Unix socket, on the same runtime, with
         // the same shutdown signal, so the drain covers both.
         let unix = async {
-            let (Some(router), Some(listener)) = (unix_router, unix_listener) else {
+            let Some((router, listener)) = unix_serve else {
                 return Ok(());
             };
             let incoming =
