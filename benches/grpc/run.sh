@@ -11,7 +11,7 @@
 # shard (overhead_p50_us): the service path's cost paired request by
 # request.
 #
-# Added latency is measured in ROUNDS (default 5) runs of quarry-bench
+# Added latency is measured in ROUNDS (default 9) runs of quarry-bench
 # --interleave: one client alternates 500 ms blocks of in-process searches
 # (one query at a time, on the same index) with 500 ms blocks of 1-client
 # gRPC searches, because this VM's disk drifts by more than the figure
@@ -38,17 +38,8 @@ DUR=${DUR:-10}
 T="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release --bin quarryd --bin quarry-bench >&2
 work=$(mktemp -d); trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/data/collections/bench"
-ln -s "$IDX" "$work/data/collections/bench/index-1"
-python3 - "$IDX/manifest.json" "$work/data/collections/bench/collection.json" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-json.dump({"name": "bench", "dim": m["dim"], "metric": m["metric"],
-           "params": {"max_degree": m["r"], "build_list_size": m["l_build"], "alpha": m["alpha"],
-                      "pq_bytes": m["pq_bytes"], "opq": False, "nav_sample": m["nav_nodes"]},
-           "stored": m["stored"], "state": "ready", "index_dir": "index-1", "generation": 1,
-           "operation_id": "", "error": "", "vector_count": m["n"]}, open(sys.argv[2], "w"))
-PY
+. benches/grpc/lib.sh
+adopt_index "$IDX" "$work/data"
 Q=(--queries "$DATA/queries.fbin" --gt "$DATA/gt.ibin" --k 10 --L "$L" --W "$W")
 # In-process, one query in flight, blocking in io_uring_enter rather than
 # polling (the polling figure is in the rounds below).
@@ -57,13 +48,8 @@ echo "== in-process (engine), 1 thread, 1 query in flight, wait=block" >&2
 echo "== in-process (engine), 2 threads x 8 in flight (saturation)" >&2
 "$T/quarry-bench" --in-process "$IDX" "${Q[@]}" --threads 2 --inflight 8 --duration "$DUR" --label in-process
 start() {  # [config file]: start quarryd and wait until it listens
-  "$T/quarryd" ${1:+--config "$1"} --data-dir "$work/data" --listen 127.0.0.1:7790 --metrics-listen 127.0.0.1:7791 \
-    --listen-unix "$work/q.sock" 2>"$work/log" &
-  echo $! > "$work/pid"; srv=$!
-  for _ in $(seq 1000); do grep -q "quarryd listening" "$work/log" && break; sleep 0.01; done
-  if ! grep -q "quarryd listening" "$work/log"; then
-    echo "quarryd did not start:" >&2; cat "$work/log" >&2; exit 1
-  fi
+  start_quarryd "$T/quarryd" "$work/data" 7790 "$work/log" ${1:+--config "$1"} --listen-unix "$work/q.sock"
+  srv=$QUARRYD_PID; echo "$srv" > "$work/pid"
 }
 stop() { kill -TERM "$srv"; wait "$srv" 2>/dev/null || true; }
 start
@@ -81,7 +67,7 @@ d["server_cpu_cores"] = round((c1 - c0) / tck / (t1 - t0), 3); print(json.dumps(
 echo "== transport floor: gRPC health check, 1 client, over TCP and over the Unix socket" >&2
 "$T/quarry-bench" --server http://127.0.0.1:7790 --ping --duration "$DUR" --label ping
 "$T/quarry-bench" --server "unix:$work/q.sock" --ping --duration "$DUR" --label ping-unix
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-9}
 rounds=(); rounds_unix=()
 for r in $(seq "$ROUNDS"); do
   echo "== added latency, round $r/$ROUNDS: in-process and gRPC 1 client, interleaved in 500 ms blocks; TCP, then Unix socket" >&2
