@@ -19,7 +19,8 @@
 # ("added-latency") gives each round's p50 difference and their median,
 # the paired overhead, and its split into the service's own code path
 # (handler time minus shard time) and the transport (client latency minus
-# handler time).
+# handler time), and how much longer each read waited in the shard than
+# in-process (mean per read: "read_wait_shard_minus_in_process_us").
 # Each round runs twice: over TCP loopback ("added-latency") and over
 # quarryd's Unix-domain socket (listen_unix; "added-latency-unix").
 # "ping" and "ping-unix" lines give the transport floor: the gRPC health
@@ -93,6 +94,9 @@ print(json.dumps({"label": label, "rounds": len(d),
                   "paired_overhead_p50_us": col("overhead_p50_us"),
                   "paired_overhead_median_us": statistics.median(col("overhead_p50_us")),
                   "shard_minus_in_process_p50_us": [x["shard_p50_us"] - x["in_process_p50_us"] for x in d],
+                  "read_wait_shard_minus_in_process_us": [
+                      None if x.get("grpc_read_wait_us") is None or x.get("in_process_read_wait_us") is None
+                      else round(x["grpc_read_wait_us"] - x["in_process_read_wait_us"], 1) for x in d],
                   "transport_p50_us": col("transport_p50_us"),
                   "server_path_p50_us": col("server_path_p50_us")}))
 PY

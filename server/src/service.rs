@@ -341,6 +341,8 @@ fn outcome_to_pb(o: SearchOutcome, handler_start: Instant) -> pb::SearchResponse
             shard_micros: o.stats.micros,
             queue_micros: o.queue_micros,
             handler_micros: handler_start.elapsed().as_secs_f64() * 1e6,
+            read_wait_micros: o.stats.read_wait_micros,
+            reads_waited: o.stats.reads_waited,
         }),
     }
 }

@@ -163,6 +163,16 @@ pub struct QueryStats {
     pub budget_cut: u32,
     /// Wall time from start to answer, microseconds.
     pub micros: f64,
+    /// Sum over the reads this query used of the time from issuing each
+    /// read to the searcher finding its completion, microseconds: the
+    /// device's latency plus however late the caller polled. Divided by
+    /// `reads_waited` it is the mean wait per read, which compares two
+    /// ways of driving the same searcher (a quarryd shard against an
+    /// in-process loop) without the noise of whole-query latency.
+    pub read_wait_micros: f64,
+    /// Reads counted in `read_wait_micros` (a hedged pair counts once; a
+    /// read abandoned by a time budget not at all).
+    pub reads_waited: u32,
 }
 
 /// One result.
@@ -542,6 +552,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
             }
         }
         let index: &DiskIndex = self.index.borrow();
+        let reaped_at = (!self.done.is_empty()).then(Instant::now);
         for c in self.done.drain(..) {
             let s = (c.tag >> 48) as usize;
             let gen = (c.tag >> 32) as u16;
@@ -559,7 +570,11 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
                 self.reader.release(c.slot);
                 continue;
             };
-            st.pending.swap_remove(k);
+            let read = st.pending.swap_remove(k);
+            if let Some(t) = reaped_at {
+                st.stats.read_wait_micros += t.saturating_duration_since(read.issued).as_secs_f64() * 1e6;
+                st.stats.reads_waited += 1;
+            }
             match c.result {
                 Ok(()) => {
                     if st.error.is_none() {

@@ -378,3 +378,44 @@ fn a_time_budget_answers_past_a_stalled_read_and_leaves_the_searcher_sound() {
     .validate(10)
     .is_err());
 }
+
+#[test]
+fn read_wait_counts_each_used_read_once_and_tracks_a_slow_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = clustered(3000, 12, DIM, 33);
+    build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 24, 16));
+    let index = DiskIndex::open(dir.path()).unwrap();
+    let p = SearchParams::new(10, 40, 4);
+    // A healthy reader: every read issued is waited for once, and no read
+    // waits longer than its whole query took.
+    let mut s = Searcher::new(&index, IoBackend::Auto, 64).unwrap();
+    let (_, st) = run_all(&index, &mut s, &queries, &p, 1);
+    for (i, q) in st.iter().enumerate() {
+        assert!(q.ios > 0, "query {i} read nothing: {q:?}");
+        assert_eq!(q.reads_waited, q.ios, "query {i}: {q:?}");
+        assert!(q.read_wait_micros > 0.0, "query {i}: {q:?}");
+        assert!(q.read_wait_micros <= q.micros * f64::from(q.ios), "query {i}: {q:?}");
+    }
+    // Hedged twins count once per sector.
+    let (_, st) = run_all(&index, &mut s, &queries, &SearchParams { hedge_us: 1, ..p }, 4);
+    assert!(st.iter().any(|q| q.hedged_reads > 0), "no read was hedged");
+    for q in &st {
+        assert_eq!(q.reads_waited, q.ios - q.hedged_reads, "{q:?}");
+    }
+    // A device that takes 3 ms for every read: the mean wait per read is
+    // at least that.
+    let stall = std::time::Duration::from_millis(3);
+    let inner = crate::io::open_reader(&index.graph_path(), 4096, 64, IoBackend::Auto).unwrap();
+    let plan = FaultPlan {
+        stall_every: Some(1),
+        stall,
+        ..Default::default()
+    };
+    let mut slow = Searcher::with_reader(&index, Box::new(FaultReader::new(inner, plan)));
+    let (_, st) = run_all(&index, &mut slow, &queries[..3 * DIM], &p, 1);
+    for q in &st {
+        assert!(q.reads_waited > 0, "{q:?}");
+        let mean = q.read_wait_micros / f64::from(q.reads_waited);
+        assert!(mean >= stall.as_micros() as f64, "mean wait {mean} us per read: {q:?}");
+    }
+}

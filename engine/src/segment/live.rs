@@ -816,6 +816,8 @@ impl LiveCollection {
             stats.cache_hits += qs.cache_hits;
             stats.pq_distances += qs.pq_distances;
             stats.exact_distances += qs.exact_distances;
+            stats.read_wait_micros += qs.read_wait_micros;
+            stats.reads_waited += qs.reads_waited;
             cand.extend(nbs.into_iter().map(|n| (n.distance, n.id)));
         }
         let st = self.state.read().expect("lock");

@@ -22,7 +22,10 @@
 //! `--interleave INDEX_DIR` measures the 1-client added latency: it
 //! alternates blocks (`--block-ms`) of gRPC searches with blocks of the
 //! same engine searches in-process on the index quarryd serves, so both
-//! sides see the same disk conditions.
+//! sides see the same disk conditions. It also prints each side's mean
+//! wait per read (`in_process_read_wait_us`, `grpc_read_wait_us`: from
+//! issuing a read to the searcher finding it done), which separates a
+//! slower shard search into waiting for reads and computing.
 //!
 //! ```text
 //! quarry-bench --plot-from results.jsonl --plot out.png [--title T]
@@ -443,6 +446,8 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
     let hist = || Histogram::<u64>::new_with_bounds(1, 120_000_000, 3);
     let (mut h_local, mut h_grpc, mut h_over, mut h_shard) = (hist()?, hist()?, hist()?, hist()?);
     let (mut h_server, mut h_transport) = (hist()?, hist()?);
+    // (sum of read waits in µs, reads) per side: the mean wait per read.
+    let (mut wait_l, mut wait_g) = ((0.0f64, 0u64), (0.0f64, 0u64));
     let (mut hits_l, mut judged_l, mut hits_g, mut judged_g) = (0u64, 0u64, 0u64, 0u64);
     let t0 = Instant::now();
     let warm = Duration::from_secs_f64(a.warmup);
@@ -461,10 +466,12 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
             if side == 0 {
                 let q = &queries[ql * dim..(ql + 1) * dim];
                 let t = Instant::now();
-                let (res, _) = s.search(q, &p)?;
+                let (res, st) = s.search(q, &p)?;
                 let us = t.elapsed().as_micros().max(1) as u64;
                 if measuring {
                     h_local.saturating_record(us);
+                    wait_l.0 += st.read_wait_micros;
+                    wait_l.1 += u64::from(st.reads_waited);
                     let (h, j) = judge(gt, ql, a.k as usize, res.iter().map(|n| n.id));
                     hits_l += h;
                     judged_l += j;
@@ -482,6 +489,10 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
                 if measuring {
                     let split = Split::of(us, resp.stats.as_ref());
                     h_grpc.saturating_record(us);
+                    if let Some(st) = resp.stats.as_ref() {
+                        wait_g.0 += st.read_wait_micros;
+                        wait_g.1 += u64::from(st.reads_waited);
+                    }
                     h_over.saturating_record(split.overhead);
                     h_shard.saturating_record(split.shard);
                     h_server.saturating_record(split.server_path);
@@ -497,6 +508,7 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
     }
     let cpu = cpu_seconds() - cpu0.unwrap_or_else(cpu_seconds);
     let recall = |hits: u64, judged: u64| (judged > 0).then(|| hits as f64 / judged as f64);
+    let per_read = |(sum, n): (f64, u64)| (n > 0).then(|| sum / n as f64);
     println!(
         "{}",
         serde_json::json!({
@@ -515,6 +527,8 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
             "in_process_recall_at_k": recall(hits_l, judged_l),
             "grpc_recall_at_k": recall(hits_g, judged_g),
             "client_cpu_cores": cpu / a.duration,
+            "in_process_read_wait_us": per_read(wait_l),
+            "grpc_read_wait_us": per_read(wait_g),
         })
     );
     Ok(())
