@@ -490,8 +490,20 @@ fn shard_main(
         if stop.load(Ordering::SeqCst) && active == 0 && queue.is_empty() {
             break;
         }
-        if progress || must_spin {
+        if progress {
             last_progress = Instant::now();
+            continue;
+        }
+        if must_spin {
+            // A ring that cannot signal the eventfd (its registration was
+            // refused) has to be polled until its reads are done. Yield
+            // between polls rather than spin bare: every read completion
+            // runs as a softirq on the disk interrupt's CPU, and a thread
+            // spinning there without entering the kernel roughly doubled
+            // the other shard's read latency (ARCHITECTURE.md, "Every
+            // read completes on CPU 1").
+            last_progress = Instant::now();
+            std::thread::yield_now();
             continue;
         }
         if last_progress.elapsed() < poll_window {
