@@ -27,6 +27,13 @@ fn run_all(
     (got, stats)
 }
 
+/// A searcher over `index` whose reads (queue depth `depth`) go through a
+/// fault-injecting reader following `plan`.
+fn faulty(index: &DiskIndex, depth: usize, plan: FaultPlan) -> Searcher<&DiskIndex> {
+    let inner = crate::io::open_reader(&index.graph_path(), 4096, depth, IoBackend::Auto).unwrap();
+    Searcher::with_reader(index, Box::new(FaultReader::new(inner, plan)))
+}
+
 #[test]
 fn recall_through_uring_and_pread_readers() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,13 +110,12 @@ fn injected_read_faults_are_errors_not_panics() {
     let (base, queries) = clustered(2000, 20, DIM, 14);
     build(&base, DIM, dir.path(), &options(Metric::L2, StoredType::F32, 16, 8));
     let index = DiskIndex::open(dir.path()).unwrap();
-    let inner = crate::io::open_reader(&index.graph_path(), 4096, 16, IoBackend::Auto).unwrap();
     let plan = FaultPlan {
         fail_every: Some(5),
         refuse_submit_at: Some(3),
         ..Default::default()
     };
-    let mut s = Searcher::with_reader(&index, Box::new(FaultReader::new(inner, plan)));
+    let mut s = faulty(&index, 16, plan);
     let mut errors = 0;
     s.run(&queries, 4, &SearchParams::new(10, 30, 4), |_, r| {
         if let Err(e) = r {
@@ -320,13 +326,12 @@ fn a_time_budget_answers_past_a_stalled_read_and_leaves_the_searcher_sound() {
     let truth = exact_knn(&base, &queries, DIM, 10, Metric::L2);
     let stall = std::time::Duration::from_millis(40);
     let stalling = |every: u64| {
-        let inner = crate::io::open_reader(&index.graph_path(), 4096, 64, IoBackend::Auto).unwrap();
         let plan = FaultPlan {
             stall_every: Some(every),
             stall,
             ..Default::default()
         };
-        let mut s = Searcher::with_reader(&index, Box::new(FaultReader::new(inner, plan)));
+        let mut s = faulty(&index, 64, plan);
         s.set_wait_mode(WaitMode::Poll);
         s
     };
@@ -405,13 +410,12 @@ fn read_wait_counts_each_used_read_once_and_tracks_a_slow_device() {
     // A device that takes 3 ms for every read: the mean wait per read is
     // at least that.
     let stall = std::time::Duration::from_millis(3);
-    let inner = crate::io::open_reader(&index.graph_path(), 4096, 64, IoBackend::Auto).unwrap();
     let plan = FaultPlan {
         stall_every: Some(1),
         stall,
         ..Default::default()
     };
-    let mut slow = Searcher::with_reader(&index, Box::new(FaultReader::new(inner, plan)));
+    let mut slow = faulty(&index, 64, plan);
     let (_, st) = run_all(&index, &mut slow, &queries[..3 * DIM], &p, 1);
     for q in &st {
         assert!(q.reads_waited > 0, "{q:?}");
