@@ -21,8 +21,12 @@
 # (handler time minus shard time) and the transport (client latency minus
 # handler time), and how much longer each read waited in the shard than
 # in-process (mean per read: "read_wait_shard_minus_in_process_us").
-# Each round runs twice: over TCP loopback ("added-latency") and over
-# quarryd's Unix-domain socket (listen_unix; "added-latency-unix").
+# Each round runs three times: over TCP loopback ("added-latency") and over
+# quarryd's Unix-domain socket (listen_unix; "added-latency-unix") with
+# quarry-bench's lean client transport (tools/src/lean_grpc.rs: each unary
+# request in one HTTP/2 write), and over TCP with tonic's stock client
+# (--stock-client; "added-latency-stock-client"), which is what a tonic
+# application would see.
 # "ping" and "ping-unix" lines give the transport floor: the gRPC health
 # check's round trip with no search.
 #
@@ -68,10 +72,11 @@ d["server_cpu_cores"] = round((c1 - c0) / tck / (t1 - t0), 3); print(json.dumps(
 echo "== transport floor: gRPC health check, 1 client, over TCP and over the Unix socket" >&2
 "$T/quarry-bench" --server http://127.0.0.1:7790 --ping --duration "$DUR" --label ping
 "$T/quarry-bench" --server "unix:$work/q.sock" --ping --duration "$DUR" --label ping-unix
+"$T/quarry-bench" --server http://127.0.0.1:7790 --ping --duration "$DUR" --stock-client --label ping-stock-client
 ROUNDS=${ROUNDS:-9}
-rounds=(); rounds_unix=()
+rounds=(); rounds_unix=(); rounds_stock=()
 for r in $(seq "$ROUNDS"); do
-  echo "== added latency, round $r/$ROUNDS: in-process and gRPC 1 client, interleaved in 500 ms blocks; TCP, then Unix socket" >&2
+  echo "== added latency, round $r/$ROUNDS: in-process and gRPC 1 client, interleaved in 500 ms blocks; TCP, Unix socket, then TCP with tonic's stock client" >&2
   il=$("$T/quarry-bench" --server http://127.0.0.1:7790 --collection bench --interleave "$IDX" "${Q[@]}" \
         --wait poll --duration "$DUR" --label "interleaved-r$r")
   echo "$il"
@@ -80,6 +85,10 @@ for r in $(seq "$ROUNDS"); do
         --wait poll --duration "$DUR" --label "interleaved-unix-r$r")
   echo "$il"
   rounds_unix+=("$il")
+  il=$("$T/quarry-bench" --server http://127.0.0.1:7790 --collection bench --interleave "$IDX" "${Q[@]}" \
+        --wait poll --duration "$DUR" --stock-client --label "interleaved-stock-r$r")
+  echo "$il"
+  rounds_stock+=("$il")
 done
 summary() {  # label, rounds...
 python3 - "$@" <<'PY'
@@ -103,6 +112,7 @@ PY
 }
 summary added-latency "${rounds[@]}"
 summary added-latency-unix "${rounds_unix[@]}"
+summary added-latency-stock-client "${rounds_stock[@]}"
 # The same with the shards never polling (shard_poll_us = 0): what polling
 # buys, and what it costs in server CPU.
 stop

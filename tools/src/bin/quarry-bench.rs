@@ -118,6 +118,11 @@ struct Args {
     /// `--interleave`: milliseconds per block.
     #[arg(long, default_value_t = 500, requires = "interleave")]
     block_ms: u64,
+    /// Use tonic's own client transport (`Channel`) instead of the lean
+    /// one (`lean_grpc`: h2 directly, each unary request in one write), to
+    /// measure what a stock tonic client costs.
+    #[arg(long)]
+    stock_client: bool,
     /// Label put in the JSON (and the plot's series name).
     #[arg(long, default_value = "")]
     label: String,
@@ -133,6 +138,8 @@ struct Args {
     title: String,
 }
 
+#[path = "../lean_grpc.rs"]
+mod lean_grpc;
 #[path = "../plot.rs"]
 mod plot;
 
@@ -252,10 +259,7 @@ async fn remote(
     nq: usize,
     gt: Option<Arc<(usize, Vec<u32>)>>,
 ) -> Result<()> {
-    let ch = tonic::transport::Endpoint::from_shared(a.server.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let ch = connect(&a).await?;
     let tally = Arc::new(Mutex::new(Tally {
         hist: Histogram::new_with_bounds(1, 120_000_000, 3)?,
         overhead: Histogram::new_with_bounds(1, 120_000_000, 3)?,
@@ -394,7 +398,7 @@ async fn remote(
     let ok = t.codes.get("ok").copied().unwrap_or(0);
     let out = serde_json::json!({
         "label": a.label,
-        "mode": if a.rate.is_some() { "open" } else { "closed" },
+        "mode": if a.rate.is_some() { "open" } else { "closed" }, "stock_client": a.stock_client,
         "clients": a.clients, "rate": a.rate, "k": a.k, "L": a.l, "W": a.w,
         "duration_s": wall,
         "qps": ok as f64 / wall,
@@ -438,10 +442,7 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
     // Created and used on this thread only (io_uring SINGLE_ISSUER rings).
     let mut s = Searcher::new(&index, quarry_engine::io::IoBackend::Auto, a.w as usize)?;
     s.set_wait_mode(a.wait);
-    let ch = tonic::transport::Endpoint::from_shared(a.server.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let ch = connect(a).await?;
     let mut client = pb::query_client::QueryClient::new(ch);
     let hist = || Histogram::<u64>::new_with_bounds(1, 120_000_000, 3);
     let (mut h_local, mut h_grpc, mut h_over, mut h_shard) = (hist()?, hist()?, hist()?, hist()?);
@@ -512,7 +513,7 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
     println!(
         "{}",
         serde_json::json!({
-            "label": a.label, "mode": "interleaved", "k": a.k, "L": a.l, "W": a.w,
+            "label": a.label, "mode": "interleaved", "stock_client": a.stock_client, "k": a.k, "L": a.l, "W": a.w,
             "wait": a.wait.to_string(), "block_ms": a.block_ms, "duration_s": a.duration,
             "in_process_queries": h_local.len(), "grpc_queries": h_grpc.len(),
             "in_process_p50_us": h_local.value_at_quantile(0.5),
@@ -534,12 +535,14 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
     Ok(())
 }
 
+/// Connect to `--server` (an `http://` or `unix:` address).
+async fn connect(a: &Args) -> Result<lean_grpc::Transport> {
+    lean_grpc::Transport::connect(&a.server, a.stock_client).await
+}
+
 /// `--ping`: the round trip of the cheapest RPC, one at a time.
 async fn ping(a: &Args) -> Result<()> {
-    let ch = tonic::transport::Endpoint::from_shared(a.server.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let ch = connect(a).await?;
     let mut client = tonic_health::pb::health_client::HealthClient::new(ch);
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let t0 = Instant::now();
@@ -561,7 +564,7 @@ async fn ping(a: &Args) -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "label": a.label, "mode": "ping", "calls": hist.len(),
+            "label": a.label, "mode": "ping", "stock_client": a.stock_client, "calls": hist.len(),
             "rtt_p10_us": hist.value_at_quantile(0.1),
             "rtt_p50_us": hist.value_at_quantile(0.5),
             "rtt_p99_us": hist.value_at_quantile(0.99),
