@@ -19,6 +19,11 @@
 //! code path (`server_path_p50_us`: validation, queue, hand-offs) and the
 //! transport (`transport_p50_us`: encoding, HTTP/2, the network).
 //!
+//! Requests go over quarry-bench's lean client transport by default
+//! (`lean_grpc`: tonic's generated client and codec over `h2` directly,
+//! each unary request in one write); `--stock-client` uses tonic's own
+//! `Channel`, which is what a tonic application would see.
+//!
 //! `--interleave INDEX_DIR` measures the 1-client added latency: it
 //! alternates blocks (`--block-ms`) of gRPC searches with blocks of the
 //! same engine searches in-process on the index quarryd serves, so both
