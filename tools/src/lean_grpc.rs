@@ -4,10 +4,12 @@
 //! taken out of the request path.
 //!
 //! What it changes on the wire and in the client's CPU, per unary call:
-//! - **One write instead of three.** tonic's client streams every request
-//!   body, even a unary one, and hyper sends it as HEADERS, then DATA, then
-//!   an empty DATA frame with END_STREAM, in separate writes; tonic's
-//!   server cannot start the handler before the last one arrives. Here the
+//! - **One write instead of two or three.** tonic's client streams every
+//!   request body, even a unary one, and hyper sends it as HEADERS, then
+//!   DATA, then an empty DATA frame with END_STREAM: HEADERS always in a
+//!   write of its own, and the two DATA frames together for a small body
+//!   (a health check) or apart for a search's 1.5 KB (strace, perf stat);
+//!   tonic's server cannot start the handler before the last one arrives. Here the
 //!   already-encoded body is collected and queued with its HEADERS, DATA
 //!   marked END_STREAM, before the connection task runs, so both leave in
 //!   one write (one TCP segment on loopback).
