@@ -9,16 +9,27 @@
 # with several reads in flight the expansion order follows arrival order,
 # which differs between pread (in submit order) and io_uring, and can move
 # recall by a query; at W=1 the answers cannot depend on it.
+#
+# The clone may sit in a directory that `nobody` cannot enter (a home
+# directory or a `mktemp -d` is mode 700), so the checks run a copy of
+# quarryctl inside their own world-readable work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-q=${CARGO_TARGET_DIR:-$PWD/target}/release/quarryctl
+built=${CARGO_TARGET_DIR:-$PWD/target}/release/quarryctl
 cargo build --release -p quarry-tools
 work=$(mktemp -d /tmp/quarry-fallback.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+trap 'echo "FAILED: fallback check at line $LINENO: $BASH_COMMAND" >&2' ERR
+mkdir -p "$work/bin"
+cp "$built" "$work/bin/quarryctl"
+q=$work/bin/quarryctl
 "$q" gen --out "$work/data" --n 5000 --dim 64 --queries 100 --no-lid >/dev/null 2>&1
 "$q" gt --base "$work/data/base.fbin" --queries "$work/data/queries.fbin" --out "$work/data/gt.ibin" >/dev/null 2>&1
 "$q" build --base "$work/data/base.fbin" --index "$work/idx" --R 24 --L 48 --pq-bytes 16 >/dev/null 2>&1
 chmod -R a+rX "$work"
+# nobody must reach the binary and the data: check before relying on it.
+setpriv --reuid=65534 --regid=65534 --clear-groups -- "$q" --version >/dev/null \
+  || { echo "FAILED: user nobody cannot run $q (check the modes of its directories)" >&2; exit 1; }
 as_nobody() { local memlock=$1; shift; setpriv --reuid=65534 --regid=65534 --clear-groups -- prlimit --memlock=$memlock:$memlock -- "$@"; }
 search() { as_nobody "$1" "$q" search --index "$work/idx" --queries "$work/data/queries.fbin" --gt "$work/data/gt.ibin" --L 40 --W 1 --json --no-qps; }
 recall() { python3 -c 'import sys,json; print(json.loads(sys.stdin.readline())["recall_at_k"])'; }

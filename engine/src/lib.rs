@@ -3,7 +3,12 @@
 //!
 //! The modules follow the data flow of a build and of a query:
 //!
-//! `kernels` → `pq` → `graph` → `nav` → `format` → `io` → `search`
+//! `kernels` → `pq` → `graph` → `format` → `io` → `search` → `index`
+//!
+//! and of a write:
+//!
+//! `storage` → `wal` → `collection` (which builds its segments with
+//! `index` and searches them with `search`).
 //!
 //! * [`kernels`]: SIMD distances with runtime dispatch.
 //! * [`dataset`]: reading and writing vector files (fbin, u8bin, fvecs,
@@ -11,6 +16,7 @@
 //!
 //! See ARCHITECTURE.md for the whole picture.
 
+pub mod collection;
 pub mod dataset;
 pub mod format;
 pub mod graph;
@@ -24,10 +30,13 @@ pub mod parallel;
 pub mod pq;
 pub mod runtime;
 pub mod search;
-pub mod segment;
+pub mod storage;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod vector;
+pub mod wal;
 
+pub use collection::{Collection, CollectionError, CollectionOptions};
 pub use index::{DiskIndex, IndexBuildOptions, IndexError};
 pub use metric::Metric;
 pub use search::{Neighbor, QueryStats, SearchParams, Searcher};

@@ -229,8 +229,8 @@ impl Config {
     }
 
     /// The WAL sync policy.
-    pub fn wal_sync_policy(&self) -> Result<quarry_engine::segment::wal::SyncPolicy, ConfigError> {
-        use quarry_engine::segment::wal::SyncPolicy;
+    pub fn wal_sync_policy(&self) -> Result<quarry_engine::wal::SyncPolicy, ConfigError> {
+        use quarry_engine::wal::SyncPolicy;
         match self.wal_sync.as_str() {
             "always" => Ok(SyncPolicy::Always),
             "interval" => Ok(SyncPolicy::Interval(std::time::Duration::from_millis(

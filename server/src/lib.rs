@@ -6,6 +6,7 @@
 //! SIGTERM drain. The parts:
 //!
 //! - [`config`]: the TOML file and its defaults;
+//! - [`datadir`]: the data directory's lock (one server per directory);
 //! - [`catalog`]: collections on disk, builds, the memory budget;
 //! - [`live`]: mutable collections, their write limits and the flusher;
 //! - [`shard`]: pinned search threads with bounded queues;
@@ -23,6 +24,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod live;
 pub mod metrics;
@@ -45,6 +47,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let io = cfg.io_backend()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
+    // Held until this function returns (the process exits right after).
+    let _lock = datadir::DataDirLock::acquire(&cfg.data_dir)?;
     let t0 = Instant::now();
     let catalog = {
         let (dir, cache, budget, threads) = (

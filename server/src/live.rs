@@ -1,14 +1,14 @@
 //! Mutable collections in the service: opening them, the write path's
 //! limits, and the background flusher.
 //!
-//! Owns: [`Live`] (a `quarry_engine::segment::live::LiveCollection` plus
+//! Owns: [`Live`] (a `quarry_engine::collection::Collection` plus
 //! the service's bookkeeping: flush counters, the last flush error, the
 //! write stall), the settings taken from the config ([`WriteSettings`]),
 //! and [`Flusher`], the one background thread that folds fresh indexes
 //! into disk segments when they pass `flush_at` and runs `Compact`
 //! operations, each charged to the memory budget before it starts. Does
 //! not own: durability, recovery or the merged search (the engine's
-//! `LiveCollection`), the catalog's life cycle (`catalog`) or wire types
+//! `Collection`), the catalog's life cycle (`catalog`) or wire types
 //! (`service`).
 //!
 //! A collection's files are `collections/<name>/live/` (the engine's
@@ -16,11 +16,11 @@
 
 use crate::catalog::{OpState, Operation};
 use crate::error::ServiceError;
+use quarry_engine::collection::{Collection, CollectionError, CollectionOptions, FlushReport, Op};
 use quarry_engine::index::IndexBuildOptions;
 use quarry_engine::io::IoBackend;
-use quarry_engine::segment::live::{FlushReport, LiveCollection, LiveError, LiveOptions, Op};
-use quarry_engine::segment::vfs::RealFs;
-use quarry_engine::segment::wal::{Lsn, SyncPolicy, WalError, WalOptions};
+use quarry_engine::storage::RealFs;
+use quarry_engine::wal::{Lsn, SyncPolicy, WalError, WalOptions};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,7 +85,7 @@ pub struct Live {
     /// Collection name.
     pub name: String,
     /// The engine's collection.
-    pub coll: LiveCollection,
+    pub coll: Collection,
     /// How its segments are built (for the budget estimate).
     pub build: IndexBuildOptions,
     stall_at: usize,
@@ -98,11 +98,12 @@ pub struct Live {
 }
 
 /// Map an engine error to a status: the caller's mistakes are
-/// INVALID_ARGUMENT, a full disk RESOURCE_EXHAUSTED, a merge over budget
-/// RESOURCE_EXHAUSTED, everything else INTERNAL (with the file named).
-pub fn live_error(e: LiveError) -> ServiceError {
+/// INVALID_ARGUMENT, a full disk RESOURCE_EXHAUSTED, a manifest of another
+/// version or shape FAILED_PRECONDITION, everything else INTERNAL (with
+/// the file named).
+pub fn live_error(e: CollectionError) -> ServiceError {
     let disk_full = match &e {
-        LiveError::Io { source, .. } | LiveError::Wal(WalError::Io { source, .. }) => {
+        CollectionError::Io { source, .. } | CollectionError::Wal(WalError::Io { source, .. }) => {
             source.kind() == std::io::ErrorKind::StorageFull
         }
         _ => false,
@@ -113,9 +114,11 @@ pub fn live_error(e: LiveError) -> ServiceError {
         ));
     }
     match e {
-        LiveError::InvalidArgument(m) => ServiceError::InvalidArgument(m),
-        LiveError::OverBudget(m) => ServiceError::ResourceExhausted(m),
-        LiveError::Wal(WalError::TooLarge { .. }) => ServiceError::InvalidArgument(e.to_string()),
+        CollectionError::InvalidArgument(m) => ServiceError::InvalidArgument(m),
+        CollectionError::Vector { .. } => ServiceError::InvalidArgument(e.to_string()),
+        CollectionError::Search(se) => se.into(),
+        CollectionError::Manifest(_) => ServiceError::FailedPrecondition(e.to_string()),
+        CollectionError::Wal(WalError::TooLarge { .. }) => ServiceError::InvalidArgument(e.to_string()),
         other => ServiceError::Internal(other.to_string()),
     }
 }
@@ -130,7 +133,7 @@ impl Live {
         build: IndexBuildOptions,
         s: &WriteSettings,
     ) -> Result<Live, ServiceError> {
-        let opts = LiveOptions {
+        let opts = CollectionOptions {
             dim,
             metric: build.metric,
             fresh_r: build.graph.r,
@@ -146,13 +149,11 @@ impl Live {
             },
             max_payload: s.max_payload,
             io: s.io,
-            // The flusher checks the service-wide budget before it starts.
-            merge_budget: None,
             split_l: true,
             ram_segment_nodes: s.ram_segment_nodes,
         };
         let t = Instant::now();
-        let (coll, report) = LiveCollection::open(Arc::new(RealFs), dir, opts).map_err(live_error)?;
+        let (coll, report) = Collection::open(Arc::new(RealFs), dir, opts).map_err(live_error)?;
         if let Some((path, offset, lsn)) = &report.wal_cut {
             tracing::warn!(collection = name, file = %path.display(), offset, lsn, "cut a torn write-ahead log tail");
         }

@@ -34,10 +34,10 @@ use crate::live::{live_error, Live};
 use crate::metrics::Metrics;
 use crate::wake::WakeFd;
 use crossbeam_queue::ArrayQueue;
+use quarry_engine::collection::Readers;
 use quarry_engine::index::DiskIndex;
 use quarry_engine::io::{IoBackend, Parker, Waker};
 use quarry_engine::search::{Neighbor, QueryResult, QueryStats, SearchParams, Searcher};
-use quarry_engine::segment::live::Readers;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub enum Target {
     /// other queries on its ring.
     Disk(Arc<OpenIndex>),
     /// A mutable collection: its fresh index and every disk segment,
-    /// searched by the engine's `LiveCollection::search` on the shard
+    /// searched by the engine's `Collection::search` on the shard
     /// thread, one query at a time (segment by segment, each with W
     /// reads in flight), so it is not interleaved with the shard's other
     /// queries.

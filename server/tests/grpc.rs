@@ -503,3 +503,38 @@ async fn unix_socket_answers_like_tcp_and_guards_its_path() {
     assert!(server.wait_exit(Duration::from_secs(15)).success());
     assert!(!sock.exists(), "the socket file outlived quarryd");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_a_held_data_directory_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[], "");
+    create(server.channel().await, "kept", true).await;
+    let err = refused_start(&data, &[]);
+    let pid = server.child.id();
+    assert!(
+        err.contains(&format!(
+            "the data directory {} is in use by another quarryd (pid {pid}",
+            data.display()
+        )),
+        "{err}"
+    );
+    // The first server was not disturbed: it still answers, and still has
+    // its collection.
+    let mut c = quarry_proto::v1::collections_client::CollectionsClient::new(server.channel().await);
+    let names: Vec<String> = c
+        .list_collections(quarry_proto::v1::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["kept".to_string()]);
+    // After it stops, the directory is free again.
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    let again = Server::start(&data, &[], "");
+    drop(again);
+}

@@ -1,5 +1,5 @@
 //! `churn`: the recall-stability benchmark of a mutable collection
-//! (`quarry_engine::segment::live::LiveCollection`) under deletes, inserts
+//! (`quarry_engine::collection::Collection`) under deletes, inserts
 //! and overwrites, with flushes and merges in between.
 //!
 //! Owns: the churn schedule (which ids are deleted, inserted and
@@ -35,22 +35,22 @@
 //!
 //! A measurement: `warmup` untimed queries on each collection, then `reps`
 //! rounds of one timed pass over every query per collection, one query at
-//! a time on this thread (`LiveCollection::search`, k, L, W fixed);
+//! a time on this thread (`Collection::search`, k, L, W fixed);
 //! latency figures are the median over passes of each pass's p50, p99 and
 //! mean. IOs per query are `/proc/self/io` `read_bytes` / 4096 over that
 //! collection's timed passes.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use quarry_engine::collection::{Collection, CollectionOptions, Op, Readers};
 use quarry_engine::dataset::groundtruth::{exact_knn, GroundTruth};
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
 use quarry_engine::index::IndexBuildOptions;
 use quarry_engine::io::IoBackend;
-use quarry_engine::segment::live::{LiveCollection, LiveOptions, Op, Readers};
-use quarry_engine::segment::vfs::{RealFs, Vfs};
-use quarry_engine::segment::wal::WalOptions;
+use quarry_engine::storage::{RealFs, Vfs};
+use quarry_engine::wal::WalOptions;
 use quarry_engine::Metric;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -142,7 +142,7 @@ struct Args {
     /// Interleaved churned/fresh passes at the end (medians reported).
     #[arg(long, default_value_t = 5)]
     final_reps: usize,
-    /// Writes per `LiveCollection::write` batch (one WAL group commit each).
+    /// Writes per `Collection::write` batch (one WAL group commit each).
     #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Deleted ids probed per round by the correctness check.
@@ -155,11 +155,11 @@ struct Args {
     #[arg(long, default_value = "auto")]
     io: IoBackend,
     /// Search every part of the live collection with the full L instead of
-    /// splitting L by each part's share of the vectors (`LiveOptions::split_l`).
+    /// splitting L by each part's share of the vectors (`CollectionOptions::split_l`).
     #[arg(long)]
     full_l: bool,
     /// Segments of at most this many nodes are held whole in RAM
-    /// (`LiveOptions::ram_segment_nodes`; quarryd's default is 100000).
+    /// (`CollectionOptions::ram_segment_nodes`; quarryd's default is 100000).
     #[arg(long, default_value_t = 100_000)]
     ram_segment_nodes: usize,
     /// Keep the collections after the run.
@@ -291,7 +291,7 @@ struct SearchCfg {
 
 /// A collection to measure and what it is checked against.
 struct Target<'a> {
-    c: &'a LiveCollection,
+    c: &'a Collection,
     /// External id → base row of its live vectors.
     row_of: &'a HashMap<u64, usize>,
     truth: &'a Truth,
@@ -453,7 +453,7 @@ struct Checks {
 /// old vector, and `get` must return the new one; deleted ids (with their
 /// old row) must never come back.
 fn check(
-    c: &LiveCollection,
+    c: &Collection,
     world: &World,
     upserted: &[(u64, usize)],
     deleted: &[(u64, usize)],
@@ -509,7 +509,7 @@ fn checks_bad(c: &Checks) -> usize {
 }
 
 /// Flush with per-stage timing; returns (report json, seconds, merged, segments after).
-fn timed_flush(c: &LiveCollection, label: &str) -> Result<(Value, f64, bool)> {
+fn timed_flush(c: &Collection, label: &str) -> Result<(Value, f64, bool)> {
     let t0 = Instant::now();
     let mut stages: Vec<(String, f64)> = Vec::new();
     let mut cur: Option<(String, Instant)> = None;
@@ -554,7 +554,7 @@ fn timed_flush(c: &LiveCollection, label: &str) -> Result<(Value, f64, bool)> {
 }
 
 /// Write `ops` in batches; returns seconds.
-fn write_all(c: &LiveCollection, ops: Vec<Op>, batch: usize) -> Result<f64> {
+fn write_all(c: &Collection, ops: Vec<Op>, batch: usize) -> Result<f64> {
     let t = Instant::now();
     let mut it = ops.into_iter().peekable();
     while it.peek().is_some() {
@@ -608,15 +608,7 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-fn search_json(
-    m: &Measured,
-    kind: &str,
-    which: &str,
-    round: usize,
-    phase: &str,
-    c: &LiveCollection,
-    l: usize,
-) -> Value {
+fn search_json(m: &Measured, kind: &str, which: &str, round: usize, phase: &str, c: &Collection, l: usize) -> Value {
     let mut j = measured_json(m);
     j["kind"] = json!(kind);
     j["which"] = json!(which);
@@ -692,7 +684,7 @@ fn main() -> Result<()> {
         ram_budget: None,
         colocate: true,
     };
-    let opts = LiveOptions {
+    let opts = CollectionOptions {
         dim,
         metric: Metric::L2,
         build,
@@ -703,7 +695,6 @@ fn main() -> Result<()> {
         wal: WalOptions::default(),
         max_payload: 0,
         io: a.io,
-        merge_budget: None,
         split_l: !a.full_l,
         ram_segment_nodes: a.ram_segment_nodes,
     };
@@ -750,7 +741,7 @@ fn main() -> Result<()> {
     let mut next_id = n0 as u64;
 
     let fs: Arc<dyn Vfs> = Arc::new(RealFs);
-    let (churned, _) = LiveCollection::open(fs.clone(), &churned_dir, opts.clone())?;
+    let (churned, _) = Collection::open(fs.clone(), &churned_dir, opts.clone())?;
     let ops: Vec<Op> = world
         .live
         .iter()
@@ -776,7 +767,7 @@ fn main() -> Result<()> {
     let reference_dir = dir.join("reference");
     clear_collection(&reference_dir)?;
     copy_dir(&churned_dir, &reference_dir)?;
-    let (reference, ref_open) = LiveCollection::open(fs.clone(), &reference_dir, opts.clone())?;
+    let (reference, ref_open) = Collection::open(fs.clone(), &reference_dir, opts.clone())?;
     if ref_open.live != n0 || reference.segments() != 1 {
         bail!(
             "the reference copy holds {} live vectors in {} segments; expected {n0} in 1",
@@ -790,7 +781,7 @@ fn main() -> Result<()> {
     let (truth0, gt_s) = ground_truth(&world, &queries, a.k, a.threads)?;
     emit(json!({"kind": "ground_truth", "round": 0, "live": world.live.len(), "seconds": gt_s}));
     let sweep_one =
-        |c: &LiveCollection, which: &str, truth: &Truth, row_of: &HashMap<u64, usize>| -> Result<Vec<(usize, f64)>> {
+        |c: &Collection, which: &str, truth: &Truth, row_of: &HashMap<u64, usize>| -> Result<Vec<(usize, f64)>> {
             let mut out = Vec::new();
             for &l in &a.sweep {
                 if l < a.k {
@@ -1018,7 +1009,7 @@ fn main() -> Result<()> {
 
     // A fresh build of exactly the final live set.
     let (truth_f, _) = ground_truth(&world, &queries, a.k, a.threads)?;
-    let (fresh, _) = LiveCollection::open(fs.clone(), &fresh_dir, opts.clone())?;
+    let (fresh, _) = Collection::open(fs.clone(), &fresh_dir, opts.clone())?;
     let mut ids_sorted = world.live.clone();
     ids_sorted.sort_unstable();
     let ops: Vec<Op> = ids_sorted

@@ -1,15 +1,19 @@
-//! In-RAM graphs: the Vamana build (RobustPrune, deterministic parallel
-//! batch insertion) and the HNSW navigation tier.
+//! In-RAM graphs: the Vamana build (deterministic parallel batch
+//! insertion), the fresh index over recent writes (single inserts), the
+//! one RobustPrune both use, and the HNSW navigation tier.
 //!
 //! Owns: graph construction and the in-memory adjacency representation.
 //! Does not own: vectors' storage on disk (`format`) or disk-resident
 //! search (`search`).
 
 pub(crate) mod beam;
+pub mod fresh;
 pub mod hnsw;
 pub mod layout;
+pub(crate) mod prune;
 pub mod vamana;
 
 pub use beam::{Candidate, CandidateList, VisitedSet};
+pub use fresh::{FreshIndex, InsertPlan};
 pub use hnsw::{NavParams, NavTier};
 pub use vamana::{build, BuildError, BuildParams, BuildStats, Graph};

@@ -236,36 +236,14 @@ fn row(data: &[f32], dim: usize, i: u32) -> &[f32] {
     &data[i as usize * dim..(i as usize + 1) * dim]
 }
 
-/// RobustPrune: choose at most R diverse out-neighbours of `p` from `pool`
-/// (ids; distances are recomputed in L2²). Deterministic: ties by id.
+/// RobustPrune of `p` over `pool` (ids; distances are recomputed in L2²),
+/// through the one rule in [`super::prune`].
 fn robust_prune(p: u32, pool: &mut Vec<(f32, u32)>, data: &[f32], dim: usize, bp: &BuildParams) -> Vec<u32> {
     let pv = row(data, dim, p);
     for c in pool.iter_mut() {
         c.0 = kernels::l2_sq(pv, row(data, dim, c.1));
     }
-    pool.sort_unstable_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite distances"));
-    pool.dedup_by_key(|c| c.1);
-    pool.retain(|c| c.1 != p);
-    pool.truncate(bp.max_candidates);
-    let mut out: Vec<u32> = Vec::with_capacity(bp.r);
-    let mut pruned = vec![false; pool.len()];
-    for i in 0..pool.len() {
-        if pruned[i] {
-            continue;
-        }
-        let c = pool[i].1;
-        out.push(c);
-        if out.len() == bp.r {
-            break;
-        }
-        let cv = row(data, dim, c);
-        for j in i + 1..pool.len() {
-            if !pruned[j] && bp.alpha * kernels::l2_sq(cv, row(data, dim, pool[j].1)) <= pool[j].0 {
-                pruned[j] = true;
-            }
-        }
-    }
-    out
+    super::prune::robust_prune(p, pool, |i| row(data, dim, i), bp.r, bp.alpha, bp.max_candidates)
 }
 
 /// The point closest to the mean of `data` (ties → smallest id).

@@ -10,7 +10,7 @@
 //! slack every insert into a full neighbourhood pays it up to `r` times. Nodes are never removed: a node whose slot
 //! is dead (deleted or overwritten) is still walked through but filtered
 //! from results by the caller's liveness test, and disappears at the next
-//! flush. Does not own: ids, payloads or durability (see `live`).
+//! flush. Does not own: ids, payloads or durability (see `crate::collection`).
 
 use crate::graph::beam::{CandidateList, VisitedSet};
 use crate::Metric;
@@ -107,24 +107,11 @@ impl FreshIndex {
         list.as_slice().iter().map(|c| (c.dist, c.id)).collect()
     }
 
-    /// RobustPrune `pool` (sorted or not) to at most `r` diverse
-    /// neighbours; `vec(i)` gives node i's vector (the node being inserted
-    /// is not in `data` yet while an insert is planned).
+    /// RobustPrune `pool` ((L2² distance from `p`, id), in any order) to
+    /// at most `r` diverse neighbours; `vec(i)` gives node i's vector (the
+    /// node being inserted is not in `data` yet while an insert is planned).
     fn prune<'a>(&'a self, p: u32, pool: &mut Vec<(f32, u32)>, vec: &dyn Fn(u32) -> &'a [f32]) -> Vec<u32> {
-        pool.retain(|&(_, id)| id != p);
-        pool.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        pool.dedup_by_key(|x| x.1);
-        let mut out: Vec<u32> = Vec::with_capacity(self.r);
-        for &(d, c) in pool.iter() {
-            if out.len() >= self.r {
-                break;
-            }
-            let cv = vec(c);
-            if out.iter().all(|&o| self.alpha * crate::kernels::l2_sq(vec(o), cv) > d) {
-                out.push(c);
-            }
-        }
-        out
+        super::prune::robust_prune(p, pool, vec, self.r, self.alpha, usize::MAX)
     }
 
     /// Work out an insert of `v` without changing the index: the new

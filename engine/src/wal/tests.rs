@@ -3,9 +3,9 @@
 //! faults, retention, followers and the retention cap, and power-loss
 //! trials over `CrashFs`.
 
-use super::crashfs::{CrashFs, Fault, FaultKind};
-use super::vfs::{RealFs, Vfs};
-use super::wal::*;
+use super::*;
+use crate::storage::{CrashFs, Fault, FaultKind};
+use crate::storage::{RealFs, Vfs};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{HashMap, HashSet};

@@ -2,12 +2,12 @@
 //! flush and merge, restart, bad input, WAL damage, and power-loss trials
 //! over `CrashFs` with flushes in the mix.
 
-use super::crashfs::{CrashFs, Fault};
-use super::live::*;
-use super::vfs::{RealFs, Vfs};
-use super::wal::WalOptions;
+use super::*;
 use crate::format::StoredType;
 use crate::io::IoBackend;
+use crate::search::Neighbor;
+use crate::storage::{CrashFs, Fault, RealFs, Vfs};
+use crate::wal::WalOptions;
 use crate::Metric;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -17,10 +17,10 @@ use std::sync::Arc;
 
 const DIM: usize = 16;
 
-fn opts() -> LiveOptions {
+fn opts() -> CollectionOptions {
     let mut build = crate::testutil::options(Metric::L2, StoredType::F32, 16, 8);
     build.graph.threads = 1;
-    LiveOptions {
+    CollectionOptions {
         dim: DIM,
         metric: Metric::L2,
         build,
@@ -34,7 +34,6 @@ fn opts() -> LiveOptions {
         },
         max_payload: 64,
         io: IoBackend::Pread,
-        merge_budget: None,
         split_l: true,
         ram_segment_nodes: 0,
     }
@@ -45,11 +44,11 @@ fn vec_of(seed: u64) -> Vec<f32> {
     (0..DIM).map(|_| r.random_range(-1.0f32..1.0)).collect()
 }
 
-fn open(fs: &Arc<dyn Vfs>, dir: &Path) -> (LiveCollection, OpenReport) {
-    LiveCollection::open(fs.clone(), dir, opts()).unwrap()
+fn open(fs: &Arc<dyn Vfs>, dir: &Path) -> (Collection, OpenReport) {
+    Collection::open(fs.clone(), dir, opts()).unwrap()
 }
 
-fn top1(c: &LiveCollection, q: &[f32]) -> Option<u64> {
+fn top1(c: &Collection, q: &[f32]) -> Option<u64> {
     c.search(q, 1, 32, 4, &mut Readers::default())
         .unwrap()
         .first()
@@ -57,7 +56,7 @@ fn top1(c: &LiveCollection, q: &[f32]) -> Option<u64> {
 }
 
 /// recall@10 of the collection against brute force over `model`.
-fn recall(c: &LiveCollection, model: &HashMap<u64, Vec<f32>>, queries: u64) -> f64 {
+fn recall(c: &Collection, model: &HashMap<u64, Vec<f32>>, queries: u64) -> f64 {
     let mut readers = Readers::default();
     let mut hits = 0;
     let mut total = 0;
@@ -123,7 +122,7 @@ fn bad_writes_are_refused_whole_and_log_nothing() {
                 vector: vec![0.0; DIM + 1],
                 payload: vec![],
             },
-            "17 dimensions",
+            "vector for id 2 has 17 values; the collection has dimension 16",
         ),
         (
             Op::Upsert {
@@ -131,7 +130,7 @@ fn bad_writes_are_refused_whole_and_log_nothing() {
                 vector: nan,
                 payload: vec![],
             },
-            "dimension 3",
+            "vector for id 2[3] is NaN; vectors must be finite",
         ),
         (
             Op::Upsert {
@@ -143,15 +142,20 @@ fn bad_writes_are_refused_whole_and_log_nothing() {
         ),
     ] {
         let e = c.write(vec![good.clone(), bad]).unwrap_err();
-        assert!(
-            matches!(e, LiveError::InvalidArgument(_)) && e.to_string().contains(needle),
-            "{e}"
-        );
+        let typed = match &e {
+            CollectionError::Vector { .. } => needle.starts_with("vector"),
+            CollectionError::InvalidArgument(_) => needle.starts_with("limit"),
+            _ => false,
+        };
+        assert!(typed && e.to_string().contains(needle), "{e}");
     }
     assert_eq!(c.wal().last_lsn(), before, "nothing of a refused batch was logged");
     assert!(c.is_empty());
     let e = c.search(&[0.0; 3], 10, 20, 4, &mut Readers::default()).unwrap_err();
-    assert!(e.to_string().contains("3 dimensions"), "{e}");
+    assert!(
+        matches!(e, CollectionError::Vector { .. }) && e.to_string().contains("query has 3 values"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -196,7 +200,7 @@ fn flushes_and_merges_keep_answers_and_restart_gives_the_same_ones() {
     c.delete(21).unwrap();
     model.remove(&21);
     let mut readers = Readers::default();
-    let before: Vec<Vec<Hit>> = (0..30)
+    let before: Vec<Vec<Neighbor>> = (0..30)
         .map(|q| c.search(&vec_of(900 + q), 10, 64, 4, &mut readers).unwrap())
         .collect();
     drop(readers);
@@ -227,9 +231,9 @@ fn flushes_and_merges_keep_answers_and_restart_gives_the_same_ones() {
 
 /// Fill a collection at `dir` with 600 vectors flushed into one segment
 /// and 150 more in a second, plus 40 left in the fresh index.
-fn two_segments(dir: &Path, o: LiveOptions) -> (LiveCollection, HashMap<u64, Vec<f32>>) {
+fn two_segments(dir: &Path, o: CollectionOptions) -> (Collection, HashMap<u64, Vec<f32>>) {
     let fs: Arc<dyn Vfs> = Arc::new(RealFs);
-    let (c, _) = LiveCollection::open(fs, dir, o).unwrap();
+    let (c, _) = Collection::open(fs, dir, o).unwrap();
     let mut model = HashMap::new();
     for (upto, flush) in [(600u64, true), (750, true), (790, false)] {
         for id in model.len() as u64..upto {
@@ -246,7 +250,7 @@ fn two_segments(dir: &Path, o: LiveOptions) -> (LiveCollection, HashMap<u64, Vec
 }
 
 /// (answers, summed stats) of 40 queries at k 10, L 64.
-fn answers(c: &LiveCollection) -> (Vec<Vec<Hit>>, u64, u64) {
+fn answers(c: &Collection) -> (Vec<Vec<Neighbor>>, u64, u64) {
     let mut readers = Readers::default();
     let (mut ios, mut cached) = (0, 0);
     let hits = (0..40)
@@ -264,7 +268,7 @@ fn answers(c: &LiveCollection) -> (Vec<Vec<Hit>>, u64, u64) {
 fn small_segments_held_in_ram_read_nothing_and_answer_the_same() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (on_disk, model) = two_segments(a.path(), opts());
-    let in_ram_opts = LiveOptions {
+    let in_ram_opts = CollectionOptions {
         ram_segment_nodes: 1000,
         ..opts()
     };
@@ -279,17 +283,17 @@ fn small_segments_held_in_ram_read_nothing_and_answer_the_same() {
     // Reopened, the segments are read into RAM again.
     drop(in_ram);
     let fs: Arc<dyn Vfs> = Arc::new(RealFs);
-    let (again, _) = LiveCollection::open(fs, b.path(), in_ram_opts).unwrap();
+    let (again, _) = Collection::open(fs, b.path(), in_ram_opts).unwrap();
     let (again_hits, again_ios, _) = answers(&again);
     assert_eq!((again_hits, again_ios), (ram_hits, 0));
     // Only the small segment in RAM: reads happen, answers do not change.
     drop(again);
     let fs: Arc<dyn Vfs> = Arc::new(RealFs);
-    let small_only = LiveOptions {
+    let small_only = CollectionOptions {
         ram_segment_nodes: 200,
         ..opts()
     };
-    let (mixed, _) = LiveCollection::open(fs, b.path(), small_only).unwrap();
+    let (mixed, _) = Collection::open(fs, b.path(), small_only).unwrap();
     let (mixed_hits, mixed_ios, mixed_cached) = answers(&mixed);
     assert!(mixed_ios > 0 && mixed_ios < disk_ios && mixed_cached > 0);
     assert_eq!(mixed_hits, disk_hits);
@@ -301,7 +305,7 @@ fn split_l_reads_less_than_full_l_per_segment_and_keeps_recall() {
     let (split, model) = two_segments(a.path(), opts());
     let (full, _) = two_segments(
         b.path(),
-        LiveOptions {
+        CollectionOptions {
             split_l: false,
             ..opts()
         },
@@ -332,9 +336,7 @@ fn a_corrupt_wal_record_stops_the_open_with_file_and_offset() {
     let mut b = std::fs::read(&seg).unwrap();
     b[100] ^= 1;
     std::fs::write(&seg, &b).unwrap();
-    let e = LiveCollection::open(fs.clone(), d.path(), opts())
-        .err()
-        .expect("must fail");
+    let e = Collection::open(fs.clone(), d.path(), opts()).err().expect("must fail");
     let m = e.to_string();
     assert!(
         m.contains(&seg.display().to_string()) && m.contains("corrupt at byte"),
@@ -342,12 +344,90 @@ fn a_corrupt_wal_record_stops_the_open_with_file_and_offset() {
     );
 }
 
+#[test]
+fn a_wal_that_ends_before_the_checkpoint_is_refused_and_no_lsn_is_reused() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    for id in 0..300u64 {
+        c.upsert(id, vec_of(id), vec![]).unwrap();
+    }
+    let rep = c.flush(&mut |_, _, _| {}).unwrap();
+    assert_eq!(rep.checkpoint, 300);
+    drop(c);
+    // Storage damage that loses fsynced bytes: the newest WAL file is cut
+    // back to its header, so the log ends before the checkpoint.
+    let wal = d.path().join("wal");
+    let names: Vec<String> = fs
+        .list(&wal)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    let newest = names.last().unwrap().clone();
+    let first: u64 = newest
+        .trim_start_matches("wal-")
+        .trim_end_matches(".log")
+        .parse()
+        .unwrap();
+    assert!(first <= 300, "{names:?}: the newest file holds the checkpoint's record");
+    let path = wal.join(&newest);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(crate::wal::HEADER as u64).unwrap();
+    drop(f);
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let wal_before = snapshot(&wal);
+    let manifest_before = std::fs::read(d.path().join(MANIFEST_FILE)).unwrap();
+    for attempt in 0..2 {
+        let e = Collection::open(fs.clone(), d.path(), opts())
+            .err()
+            .expect("must refuse");
+        match &e {
+            CollectionError::WalBehindCheckpoint {
+                path: p,
+                last_lsn,
+                checkpoint,
+            } => {
+                assert_eq!(
+                    (p, *last_lsn, *checkpoint),
+                    (&path, first - 1, 300),
+                    "attempt {attempt}"
+                );
+            }
+            other => panic!("attempt {attempt}: {other}"),
+        }
+        let m = e.to_string();
+        assert!(
+            m.contains(&path.display().to_string())
+                && m.contains(&format!("ends at LSN {}", first - 1))
+                && m.contains("checkpoint LSN 300"),
+            "{m}"
+        );
+        // Nothing was appended, created or switched: no LSN was handed out.
+        assert_eq!(snapshot(&wal), wal_before, "attempt {attempt}");
+        assert_eq!(std::fs::read(d.path().join(MANIFEST_FILE)).unwrap(), manifest_before);
+    }
+}
+
 /// Check the collection against the acknowledged writes. `pending` is
 /// the first write that failed before the cut: its id may show it wholly
 /// or not at all (never anything else); the model then takes what is
 /// there.
 fn verify(
-    c: &LiveCollection,
+    c: &Collection,
     acked: &mut HashMap<u64, Option<Vec<f32>>>,
     pending: Option<(u64, Option<Vec<f32>>)>,
     trial: u64,
@@ -393,7 +473,7 @@ fn power_loss_trials_keep_every_acknowledged_write() {
         let mut acked: HashMap<u64, Option<Vec<f32>>> = HashMap::new();
         let mut pending: Option<(u64, Option<Vec<f32>>)> = None;
         for life in 0..3 {
-            let (c, _) = LiveCollection::open(fs.clone(), &dir, opts())
+            let (c, _) = Collection::open(fs.clone(), &dir, opts())
                 .unwrap_or_else(|e| panic!("trial {trial} life {life}: recovery failed: {e}"));
             verify(&c, &mut acked, pending.take(), trial);
             checked += acked.len();
@@ -427,7 +507,7 @@ fn power_loss_trials_keep_every_acknowledged_write() {
                         acked.insert(id, effect);
                     }
                     Err(e) => {
-                        assert!(!matches!(e, LiveError::InvalidArgument(_)), "{e}");
+                        assert!(!matches!(e, CollectionError::InvalidArgument(_)), "{e}");
                         pending = Some((id, effect));
                         break;
                     }

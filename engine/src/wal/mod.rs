@@ -43,7 +43,7 @@
 //! records it has not received are kept. It reports what it has durably
 //! received with [`Wal::ack_follower`]. The registry is the file
 //! `followers.bin` in the log's directory (docs/format.md, "Followers
-//! file"), replaced whole with [`write_atomic`] through the [`Vfs`], loaded
+//! file"), replaced whole with [`write_atomic`](crate::storage::write_atomic) through the [`Vfs`], loaded
 //! by [`Wal::open`] (missing = no followers, damaged =
 //! [`WalError::Corrupt`] naming it). Registering and unregistering write it
 //! before returning. An ack writes it only when it moves the follower's
@@ -69,32 +69,29 @@
 //! from a snapshot. Records at or above the caller's LSN are never deleted,
 //! whatever the cap.
 
-use super::vfs::{write_atomic, SyncHandle, VFile, Vfs};
+use crate::storage::{SyncHandle, VFile, Vfs};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+mod followers;
+mod record;
+#[cfg(test)]
+mod tests;
+
+pub use followers::{
+    decode_followers, encode_followers, Follower, FollowerInfo, ACK_PERSIST_EVERY, FOLLOWERS_FILE, FOLLOWERS_MAGIC,
+    FOLLOWERS_VERSION, MAX_FOLLOWER_NAME,
+};
+use followers::{load_followers, Registry};
+pub use record::{decode_record, encode_record, RecordHead, HEADER, MAGIC, RECORD_HEADER, VERSION};
+use record::{durable_record_after, header, parse_seg_name, seg_name};
 
 /// Log sequence number: 1 for the first record ever, contiguous.
 pub type Lsn = u64;
-
-const MAGIC: &[u8; 4] = b"QWAL";
-const VERSION: u32 = 1;
-/// Segment header bytes.
-pub const HEADER: usize = 16;
-/// Record header bytes (len, crc, lsn, synced).
-pub const RECORD_HEADER: usize = 24;
-/// The follower registry's file name, in the log's directory.
-pub const FOLLOWERS_FILE: &str = "followers.bin";
-const FOLLOWERS_MAGIC: &[u8; 4] = b"QWFL";
-const FOLLOWERS_VERSION: u32 = 1;
-/// Longest follower name, in bytes (names are ASCII).
-pub const MAX_FOLLOWER_NAME: usize = 64;
-/// An ack is written to the registry file at the latest once this many
-/// acks (of all followers together) have been kept in memory only.
-pub const ACK_PERSIST_EVERY: u32 = 64;
 
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,22 +240,6 @@ pub struct RecoveryReport {
     pub followers_dropped: Vec<FollowerInfo>,
 }
 
-/// A registered follower, as [`Wal::followers`] reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FollowerInfo {
-    /// Its name (1..=64 of `A-Z a-z 0-9 _ -`).
-    pub name: String,
-    /// It has durably received every record up to this LSN; the log keeps
-    /// everything after it.
-    pub acked: Lsn,
-    /// When it was (last) registered, Unix seconds.
-    pub registered_at: u64,
-    /// When it last acked, Unix seconds (its registration time if it has
-    /// not acked since). Acks are written to disk in batches, so after a
-    /// restart this, like `acked`, may be older than the last ack.
-    pub last_ack: u64,
-}
-
 /// What [`Wal::retain`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetainReport {
@@ -271,147 +252,6 @@ pub struct RetainReport {
     pub segments_held: usize,
     /// Followers dropped by the retention cap (as they were just before).
     pub followers_dropped: Vec<FollowerInfo>,
-}
-
-/// One registry entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Follower {
-    acked: Lsn,
-    registered_at: u64,
-    last_ack: u64,
-    /// Dropped by the retention cap: holds nothing, and its acks fail
-    /// until it registers again.
-    dropped: bool,
-}
-
-impl Follower {
-    fn info(&self, name: &str) -> FollowerInfo {
-        FollowerInfo {
-            name: name.to_string(),
-            acked: self.acked,
-            registered_at: self.registered_at,
-            last_ack: self.last_ack,
-        }
-    }
-
-    /// The first LSN it needs.
-    fn needs(&self) -> Lsn {
-        self.acked.saturating_add(1)
-    }
-}
-
-/// The follower registry in memory.
-#[derive(Default)]
-struct Registry {
-    map: BTreeMap<String, Follower>,
-    /// Acks kept in memory only since the file was last written.
-    unwritten: u32,
-    /// The file may differ from `map` (acks not written, or a failed
-    /// write whose rename may still become durable): it is rewritten
-    /// before any segment is deleted.
-    dirty: bool,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Why `name` is not a valid follower name, if it is not.
-fn bad_name(name: &str) -> Option<String> {
-    if name.is_empty() || name.len() > MAX_FOLLOWER_NAME {
-        return Some(format!("{} bytes, not 1 to {MAX_FOLLOWER_NAME}", name.len()));
-    }
-    name.chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-        .map(|c| format!("{c:?} is not one of A-Z, a-z, 0-9, '_', '-'"))
-}
-
-fn check_name(name: &str) -> Result<(), WalError> {
-    match bad_name(name) {
-        None => Ok(()),
-        Some(why) => {
-            let shown: String = name.chars().take(80).collect();
-            Err(WalError::InvalidArgument(format!("follower name {shown:?}: {why}")))
-        }
-    }
-}
-
-/// The registry file's bytes (docs/format.md, "Followers file").
-fn encode_followers(map: &BTreeMap<String, Follower>) -> Vec<u8> {
-    let mut b = Vec::with_capacity(16 + map.keys().map(|n| 26 + n.len()).sum::<usize>());
-    b.extend_from_slice(FOLLOWERS_MAGIC);
-    b.extend_from_slice(&FOLLOWERS_VERSION.to_le_bytes());
-    b.extend_from_slice(&(map.len() as u32).to_le_bytes());
-    for (name, f) in map {
-        b.push(f.dropped as u8);
-        b.push(name.len() as u8);
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(&f.acked.to_le_bytes());
-        b.extend_from_slice(&f.registered_at.to_le_bytes());
-        b.extend_from_slice(&f.last_ack.to_le_bytes());
-    }
-    let crc = crc32c::crc32c(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
-    b
-}
-
-/// Parse the registry file: Err((offset, why)) if it is damaged.
-fn decode_followers(b: &[u8]) -> Result<BTreeMap<String, Follower>, (u64, String)> {
-    if b.len() < 16 {
-        return Err((0, format!("{} bytes, shorter than the smallest registry (16)", b.len())));
-    }
-    if &b[..4] != FOLLOWERS_MAGIC {
-        return Err((0, "bad magic (expected QWFL)".into()));
-    }
-    let body = b.len() - 4;
-    let stored = u32::from_le_bytes(b[body..].try_into().expect("4 bytes"));
-    let crc = crc32c::crc32c(&b[..body]);
-    if crc != stored {
-        return Err((
-            body as u64,
-            format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
-        ));
-    }
-    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-    if version != FOLLOWERS_VERSION {
-        return Err((4, format!("version {version} (this build reads {FOLLOWERS_VERSION})")));
-    }
-    let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-    let mut map = BTreeMap::new();
-    let mut off = 12;
-    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    for i in 0..count {
-        if off + 2 > body {
-            return Err((off as u64, format!("entry {i} of {count} runs past the end")));
-        }
-        let state = b[off];
-        let n = b[off + 1] as usize;
-        if off + 26 + n > body {
-            return Err((off as u64, format!("entry {i} of {count} runs past the end")));
-        }
-        if state > 1 {
-            return Err((off as u64, format!("entry {i}: state {state} is not 0 or 1")));
-        }
-        let name = std::str::from_utf8(&b[off + 2..off + 2 + n])
-            .ok()
-            .filter(|n| bad_name(n).is_none())
-            .ok_or_else(|| (off as u64, format!("entry {i}: invalid follower name")))?;
-        let p = off + 2 + n;
-        let f = Follower {
-            acked: u64_at(p),
-            registered_at: u64_at(p + 8),
-            last_ack: u64_at(p + 16),
-            dropped: state == 1,
-        };
-        if map.insert(name.to_string(), f).is_some() {
-            return Err((off as u64, format!("entry {i}: follower {name:?} appears twice")));
-        }
-        off = p + 24;
-    }
-    if off != body {
-        return Err((off as u64, format!("{} bytes after the last entry", body - off)));
-    }
-    Ok(map)
 }
 
 /// Index of the segment holding LSN `x` (the count of segments starting
@@ -462,67 +302,6 @@ struct Inner {
 pub struct Wal {
     inner: Arc<Inner>,
     flusher: Option<std::thread::JoinHandle<()>>,
-}
-
-fn seg_name(first: Lsn) -> String {
-    format!("wal-{first:020}.log")
-}
-
-fn parse_seg_name(n: &str) -> Option<Lsn> {
-    n.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
-}
-
-/// Encode one record; `synced` is the last LSN durable before it.
-pub fn encode_record(lsn: Lsn, synced: Lsn, body: &[u8], out: &mut Vec<u8>) {
-    let len = (body.len() as u32).to_le_bytes();
-    let start = out.len();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(&synced.to_le_bytes());
-    out.extend_from_slice(body);
-    let mut crc = crc32c::crc32c(&len);
-    crc = crc32c::crc32c_append(crc, &out[start + 8..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// A decoded record's header.
-struct RecordHead {
-    lsn: Lsn,
-    synced: Lsn,
-}
-
-/// Decode the record at `b[off..]`: Ok((head, body range, next offset)),
-/// or Err(why) if it is incomplete or damaged.
-fn decode_record(b: &[u8], off: usize, max: usize) -> Result<(RecordHead, std::ops::Range<usize>, usize), String> {
-    if b.len() < off + RECORD_HEADER {
-        return Err(format!("{} bytes left, short of a record header", b.len() - off));
-    }
-    let len = u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(b[off + 4..off + 8].try_into().expect("4 bytes"));
-    let lsn = u64::from_le_bytes(b[off + 8..off + 16].try_into().expect("8 bytes"));
-    let synced = u64::from_le_bytes(b[off + 16..off + 24].try_into().expect("8 bytes"));
-    if len > max {
-        return Err(format!("record length {len} is over the limit {max}"));
-    }
-    let end = off + RECORD_HEADER + len;
-    if b.len() < end {
-        return Err(format!("record of {len} bytes runs past the end of the file"));
-    }
-    let mut c = crc32c::crc32c(&b[off..off + 4]);
-    c = crc32c::crc32c_append(c, &b[off + 8..end]);
-    if c != crc {
-        return Err(format!("checksum mismatch (stored {crc:#010x}, computed {c:#010x})"));
-    }
-    Ok((RecordHead { lsn, synced }, off + RECORD_HEADER..end, end))
-}
-
-fn header(first: Lsn) -> Vec<u8> {
-    let mut h = Vec::with_capacity(HEADER);
-    h.extend_from_slice(MAGIC);
-    h.extend_from_slice(&VERSION.to_le_bytes());
-    h.extend_from_slice(&first.to_le_bytes());
-    h
 }
 
 /// A reader's position.
@@ -737,6 +516,19 @@ impl Wal {
         self.inner.w.lock().expect("lock").segs[0].first
     }
 
+    /// The newest segment file (the one appended to).
+    pub fn newest_file(&self) -> PathBuf {
+        self.inner
+            .w
+            .lock()
+            .expect("lock")
+            .segs
+            .last()
+            .expect("active segment")
+            .path
+            .clone()
+    }
+
     /// Segment files and their total size in bytes.
     pub fn size(&self) -> (usize, u64) {
         let w = self.inner.w.lock().expect("lock");
@@ -926,120 +718,6 @@ impl Wal {
             .map_err(io_err(&self.inner.dir, "sync"))?;
         Ok(report)
     }
-
-    /// Register a follower (or move an existing one) that needs every
-    /// record from `from` on: it counts as having acked `from - 1`.
-    /// `from` must still be in the log (else [`WalError::FollowerGone`]:
-    /// the follower needs a snapshot) and at most one past its durable end.
-    /// Written to disk before it returns. A follower the cap dropped is
-    /// registered anew.
-    pub fn register_follower(&self, name: &str, from: Lsn) -> Result<(), WalError> {
-        check_name(name)?;
-        let mut reg = self.inner.followers.lock().expect("lock");
-        let oldest = self.first_lsn();
-        if from < oldest {
-            return Err(WalError::FollowerGone {
-                name: name.to_string(),
-                from,
-                oldest,
-            });
-        }
-        let durable = self.durable_lsn();
-        if from > durable + 1 {
-            return Err(WalError::InvalidArgument(format!(
-                "cannot register follower {name:?} from LSN {from}: the log is durable only up to LSN {durable} \
-                 (a follower can only have received durable records)"
-            )));
-        }
-        let now = now_secs();
-        let mut map = reg.map.clone();
-        map.insert(
-            name.to_string(),
-            Follower {
-                acked: from - 1,
-                registered_at: now,
-                last_ack: now,
-                dropped: false,
-            },
-        );
-        self.inner.save_followers(&mut reg, map)
-    }
-
-    /// Record that follower `name` has durably received every record up
-    /// to `lsn`, so retention may let them go. An ack below the last one is
-    /// ignored; one above [`Wal::durable_lsn`] is an error. Written to disk
-    /// only when `acked + 1` moves into another segment or after
-    /// [`ACK_PERSIST_EVERY`] acks (see the module doc); a failed write
-    /// fails the ack and leaves the follower where it was.
-    pub fn ack_follower(&self, name: &str, lsn: Lsn) -> Result<(), WalError> {
-        let mut reg = self.inner.followers.lock().expect("lock");
-        let f = match reg.map.get(name) {
-            None => return Err(WalError::UnknownFollower(name.to_string())),
-            Some(f) if f.dropped => {
-                return Err(WalError::FollowerDropped {
-                    name: name.to_string(),
-                    acked: f.acked,
-                })
-            }
-            Some(f) => f.clone(),
-        };
-        let durable = self.durable_lsn();
-        if lsn > durable {
-            return Err(WalError::InvalidArgument(format!(
-                "follower {name:?} acked LSN {lsn}, past the durable end of the log (LSN {durable})"
-            )));
-        }
-        if lsn < f.acked {
-            return Ok(());
-        }
-        let now = now_secs();
-        if lsn == f.acked {
-            // Nothing new received: only the time moves (memory only).
-            reg.map.get_mut(name).expect("present").last_ack = now;
-            return Ok(());
-        }
-        let moved = {
-            let w = self.inner.w.lock().expect("lock");
-            seg_of(&w.segs, f.needs()) != seg_of(&w.segs, lsn + 1)
-        };
-        let updated = Follower {
-            acked: lsn,
-            last_ack: now,
-            ..f
-        };
-        if moved || reg.unwritten + 1 >= ACK_PERSIST_EVERY {
-            let mut map = reg.map.clone();
-            map.insert(name.to_string(), updated);
-            self.inner.save_followers(&mut reg, map)
-        } else {
-            reg.map.insert(name.to_string(), updated);
-            reg.unwritten += 1;
-            reg.dirty = true;
-            Ok(())
-        }
-    }
-
-    /// Forget follower `name` (registered or dropped); written to disk
-    /// before it returns.
-    pub fn unregister_follower(&self, name: &str) -> Result<(), WalError> {
-        let mut reg = self.inner.followers.lock().expect("lock");
-        if !reg.map.contains_key(name) {
-            return Err(WalError::UnknownFollower(name.to_string()));
-        }
-        let mut map = reg.map.clone();
-        map.remove(name);
-        self.inner.save_followers(&mut reg, map)
-    }
-
-    /// The registered followers, by name (dropped ones are not listed).
-    pub fn followers(&self) -> Vec<FollowerInfo> {
-        let reg = self.inner.followers.lock().expect("lock");
-        reg.map
-            .iter()
-            .filter(|(_, f)| !f.dropped)
-            .map(|(name, f)| f.info(name))
-            .collect()
-    }
 }
 
 impl Drop for Wal {
@@ -1050,49 +728,6 @@ impl Drop for Wal {
             let _ = t.join();
         }
     }
-}
-
-/// Load the follower registry of the log in `dir`, whose records are
-/// `first..=last`. A follower whose next record is gone (the segments were
-/// deleted by hand, say) is marked dropped, with a warning, and reported.
-fn load_followers(
-    fs: &dyn Vfs,
-    dir: &Path,
-    first: Lsn,
-    last: Lsn,
-    report: &mut RecoveryReport,
-) -> Result<Registry, WalError> {
-    let path = dir.join(FOLLOWERS_FILE);
-    if !fs.exists(&path) {
-        return Ok(Registry::default());
-    }
-    let b = fs.read(&path).map_err(io_err(&path, "read"))?;
-    let map = decode_followers(&b).map_err(|(offset, why)| WalError::Corrupt {
-        path: path.clone(),
-        offset,
-        why,
-    })?;
-    let mut reg = Registry {
-        map,
-        ..Registry::default()
-    };
-    for (name, f) in reg.map.iter_mut().filter(|(_, f)| !f.dropped) {
-        if f.needs() < first {
-            tracing::warn!(
-                follower = %name, acked = f.acked, first_lsn = first,
-                "dropping a WAL follower whose next record is no longer in the log; it must re-sync from a snapshot"
-            );
-            report.followers_dropped.push(f.info(name));
-            f.dropped = true;
-            reg.dirty = true;
-        } else if f.acked > last {
-            tracing::warn!(
-                follower = %name, acked = f.acked, last_lsn = last,
-                "a WAL follower acked records past the end of the recovered log"
-            );
-        }
-    }
-    Ok(reg)
 }
 
 /// Create a segment file with its header, durable by name and content.
@@ -1113,38 +748,7 @@ fn new_segment(fs: &dyn Vfs, dir: &Path, path: &Path, first: Lsn) -> Result<Box<
     Ok(f)
 }
 
-/// Whether a valid record from offset `from` on says LSN `bad` was
-/// already durable when it was written (then the bad record at `bad` is
-/// corruption, not a torn tail).
-fn durable_record_after(b: &[u8], from: usize, bad: Lsn, max: usize) -> bool {
-    (from..b.len().saturating_sub(RECORD_HEADER - 1))
-        .any(|o| matches!(decode_record(b, o, max), Ok((h, _, _)) if h.lsn > bad && h.synced >= bad))
-}
-
 impl Inner {
-    /// Write `map` as the registry file; on success it becomes the
-    /// registry in memory, on failure memory is left as it was (and marked
-    /// as possibly differing from the file).
-    fn save_followers(&self, reg: &mut Registry, map: BTreeMap<String, Follower>) -> Result<(), WalError> {
-        let path = self.dir.join(FOLLOWERS_FILE);
-        match write_atomic(self.fs.as_ref(), &path, &encode_followers(&map)) {
-            Ok(()) => {
-                reg.map = map;
-                reg.unwritten = 0;
-                reg.dirty = false;
-                Ok(())
-            }
-            Err(source) => {
-                reg.dirty = true;
-                Err(WalError::Io {
-                    path,
-                    op: "write the follower registry",
-                    source,
-                })
-            }
-        }
-    }
-
     fn poisoned(&self) -> Option<String> {
         self.sync.lock().expect("lock").poisoned.clone()
     }

@@ -561,7 +561,7 @@ impl CrashFs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::vfs::write_atomic;
+    use crate::storage::vfs::write_atomic;
 
     #[test]
     fn power_loss_keeps_exactly_what_was_synced() {

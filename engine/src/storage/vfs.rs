@@ -6,7 +6,7 @@
 //! ([`RealFs`], plain `std::fs` with `fdatasync`/`fsync`), and the
 //! atomic-replace helper [`write_atomic`] (temporary file, fsync, rename,
 //! fsync of the directory). The fault-injecting implementation that can
-//! fail with ENOSPC/EIO and simulate power loss is [`super::crashfs`].
+//! fail with ENOSPC/EIO and simulate power loss is [`super::crashfs`] ([`super::CrashFs`]).
 //!
 //! The model is deliberately small: files are written by appending (and
 //! cut back with `truncate`), replaced whole by rename, and made durable by

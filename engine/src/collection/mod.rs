@@ -1,0 +1,433 @@
+//! A collection: upserts and deletes by u64 id with payloads, made
+//! durable by the WAL, searchable at once through the fresh index, folded
+//! into immutable disk segments by flushes, and recovered after a crash.
+//!
+//! Owns: the collection directory (below), the id map and tombstones, the
+//! apply order of writes, the merged search over fresh and disk parts, the
+//! flush/merge that writes segments, and recovery.
+//!
+//! ```text
+//! <dir>/manifest.json        current segments, checkpoint LSN, tombstones
+//! <dir>/wal/                 write-ahead log (wal.rs)
+//! <dir>/seg-<lsn>/index/     a disk index (docs/format.md) whose ids are slots
+//! <dir>/seg-<lsn>/records.bin  per node: slot, id, payload (crc32c at the end)
+//! <dir>/seg-<lsn>/vectors.bin  per node: the f32 vector (for merges and Get)
+//! <dir>/tomb-<lsn>.bin       dead slots of the segments (crc32c at the end)
+//! ```
+//!
+//! **Slots.** Every upsert gets a slot equal to its LSN, so replaying the
+//! WAL assigns the same slots again. A slot is live while the id map
+//! points at it; an overwrite or a delete makes the old slot dead (a
+//! tombstone), which filters it from results without touching the new
+//! version. Segments keep dead slots until a merge drops them.
+//!
+//! **Order and read-your-writes.** A write is appended to the WAL (durable
+//! under the default sync policy, group-committed with concurrent writes),
+//! then applied to the in-RAM state strictly in LSN order, and only then
+//! acknowledged: every search or get that starts after the
+//! acknowledgement sees it.
+//!
+//! **Flush.** The fresh index is frozen (new writes go to a new one and
+//! searches read both), its live vectors are built into a new segment
+//! directory under a temporary name, every file is fsynced, the directory
+//! renamed, and the manifest switched atomically (temporary file, fsync,
+//! rename, fsync of the directory) with the checkpoint LSN. When the
+//! segment count would pass `max_segments`, the flush instead merges every
+//! segment's live vectors with the frozen ones into one new segment (PQ
+//! retrained on the current data). WAL segments wholly before the
+//! checkpoint are then deleted. A retired segment's files are deleted
+//! when the last search holding it lets go.
+//!
+//! **Recovery.** Open the manifest, load its segments and tombstones, then
+//! replay the WAL from the checkpoint LSN + 1 (the WAL cuts a torn tail
+//! and refuses a corrupt record before it). Leftovers of an interrupted
+//! flush (temporary or unreferenced segment directories, stale tombstone
+//! files) are removed.
+
+mod flush;
+mod manifest;
+mod op;
+mod query;
+mod recovery;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+pub use flush::FlushReport;
+pub use manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
+pub use op::Op;
+pub use query::Readers;
+pub use recovery::OpenReport;
+pub use segment::{decode_records, decode_tombstones, encode_records, encode_tombstones, Segment};
+
+use crate::graph::{FreshIndex, InsertPlan};
+use crate::index::{IndexBuildOptions, IndexError};
+use crate::io::IoBackend;
+use crate::storage::Vfs;
+use crate::wal::{Lsn, Wal, WalError, WalOptions};
+use crate::Metric;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+/// Errors of a collection.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    /// The caller's input is wrong (names the field and the limit).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A file operation failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A segment's index failed to build or open.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A file is damaged.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The manifest was written by another format version, or for another
+    /// collection shape, than the one being opened.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestMismatch),
+    /// The WAL ends before the manifest's checkpoint: records the segments
+    /// already hold are missing from the log (fsynced bytes were lost).
+    /// Opening would hand out their LSNs, and so their slots, again.
+    #[error("{path}: the write-ahead log ends at LSN {last_lsn}, before the manifest's checkpoint LSN {checkpoint}; fsynced log records were lost (storage damage). Refusing to open: new writes would reuse LSNs and slots the segments already hold. Restore this collection from the standby or a snapshot")]
+    WalBehindCheckpoint {
+        /// The newest WAL file.
+        path: PathBuf,
+        /// The last LSN found in the log.
+        last_lsn: Lsn,
+        /// The manifest's checkpoint LSN.
+        checkpoint: Lsn,
+    },
+    /// A vector or query is not acceptable.
+    #[error("{}", .error.describe(.field))]
+    Vector {
+        /// What it was ("vector for id 7", "query").
+        field: String,
+        /// Why.
+        error: crate::vector::VectorError,
+    },
+    /// The disk search of a segment failed.
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
+}
+
+type Result<T> = std::result::Result<T, CollectionError>;
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> CollectionError + 'a {
+    move |source| CollectionError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// Settings of a collection.
+#[derive(Clone, Debug)]
+pub struct CollectionOptions {
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// How segments are built (metric must match).
+    pub build: IndexBuildOptions,
+    /// Fresh graph degree.
+    pub fresh_r: usize,
+    /// Fresh graph insert list size.
+    pub fresh_l: usize,
+    /// Fresh nodes that make [`Collection::needs_flush`] true.
+    pub flush_at: usize,
+    /// Most disk segments a search visits; a flush past it merges.
+    pub max_segments: usize,
+    /// Write-ahead log settings.
+    pub wal: WalOptions,
+    /// Largest payload, bytes.
+    pub max_payload: usize,
+    /// Reader backend for searches.
+    pub io: IoBackend,
+    /// Split a search's list size L over the fresh indexes and segments in
+    /// proportion to the vectors each holds (never below k), instead of
+    /// searching every one with the full L. See
+    /// [`Collection::search_stats`].
+    pub split_l: bool,
+    /// Segments of at most this many nodes are read whole into RAM (the
+    /// index's node cache) when opened, so searching them costs no disk
+    /// reads; 0 keeps every segment on disk. A flush of a small fresh index
+    /// makes such a segment: it then costs less RAM than the fresh index it
+    /// replaces (stored vectors, not f32), and the one large merged segment
+    /// stays the only one a search reads from disk.
+    pub ram_segment_nodes: usize,
+}
+
+/// Where a live slot's vector is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    /// Node in the active fresh index.
+    Active(u32),
+    /// Node in the frozen fresh index (being flushed).
+    Frozen(u32),
+    /// Row in a segment (index into `State::segments` by name).
+    Segment(u32),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    id: u64,
+    payload: Arc<[u8]>,
+    loc: Loc,
+}
+
+struct State {
+    active: FreshIndex,
+    frozen: Option<FreshIndex>,
+    segments: Vec<Arc<Segment>>,
+    /// Live slots.
+    slots: HashMap<u64, Entry>,
+    /// id → live slot.
+    ids: HashMap<u64, u64>,
+}
+
+impl State {
+    fn kill(&mut self, id: u64) {
+        if let Some(s) = self.ids.remove(&id) {
+            self.slots.remove(&s);
+        }
+    }
+}
+
+/// RAM a mutable collection holds, bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CollectionRam {
+    /// The fresh (and frozen) in-RAM indexes at full precision.
+    pub fresh: usize,
+    /// The disk segments' RAM parts (PQ codes and pivots, navigation
+    /// tier, cache), summed.
+    pub segments: crate::index::RamUsage,
+    /// The id map, slot table, segment row maps and payloads.
+    pub ids: usize,
+}
+
+impl CollectionRam {
+    /// Sum of the parts.
+    pub fn total(&self) -> usize {
+        self.fresh + self.segments.total() as usize + self.ids
+    }
+}
+
+/// A mutable collection.
+pub struct Collection {
+    fs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    opts: CollectionOptions,
+    wal: Wal,
+    state: RwLock<State>,
+    applied: Mutex<Lsn>,
+    applied_cv: Condvar,
+    broken: AtomicBool,
+    /// Held by the one flush at a time; the manifest generation.
+    flush_lock: Mutex<u64>,
+}
+
+/// The error every write gets once the log was poisoned under it.
+fn broken() -> CollectionError {
+    CollectionError::Wal(WalError::Poisoned("an earlier write failed to sync".into()))
+}
+
+impl Collection {
+    /// Check one write before anything is logged.
+    fn validate(&self, op: &Op) -> Result<()> {
+        if let Op::Upsert { id, vector, payload } = op {
+            crate::vector::check_vector(self.opts.dim, vector).map_err(|error| CollectionError::Vector {
+                field: format!("vector for id {id}"),
+                error,
+            })?;
+            if payload.len() > self.opts.max_payload {
+                return Err(CollectionError::InvalidArgument(format!(
+                    "payload for id {id} is {} bytes; the limit is {}",
+                    payload.len(),
+                    self.opts.max_payload
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a batch of writes atomically with respect to validation (all
+    /// or none are logged). Returns the LSN of the last; once this returns
+    /// every later search and get sees the batch.
+    pub fn write(&self, ops: Vec<Op>) -> Result<Lsn> {
+        if ops.is_empty() {
+            return Ok(self.wal.last_lsn());
+        }
+        for op in &ops {
+            self.validate(op)?;
+        }
+        if self.broken.load(Ordering::Acquire) {
+            return Err(broken());
+        }
+        let bodies: Vec<Vec<u8>> = ops.iter().map(Op::encode).collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
+        let first = match self.wal.append(&refs) {
+            Ok(f) => f,
+            Err(e) => {
+                if matches!(e, WalError::Poisoned(_)) {
+                    self.broken.store(true, Ordering::Release);
+                    self.applied_cv.notify_all();
+                }
+                return Err(e.into());
+            }
+        };
+        // Apply strictly in LSN order.
+        let mut a = self.applied.lock().expect("lock");
+        while *a + 1 != first {
+            if self.broken.load(Ordering::Acquire) {
+                return Err(broken());
+            }
+            a = self.applied_cv.wait(a).expect("lock");
+        }
+        let n = ops.len() as u64;
+        // Each insert is planned under the read lock (the graph search and
+        // prunes: most of the cost) and committed under the write lock (a
+        // copy), one op at a time, so searches are held up for
+        // microseconds, not for the batch. Holding `applied` keeps every
+        // other writer and the flush's freeze out, so a plan stays valid
+        // until its commit.
+        for (i, op) in ops.into_iter().enumerate() {
+            let plan = match &op {
+                Op::Upsert { vector, .. } => Some(self.state.read().expect("lock").active.plan(vector)),
+                Op::Delete { .. } => None,
+            };
+            apply(&mut self.state.write().expect("lock"), first + i as u64, op, plan);
+        }
+        *a = first + n - 1;
+        self.applied_cv.notify_all();
+        Ok(first + n - 1)
+    }
+
+    /// Insert or replace one vector.
+    pub fn upsert(&self, id: u64, vector: Vec<f32>, payload: Vec<u8>) -> Result<Lsn> {
+        self.write(vec![Op::Upsert { id, vector, payload }])
+    }
+
+    /// Delete one id.
+    pub fn delete(&self, id: u64) -> Result<Lsn> {
+        self.write(vec![Op::Delete { id }])
+    }
+
+    /// Vector and payload of `id`, if live.
+    pub fn get(&self, id: u64) -> Result<Option<(Vec<f32>, Vec<u8>)>> {
+        let st = self.state.read().expect("lock");
+        let Some(&slot) = st.ids.get(&id) else { return Ok(None) };
+        let e = &st.slots[&slot];
+        let v = match e.loc {
+            Loc::Active(i) => st.active.vector(i as usize).to_vec(),
+            Loc::Frozen(i) => st.frozen.as_ref().expect("frozen").vector(i as usize).to_vec(),
+            Loc::Segment(k) => {
+                let seg = &st.segments[k as usize];
+                let row = seg.rows[&slot] as u64;
+                let p = seg.dir.join(segment::VECTORS_FILE);
+                let d = self.opts.dim;
+                let b = self
+                    .fs
+                    .read_at(&p, row * d as u64 * 4, d * 4)
+                    .map_err(io_err(&p, "read"))?;
+                if b.len() != d * 4 {
+                    return Err(CollectionError::Corrupt(format!("{}: short at row {row}", p.display())));
+                }
+                op::f32s(&b)
+            }
+        };
+        Ok(Some((v, e.payload.to_vec())))
+    }
+
+    /// Live vectors.
+    pub fn len(&self) -> usize {
+        self.state.read().expect("lock").slots.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Disk segments now.
+    pub fn segments(&self) -> usize {
+        self.state.read().expect("lock").segments.len()
+    }
+
+    /// Nodes in the active fresh index.
+    pub fn fresh_len(&self) -> usize {
+        self.state.read().expect("lock").active.len()
+    }
+
+    /// Whether the fresh index has passed `flush_at`.
+    pub fn needs_flush(&self) -> bool {
+        self.fresh_len() >= self.opts.flush_at
+    }
+
+    /// The write-ahead log (for replication readers and retention).
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The settings it was opened with.
+    pub fn options(&self) -> &CollectionOptions {
+        &self.opts
+    }
+
+    /// RAM held, bytes: the fresh indexes, the segments' PQ codes,
+    /// navigation tiers and caches, and the id map with payloads.
+    pub fn ram(&self) -> CollectionRam {
+        let st = self.state.read().expect("lock");
+        let fresh = st.active.ram_bytes() + st.frozen.as_ref().map_or(0, |f| f.ram_bytes());
+        let mut segments = crate::index::RamUsage::default();
+        let mut rows = 0;
+        for seg in &st.segments {
+            segments += seg.index.ram();
+            rows += seg.rows.capacity() * 16;
+        }
+        let ids = st.ids.capacity() * 24
+            + st.slots.capacity() * 48
+            + rows
+            + st.slots.values().map(|e| e.payload.len()).sum::<usize>();
+        CollectionRam { fresh, segments, ids }
+    }
+}
+
+/// Apply one logged operation with slot = its LSN; an upsert uses `plan`
+/// if one was made on the unchanged fresh index.
+fn apply(st: &mut State, lsn: Lsn, op: Op, plan: Option<InsertPlan>) {
+    match op {
+        Op::Upsert { id, vector, payload } => {
+            st.kill(id);
+            let node = st.active.len() as u32;
+            match plan {
+                Some(p) => st.active.commit(lsn, &vector, p),
+                None => st.active.insert(lsn, &vector),
+            }
+            st.ids.insert(id, lsn);
+            st.slots.insert(
+                lsn,
+                Entry {
+                    id,
+                    payload: payload.into(),
+                    loc: Loc::Active(node),
+                },
+            );
+        }
+        Op::Delete { id } => st.kill(id),
+    }
+}

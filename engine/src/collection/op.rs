@@ -1,0 +1,79 @@
+//! The body of a collection's WAL record: one upsert or delete
+//! (docs/format.md, "WAL operation body").
+//!
+//! Owns: encoding and decoding [`Op`]. Does not own: the record framing,
+//! checksums or LSNs (`crate::wal`), or whether an op is valid for a
+//! collection (`super::Collection::write` checks that before logging).
+
+/// One write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Insert or replace `id`.
+    Upsert {
+        /// External id.
+        id: u64,
+        /// The vector.
+        vector: Vec<f32>,
+        /// Opaque payload.
+        payload: Vec<u8>,
+    },
+    /// Remove `id` (no error if absent).
+    Delete {
+        /// External id.
+        id: u64,
+    },
+}
+
+impl Op {
+    /// The WAL record body (docs/format.md, "WAL operation body").
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            Op::Upsert { id, vector, payload } => {
+                b.push(1);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                b.extend_from_slice(payload);
+                b.extend_from_slice(bytemuck::cast_slice(vector));
+            }
+            Op::Delete { id } => {
+                b.push(2);
+                b.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    /// Parse a WAL record body of a collection of `dim` values. Err: why
+    /// it is damaged.
+    pub fn decode(b: &[u8], dim: usize) -> std::result::Result<Op, String> {
+        let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().expect("8")));
+        match b.first() {
+            Some(1) => {
+                let id = u64_at(1).ok_or("short upsert")?;
+                let plen = b
+                    .get(9..13)
+                    .map(|s| u32::from_le_bytes(s.try_into().expect("4")))
+                    .ok_or("short upsert")? as usize;
+                let payload = b.get(13..13 + plen).ok_or("short payload")?.to_vec();
+                let vb = &b[13 + plen..];
+                if vb.len() != dim * 4 {
+                    return Err(format!("vector of {} bytes, expected {}", vb.len(), dim * 4));
+                }
+                let vector = f32s(vb);
+                Ok(Op::Upsert { id, vector, payload })
+            }
+            Some(2) if b.len() == 9 => Ok(Op::Delete {
+                id: u64_at(1).expect("9 bytes"),
+            }),
+            other => Err(format!("unknown operation {other:?}")),
+        }
+    }
+}
+
+/// Little-endian f32s from bytes (any alignment).
+pub(super) fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+        .collect()
+}

@@ -1,0 +1,88 @@
+//! The write-ahead log's bytes: segment file names and headers, and the
+//! record codec (docs/format.md, "Write-ahead log").
+//!
+//! Owns: encoding and decoding one record and one segment header, and the
+//! scan that tells a torn tail from corruption. Does not own: files, LSN
+//! assignment or syncing (`super`).
+
+use super::Lsn;
+
+/// The segment file magic.
+pub const MAGIC: &[u8; 4] = b"QWAL";
+/// The segment format version.
+pub const VERSION: u32 = 1;
+/// Segment header bytes.
+pub const HEADER: usize = 16;
+/// Record header bytes (len, crc, lsn, synced).
+pub const RECORD_HEADER: usize = 24;
+
+pub(crate) fn seg_name(first: Lsn) -> String {
+    format!("wal-{first:020}.log")
+}
+
+pub(crate) fn parse_seg_name(n: &str) -> Option<Lsn> {
+    n.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
+}
+
+/// Encode one record; `synced` is the last LSN durable before it.
+pub fn encode_record(lsn: Lsn, synced: Lsn, body: &[u8], out: &mut Vec<u8>) {
+    let len = (body.len() as u32).to_le_bytes();
+    let start = out.len();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(&synced.to_le_bytes());
+    out.extend_from_slice(body);
+    let mut crc = crc32c::crc32c(&len);
+    crc = crc32c::crc32c_append(crc, &out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A decoded record's header.
+pub struct RecordHead {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// The last LSN durable when it was written.
+    pub synced: Lsn,
+}
+
+/// Decode the record at `b[off..]`: Ok((head, body range, next offset)),
+/// or Err(why) if it is incomplete or damaged.
+pub fn decode_record(b: &[u8], off: usize, max: usize) -> Result<(RecordHead, std::ops::Range<usize>, usize), String> {
+    if b.len() < off + RECORD_HEADER {
+        return Err(format!("{} bytes left, short of a record header", b.len() - off));
+    }
+    let len = u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(b[off + 4..off + 8].try_into().expect("4 bytes"));
+    let lsn = u64::from_le_bytes(b[off + 8..off + 16].try_into().expect("8 bytes"));
+    let synced = u64::from_le_bytes(b[off + 16..off + 24].try_into().expect("8 bytes"));
+    if len > max {
+        return Err(format!("record length {len} is over the limit {max}"));
+    }
+    let end = off + RECORD_HEADER + len;
+    if b.len() < end {
+        return Err(format!("record of {len} bytes runs past the end of the file"));
+    }
+    let mut c = crc32c::crc32c(&b[off..off + 4]);
+    c = crc32c::crc32c_append(c, &b[off + 8..end]);
+    if c != crc {
+        return Err(format!("checksum mismatch (stored {crc:#010x}, computed {c:#010x})"));
+    }
+    Ok((RecordHead { lsn, synced }, off + RECORD_HEADER..end, end))
+}
+
+pub(crate) fn header(first: Lsn) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&VERSION.to_le_bytes());
+    h.extend_from_slice(&first.to_le_bytes());
+    h
+}
+
+/// Whether a valid record from offset `from` on says LSN `bad` was
+/// already durable when it was written (then the bad record at `bad` is
+/// corruption, not a torn tail).
+pub(crate) fn durable_record_after(b: &[u8], from: usize, bad: Lsn, max: usize) -> bool {
+    (from..b.len().saturating_sub(RECORD_HEADER - 1))
+        .any(|o| matches!(decode_record(b, o, max), Ok((h, _, _)) if h.lsn > bad && h.synced >= bad))
+}
