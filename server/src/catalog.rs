@@ -27,7 +27,7 @@ use crate::live::{Budget, Flusher, Live, WriteSettings};
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
-use quarry_engine::index::{build_index, estimate_build_bytes, DiskIndex, IndexBuildOptions, RamUsage};
+use quarry_engine::index::{build_index, DiskIndex, IndexBuildOptions, MemoryEstimate, RamUsage};
 use quarry_engine::io::IoBackend;
 use quarry_engine::Metric;
 use serde::{Deserialize, Serialize};
@@ -709,7 +709,8 @@ impl Catalog {
             )));
         }
         let o = self.build_options(&meta, n, threads);
-        let (need, detail) = estimate_build_bytes(n, dim, &o);
+        let detail = MemoryEstimate::for_build(n, dim, &o);
+        let need = detail.total();
         // The finished index's RAM must fit beside what is open now, and
         // the build itself beside it while it runs.
         let after = n as u64 * (meta.params.pq_bytes as u64 + 8) + (self.cache_nodes as u64 * 4096);

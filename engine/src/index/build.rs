@@ -12,7 +12,7 @@
 
 use super::{IndexError, Result};
 use crate::format::{self, files, GraphWriter, Manifest, NodeLayout, StoredType};
-use crate::graph::{self, BuildError, BuildParams, NavParams, NavTier};
+use crate::graph::{self, BuildError, BuildParams, GraphEstimate, NavParams, NavTier};
 use crate::pq::{PqCodebook, PqParams};
 use crate::Metric;
 use std::path::Path;
@@ -69,20 +69,49 @@ pub struct BuildReport {
     pub sector_mate_fraction: f64,
 }
 
-/// Estimated peak bytes of a build of n × dim vectors.
-pub fn estimate_build_bytes(n: usize, dim: usize, o: &IndexBuildOptions) -> (u64, String) {
-    let (g, detail) = graph::vamana::estimate_bytes(n, dim, &o.graph);
-    let pq = (n * o.pq_bytes) as u64 + (65_536 * dim * 4) as u64;
-    let ids = (n * 8) as u64;
-    let nav = (o.nav_sample * dim * 6) as u64;
-    (
-        g + pq + ids + nav,
-        format!(
-            "{detail} + PQ {:.2} GiB + ids/nav {:.2} GiB",
-            pq as f64 / (1u64 << 30) as f64,
-            (ids + nav) as f64 / (1u64 << 30) as f64
-        ),
-    )
+/// Estimated peak bytes of a build, by part: what the budget check
+/// compares, and what a refused build's message breaks down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The Vamana build (vectors, adjacency, visited sets, batch buffers).
+    pub graph: GraphEstimate,
+    /// PQ codes (n × pq_bytes) and the training sample (65,536 × dim f32).
+    pub pq_bytes: u64,
+    /// External ids, n × u64.
+    pub ids_bytes: u64,
+    /// The navigation tier, sample × dim × 6.
+    pub nav_bytes: u64,
+}
+
+impl MemoryEstimate {
+    /// The estimate for a build of n × dim vectors with `o`.
+    pub fn for_build(n: usize, dim: usize, o: &IndexBuildOptions) -> Self {
+        MemoryEstimate {
+            graph: GraphEstimate::for_build(n, dim, &o.graph),
+            pq_bytes: (n * o.pq_bytes) as u64 + (65_536 * dim * 4) as u64,
+            ids_bytes: (n * 8) as u64,
+            nav_bytes: (o.nav_sample * dim * 6) as u64,
+        }
+    }
+
+    /// Sum of the parts, bytes.
+    pub fn total(&self) -> u64 {
+        self.graph.total() + self.pq_bytes + self.ids_bytes + self.nav_bytes
+    }
+}
+
+/// The breakdown in GiB (ids and navigation tier together), as build
+/// errors and `quarryctl build` print it.
+impl std::fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} + PQ {:.2} GiB + ids/nav {:.2} GiB",
+            self.graph,
+            self.pq_bytes as f64 / (1u64 << 30) as f64,
+            (self.ids_bytes + self.nav_bytes) as f64 / (1u64 << 30) as f64
+        )
+    }
 }
 
 /// Stage names passed to the progress callback.
@@ -129,13 +158,14 @@ pub fn build_index(
     // Parameters are checked before the long stages start, not after PQ
     // training.
     o.graph.validate()?;
-    let (need, detail) = estimate_build_bytes(n, dim, o);
+    let est = MemoryEstimate::for_build(n, dim, o);
+    let need = est.total();
     if let Some(budget) = o.ram_budget {
         if need > budget {
             return Err(BuildError::OverBudget {
                 need_gib: need as f64 / (1u64 << 30) as f64,
                 budget_gib: budget as f64 / (1u64 << 30) as f64,
-                detail,
+                detail: est.to_string(),
             }
             .into());
         }
@@ -402,5 +432,34 @@ mod tests {
         assert!(e.contains("GiB") && e.contains("vectors"), "{e}");
         assert!(stages.is_empty(), "a refused build started {stages:?}");
         assert!(!tmp.path().join("ix").exists());
+    }
+
+    #[test]
+    fn memory_estimate_sums_its_parts_and_prints_the_breakdown() {
+        // 1M × 1024-d, R 64, L 100, 8 threads, 128 B PQ, 10,000 nav points.
+        let mut o = options(Metric::L2, StoredType::F32, 64, 128);
+        o.graph.l = 100;
+        o.graph.threads = 8;
+        o.nav_sample = 10_000;
+        let e = MemoryEstimate::for_build(1_000_000, 1024, &o);
+        assert_eq!(
+            e.graph,
+            GraphEstimate {
+                vectors_bytes: 4_096_000_000,
+                graph_bytes: 260_000_000,
+                visited_bytes: 32_000_000,
+                batch_bytes: 314_240_000,
+            }
+        );
+        assert_eq!(
+            (e.pq_bytes, e.ids_bytes, e.nav_bytes),
+            (396_435_456, 8_000_000, 61_440_000)
+        );
+        assert_eq!(e.total(), 5_168_115_456);
+        assert_eq!(
+            e.to_string(),
+            "vectors 3.81 GiB + graph 0.24 GiB + visited sets 0.03 GiB + batch buffers 0.29 GiB \
+             + PQ 0.37 GiB + ids/nav 0.06 GiB"
+        );
     }
 }

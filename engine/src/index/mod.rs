@@ -19,7 +19,7 @@ mod open;
 mod relayout;
 mod verify;
 
-pub use build::{build_index, estimate_build_bytes, stage, BuildReport, IndexBuildOptions};
+pub use build::{build_index, stage, BuildReport, IndexBuildOptions, MemoryEstimate};
 pub use cache::NodeCache;
 pub use open::DiskIndex;
 pub use relayout::{relayout, RelayoutReport};

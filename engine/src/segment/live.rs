@@ -934,8 +934,8 @@ impl LiveCollection {
             }
         }
         if let Some(budget) = self.opts.merge_budget {
-            let (need, detail) = crate::index::estimate_build_bytes(slots.len(), dim, &self.opts.build);
-            let need = need + data.len() as u64 * 4;
+            let detail = crate::index::MemoryEstimate::for_build(slots.len(), dim, &self.opts.build);
+            let need = detail.total() + data.len() as u64 * 4;
             if need > budget {
                 self.unfreeze();
                 return Err(LiveError::OverBudget(format!(
