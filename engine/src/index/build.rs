@@ -160,6 +160,11 @@ pub fn build_index(
     o.graph.validate()?;
     let est = MemoryEstimate::for_build(n, dim, o);
     let need = est.total();
+    // The budget check, before anything is written. This is where the
+    // partitioned build for data larger than the budget will branch off
+    // (k-means shards, each point in two of them, each shard built in RAM
+    // as `build_in_ram` builds the whole set, the graphs merged and
+    // re-pruned). It is not built yet, so over the budget is refused.
     if let Some(budget) = o.ram_budget {
         if need > budget {
             return Err(BuildError::OverBudget {
@@ -170,6 +175,22 @@ pub fn build_index(
             .into());
         }
     }
+    build_in_ram(data, dim, ids, dir, o, need, progress)
+}
+
+/// [`build_index`] over the whole data set at once, its input and budget
+/// already checked: PQ, the Vamana graph and the navigation tier built in
+/// RAM, then every file written. `estimated_bytes` is reported as is.
+fn build_in_ram(
+    data: std::borrow::Cow<'_, [f32]>,
+    dim: usize,
+    ids: &[u64],
+    dir: &Path,
+    o: &IndexBuildOptions,
+    estimated_bytes: u64,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<BuildReport> {
+    let n = ids.len();
     let layout = NodeLayout::new(dim, o.stored, o.graph.r);
     std::fs::create_dir_all(dir)
         .map_err(format::io_err(dir))
@@ -188,7 +209,7 @@ pub fn build_index(
     let data: &[f32] = &data;
     let mut report = BuildReport {
         n,
-        estimated_bytes: need,
+        estimated_bytes,
         ..Default::default()
     };
 
