@@ -44,7 +44,7 @@ impl NodeCache {
     /// Up to `nodes` records of `index`, read in breadth-first order from
     /// the search's entry points (the navigation sample, or the medoid).
     pub(super) fn load(index: &DiskIndex, nodes: usize, backend: IoBackend) -> Result<Self> {
-        let layout = index.header.layout;
+        let layout = index.header().layout;
         let n = index.len();
         let nodes = nodes.min(n);
         if nodes == 0 {
@@ -53,11 +53,11 @@ impl NodeCache {
         let words = layout.node_size / 4;
         let mut order: Vec<u32> = Vec::with_capacity(nodes);
         let mut seen = vec![false; n];
-        let seeds: Vec<u32> = match &index.nav {
-            Some(t) => std::iter::once(index.header.medoid as u32)
+        let seeds: Vec<u32> = match index.nav() {
+            Some(t) => std::iter::once(index.header().medoid as u32)
                 .chain(t.nodes().iter().copied())
                 .collect(),
-            None => vec![index.header.medoid as u32],
+            None => vec![index.header().medoid as u32],
         };
         let mut frontier: Vec<u32> = Vec::new();
         for s in seeds {

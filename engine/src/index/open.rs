@@ -22,22 +22,22 @@ use std::path::{Path, PathBuf};
 pub struct DiskIndex {
     dir: PathBuf,
     /// Graph file header.
-    pub header: GraphHeader,
+    header: GraphHeader,
     /// Manifest.
-    pub manifest: Manifest,
+    manifest: Manifest,
     /// PQ codebook.
-    pub pq: PqCodebook,
+    pq: PqCodebook,
     /// PQ codes, n × m, huge-page backed where the kernel allows.
-    pub codes: crate::hugemem::HugeBytes,
+    codes: crate::hugemem::HugeBytes,
     /// Navigation tier.
-    pub nav: Option<NavTier>,
+    nav: Option<NavTier>,
     /// PQ codes of the navigation sample, in sample order
     /// ([`NavTier::sample_rows`]): the tier is scored from this compact copy.
-    pub nav_codes: Vec<u8>,
+    nav_codes: Vec<u8>,
     /// External ids.
-    pub ids: Vec<u64>,
+    ids: Vec<u64>,
     /// Hot-node cache.
-    pub cache: NodeCache,
+    cache: NodeCache,
 }
 
 impl DiskIndex {
@@ -135,6 +135,48 @@ impl DiskIndex {
             ids,
             cache: NodeCache::default(),
         })
+    }
+
+    /// The graph file's header.
+    #[inline]
+    pub fn header(&self) -> &GraphHeader {
+        &self.header
+    }
+    /// The manifest.
+    #[inline]
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// The PQ codebook.
+    #[inline]
+    pub fn pq(&self) -> &PqCodebook {
+        &self.pq
+    }
+    /// The PQ codes, n × [`PqCodebook::m`] bytes, row `i` for internal id `i`.
+    #[inline]
+    pub fn codes(&self) -> &[u8] {
+        &self.codes
+    }
+    /// The navigation tier, if the index has one.
+    #[inline]
+    pub fn nav(&self) -> Option<&NavTier> {
+        self.nav.as_ref()
+    }
+    /// The PQ codes of the navigation sample, in sample order
+    /// ([`NavTier::sample_rows`]); empty without a tier.
+    #[inline]
+    pub fn nav_codes(&self) -> &[u8] {
+        &self.nav_codes
+    }
+    /// The external ids, indexed by internal id.
+    #[inline]
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+    /// The hot-node cache (empty until [`warm_cache`](Self::warm_cache)).
+    #[inline]
+    pub fn cache(&self) -> &NodeCache {
+        &self.cache
     }
 
     /// The rerank file's path (present when built with `rerank_file`).

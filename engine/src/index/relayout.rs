@@ -60,9 +60,9 @@ pub fn relayout(
     }
     let ix = DiskIndex::open(src)?;
     let n = ix.len();
-    let old = ix.header.layout;
+    let old = ix.header().layout;
     let gpath = ix.graph_path();
-    let g = read_graph(&gpath, &ix.header, progress)?;
+    let g = read_graph(&gpath, ix.header(), progress)?;
     let file = std::fs::File::open(&gpath)
         .map_err(format::io_err(&gpath))
         .map_err(IndexError::from)?;
@@ -85,7 +85,7 @@ pub fn relayout(
     let pivots = &pivots[format::SECTION_HEADER_LEN..];
     // Pass 2: vectors by random access in the new order (the page cache
     // serves the source file; only one record is held at a time).
-    let rerank = ix.manifest.rerank_file.then(|| ix.rerank_path());
+    let rerank = ix.manifest().rerank_file.then(|| ix.rerank_path());
     let rerank_file = match &rerank {
         Some(p) => Some(
             std::fs::File::open(p)
@@ -124,7 +124,7 @@ pub fn relayout(
         Some(0) => None,
         Some(sample) => {
             let t = std::time::Instant::now();
-            let p = NavParams::new(sample, ix.manifest.seed);
+            let p = NavParams::new(sample, ix.manifest().seed);
             let nav = NavTier::build_with(
                 n,
                 old.dim,
@@ -141,7 +141,7 @@ pub fn relayout(
     let nav = if nav_sample.is_some() {
         rebuilt_nav.as_ref()
     } else {
-        ix.nav.as_ref()
+        ix.nav()
     };
     report.nav_nodes = nav.map_or(0, NavTier::len);
     let sink = IndexFiles {
@@ -151,19 +151,19 @@ pub fn relayout(
         graph: &g,
         order: &order,
         pq_pivots: pivots,
-        pq_rotated: ix.pq.rotated(),
-        codes: &ix.codes,
-        ids: &ix.ids,
+        pq_rotated: ix.pq().rotated(),
+        codes: ix.codes(),
+        ids: ix.ids(),
         nav,
-        rerank: ix.manifest.rerank_file,
+        rerank: ix.manifest().rerank_file,
         colocated,
     };
     let manifest = sink.write(
         &mut vector,
         &BuildMeta {
-            l_build: ix.manifest.l_build,
-            alpha: ix.manifest.alpha,
-            seed: ix.manifest.seed,
+            l_build: ix.manifest().l_build,
+            alpha: ix.manifest().alpha,
+            seed: ix.manifest().seed,
         },
         progress,
     )?;
@@ -211,8 +211,8 @@ mod tests {
         verify_index(&dst).expect("the relaid index verifies");
         let a = DiskIndex::open(&src).unwrap();
         let b = DiskIndex::open(&dst).unwrap();
-        assert!(b.manifest.colocated && b.manifest.stored == StoredType::I8);
-        assert_ne!(a.ids, b.ids, "nodes were renamed");
+        assert!(b.manifest().colocated && b.manifest().stored == StoredType::I8);
+        assert_ne!(a.ids(), b.ids(), "nodes were renamed");
         let truth = crate::testutil::exact_knn(&base, &queries, dim, 10, Metric::L2);
         let p = SearchParams::new(10, 40, 4);
         let recall_of = |s: &mut Searcher<&DiskIndex>| {
@@ -232,7 +232,7 @@ mod tests {
         for ix in [&a, &b] {
             let mut s = Searcher::new(ix, IoBackend::Auto, 8).unwrap();
             let rc = recall_of(&mut s);
-            assert!(rc >= 0.9, "{}: recall {rc}", ix.manifest.stored);
+            assert!(rc >= 0.9, "{}: recall {rc}", ix.manifest().stored);
             // A base vector finds itself under its external id.
             let own = s.search(&base[7 * dim..8 * dim], &p).unwrap().0;
             assert_eq!(own[0].id, ids[7]);
@@ -244,8 +244,8 @@ mod tests {
         assert_eq!(r2.nav_nodes, 300);
         verify_index(&dst2).expect("the relaid index with a new tier verifies");
         let c = DiskIndex::open(&dst2).unwrap();
-        assert_eq!(c.manifest.nav_nodes, 300);
-        assert_eq!(c.nav_codes.len(), 300 * c.pq.m());
+        assert_eq!(c.manifest().nav_nodes, 300);
+        assert_eq!(c.nav_codes().len(), 300 * c.pq().m());
         let rc = recall_of(&mut Searcher::new(&c, IoBackend::Auto, 8).unwrap());
         assert!(rc >= 0.9, "new tier: recall {rc}");
         // `Some(0)` drops the tier.
@@ -256,7 +256,7 @@ mod tests {
                 .nav_nodes,
             0
         );
-        assert!(DiskIndex::open(&dst3).unwrap().nav.is_none());
+        assert!(DiskIndex::open(&dst3).unwrap().nav().is_none());
         // The source is refused as the destination, and left intact.
         assert!(relayout(&src, &src, StoredType::I8, true, None, &mut |_, _, _| {}).is_err());
         verify_index(&src).unwrap();
