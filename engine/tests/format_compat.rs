@@ -566,7 +566,7 @@ fn check_all(c: &Case, seed: u64) -> usize {
     check_manifest(c, dir, nav_nodes, &files);
     // And the engine itself still reads what was pinned.
     let idx = DiskIndex::open(dir).unwrap();
-    pin_eq!(idx.header.medoid, medoid, "medoid as opened");
+    pin_eq!(idx.header().medoid, medoid, "medoid as opened");
     pin_eq!(idx.len(), c.n, "n as opened");
     padding_slots
 }

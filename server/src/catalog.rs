@@ -27,7 +27,7 @@ use crate::live::{Budget, Flusher, Live, WriteSettings};
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
-use quarry_engine::index::{build_index, estimate_build_bytes, DiskIndex, IndexBuildOptions, RamUsage};
+use quarry_engine::index::{build_index, DiskIndex, IndexBuildOptions, MemoryEstimate, RamUsage};
 use quarry_engine::io::IoBackend;
 use quarry_engine::Metric;
 use serde::{Deserialize, Serialize};
@@ -185,7 +185,7 @@ impl OpenIndex {
             None if id < self.index.len() as u64 => id as u32,
             None => return Ok(None),
         };
-        let layout = self.index.header.layout;
+        let layout = self.index.header().layout;
         let (sector, off) = layout.locate(slot);
         let mut buf = vec![0u8; layout.read_sectors() * quarry_engine::io::SECTOR];
         self.graph
@@ -525,14 +525,14 @@ impl Catalog {
     fn open_index(&self, dir: &Path, replacing: u64) -> Result<OpenIndex, ServiceError> {
         let mut index = DiskIndex::open(dir).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut ram = index.ram().total();
-        let id_map = if index.ids.iter().enumerate().all(|(i, &x)| x == i as u64) {
+        let id_map = if index.ids().iter().enumerate().all(|(i, &x)| x == i as u64) {
             None
         } else {
-            let m: HashMap<u64, u32> = index.ids.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+            let m: HashMap<u64, u32> = index.ids().iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
             ram += m.capacity() as u64 * 16;
             Some(m)
         };
-        let cache_bytes = (self.cache_nodes * index.header.layout.node_size) as u64;
+        let cache_bytes = (self.cache_nodes * index.header().layout.node_size) as u64;
         let in_use = self.ram_in_use().saturating_sub(replacing);
         if in_use + ram + cache_bytes > self.budget {
             return Err(ServiceError::ResourceExhausted(format!(
@@ -709,7 +709,8 @@ impl Catalog {
             )));
         }
         let o = self.build_options(&meta, n, threads);
-        let (need, detail) = estimate_build_bytes(n, dim, &o);
+        let detail = MemoryEstimate::for_build(n, dim, &o);
+        let need = detail.total();
         // The finished index's RAM must fit beside what is open now, and
         // the build itself beside it while it runs.
         let after = n as u64 * (meta.params.pq_bytes as u64 + 8) + (self.cache_nodes as u64 * 4096);

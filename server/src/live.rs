@@ -349,8 +349,8 @@ fn run_flush(
     let merge = compact || live.coll.segments() >= live.coll.options().max_segments;
     let n = if merge { live.coll.len() } else { live.coll.fresh_len() };
     let dim = live.coll.options().dim;
-    let (est, detail) = quarry_engine::index::estimate_build_bytes(n, dim, &live.build);
-    let need = est + (n * dim * 4) as u64;
+    let detail = quarry_engine::index::MemoryEstimate::for_build(n, dim, &live.build);
+    let need = detail.total() + (n * dim * 4) as u64;
     let in_use = budget.in_use();
     if in_use + need > budget.budget() {
         let e = ServiceError::ResourceExhausted(format!(

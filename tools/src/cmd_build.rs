@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
-use quarry_engine::index::{build_index, estimate_build_bytes, stage, IndexBuildOptions};
+use quarry_engine::index::{build_index, stage, IndexBuildOptions, MemoryEstimate};
 use quarry_engine::Metric;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -175,7 +175,8 @@ pub fn run(a: BuildArgs) -> Result<()> {
         ram_budget: Some((a.build_ram_gb * (1u64 << 30) as f64) as u64),
         colocate: !a.no_colocate,
     };
-    let (need, detail) = estimate_build_bytes(n, dim, &o);
+    let est = MemoryEstimate::for_build(n, dim, &o);
+    let need = est.total();
     eprintln!(
         "build: {} ({n} x {dim}, {}), metric {}, R {}, L {}, alpha {}, PQ {} B, disk vectors {}, {} threads",
         a.base.display(),
@@ -189,13 +190,13 @@ pub fn run(a: BuildArgs) -> Result<()> {
         o.graph.threads
     );
     eprintln!(
-        "memory estimate: {:.2} GiB ({detail}); budget {:.2} GiB",
+        "memory estimate: {:.2} GiB ({est}); budget {:.2} GiB",
         need as f64 / (1u64 << 30) as f64,
         a.build_ram_gb
     );
     if need > o.ram_budget.unwrap_or(u64::MAX) {
         anyhow::bail!(
-            "the build needs about {:.2} GiB ({detail}) but --build-ram-gb is {:.2}; raise the budget or lower R (the partitioned build for larger-than-RAM data is not available yet)",
+            "the build needs about {:.2} GiB ({est}) but --build-ram-gb is {:.2}; raise the budget or lower R (the partitioned build for larger-than-RAM data is not available yet)",
             need as f64 / (1u64 << 30) as f64,
             a.build_ram_gb
         );

@@ -267,7 +267,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "rss_bytes": runtime::rss_bytes(),
             "ram_pq_codes_bytes": ram.pq_codes,
             "ram_nav_bytes": ram.nav,
-            "ram_cache_bytes": index.cache.ram_bytes(),
+            "ram_cache_bytes": index.cache().ram_bytes(),
             "reader": reader,
             "queries": nq,
         });

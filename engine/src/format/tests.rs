@@ -70,10 +70,10 @@ fn index_round_trips_and_verifies() {
     assert_eq!(idx.len(), 600);
     assert_eq!(idx.dim(), 32);
     // Co-location renames nodes: the id map is a permutation of 0..600.
-    let mut ids = idx.ids.clone();
+    let mut ids = idx.ids().to_vec();
     ids.sort_unstable();
     assert_eq!(ids, (0..600).collect::<Vec<u64>>());
-    assert!(idx.manifest.colocated);
+    assert!(idx.manifest().colocated);
 }
 
 fn expect_open_err(dir: &std::path::Path, check: impl Fn(&FormatError) -> bool) {

@@ -16,4 +16,4 @@ pub mod vamana;
 pub use beam::{Candidate, CandidateList, VisitedSet};
 pub use fresh::{FreshIndex, InsertPlan};
 pub use hnsw::{NavParams, NavTier};
-pub use vamana::{build, BuildError, BuildParams, BuildStats, Graph};
+pub use vamana::{build, BuildError, BuildParams, BuildStats, Graph, GraphEstimate};

@@ -184,25 +184,50 @@ pub struct BuildStats {
 }
 
 /// Estimated peak bytes of a graph build over n × dim f32 vectors already
-/// in RAM (the vectors are counted).
-pub fn estimate_bytes(n: usize, dim: usize, p: &BuildParams) -> (u64, String) {
-    let vectors = (n * dim * 4) as u64;
-    let graph = (n * (p.r + 1) * 4) as u64;
-    let visited = (p.threads * n * 4) as u64;
-    let max_batch = ((n as f64 * p.max_batch_frac) as usize).max(1);
-    let batch = (max_batch * (p.r * 4 + p.l * 16 + p.max_candidates * 8)) as u64 * 2;
-    let total = vectors + graph + visited + batch;
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    (
-        total,
-        format!(
+/// in RAM (the vectors are counted), by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphEstimate {
+    /// The vectors, n × dim f32.
+    pub vectors_bytes: u64,
+    /// The adjacency, n × (R + 1) u32.
+    pub graph_bytes: u64,
+    /// One visited set per thread, n × u32 each.
+    pub visited_bytes: u64,
+    /// Per-batch candidate lists and pruned neighbours, twice over.
+    pub batch_bytes: u64,
+}
+
+impl GraphEstimate {
+    /// The estimate for a build of n × dim vectors with `p`.
+    pub fn for_build(n: usize, dim: usize, p: &BuildParams) -> Self {
+        let max_batch = ((n as f64 * p.max_batch_frac) as usize).max(1);
+        GraphEstimate {
+            vectors_bytes: (n * dim * 4) as u64,
+            graph_bytes: (n * (p.r + 1) * 4) as u64,
+            visited_bytes: (p.threads * n * 4) as u64,
+            batch_bytes: (max_batch * (p.r * 4 + p.l * 16 + p.max_candidates * 8)) as u64 * 2,
+        }
+    }
+
+    /// Sum of the parts, bytes.
+    pub fn total(&self) -> u64 {
+        self.vectors_bytes + self.graph_bytes + self.visited_bytes + self.batch_bytes
+    }
+}
+
+/// The breakdown in GiB, as build errors and `quarryctl build` print it.
+impl std::fmt::Display for GraphEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        write!(
+            f,
             "vectors {:.2} GiB + graph {:.2} GiB + visited sets {:.2} GiB + batch buffers {:.2} GiB",
-            gib(vectors),
-            gib(graph),
-            gib(visited),
-            gib(batch)
-        ),
-    )
+            gib(self.vectors_bytes),
+            gib(self.graph_bytes),
+            gib(self.visited_bytes),
+            gib(self.batch_bytes)
+        )
+    }
 }
 
 struct Scratch {

@@ -347,9 +347,9 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
     /// A searcher over `index` with a reader of `depth` buffers.
     pub fn new(index: I, backend: IoBackend, depth: usize) -> Result<Self, ReadError> {
         let ix: &DiskIndex = index.borrow();
-        let layout = ix.header.layout;
+        let layout = ix.header().layout;
         let reader = io::open_reader(&ix.graph_path(), layout.read_sectors() * io::SECTOR, depth, backend)?;
-        let rerank = if ix.manifest.rerank_file {
+        let rerank = if ix.manifest().rerank_file {
             let rl = crate::format::RerankLayout::new(ix.dim());
             Some(io::open_reader(&ix.rerank_path(), rl.read_len(), 32, backend)?)
         } else {
@@ -364,8 +364,8 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
     /// [`crate::io::FaultReader`]).
     pub fn with_reader(index: I, reader: Box<dyn SectorReader>) -> Self {
         let ix: &DiskIndex = index.borrow();
-        let layout = ix.header.layout;
-        let nav_scratch = ix.nav.as_ref().map(NavTier::scratch);
+        let layout = ix.header().layout;
+        let nav_scratch = ix.nav().map(NavTier::scratch);
         Searcher {
             index,
             wait: WaitMode::default(),
@@ -497,7 +497,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
         if index.metric() == Metric::Cosine {
             crate::metric::normalize(&mut st.query);
         }
-        index.pq.table(&st.query, index.metric(), &mut st.table);
+        index.pq().table(&st.query, index.metric(), &mut st.table);
         st.list.reset(p.l);
         st.seen.clear();
         st.full.clear();
@@ -511,10 +511,10 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
         st.active = true;
         self.active += 1;
         self.entries.clear();
-        match (&index.nav, &mut self.nav_scratch) {
+        match (index.nav(), &mut self.nav_scratch) {
             (Some(nav), Some(scratch)) if p.use_nav => {
                 if p.nav_pq {
-                    let (table, codes, m) = (&st.table, &index.nav_codes, index.pq.m());
+                    let (table, codes, m) = (&st.table, index.nav_codes(), index.pq().m());
                     let dist = |i: u32| table.distance(&codes[i as usize * m..(i as usize + 1) * m]);
                     nav.entry_points_by_sample(dist, p.nav_ef, p.nav_entries, scratch, &mut self.entries)
                 } else {
@@ -524,12 +524,12 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
             _ => {}
         }
         if self.entries.is_empty() {
-            self.entries.push(index.header.medoid as u32);
+            self.entries.push(index.header().medoid as u32);
         }
-        let m = index.pq.m();
+        let m = index.pq().m();
         for &e in &self.entries {
             if st.seen.insert(e) {
-                let d = st.table.distance(&index.codes[e as usize * m..(e as usize + 1) * m]);
+                let d = st.table.distance(&index.codes()[e as usize * m..(e as usize + 1) * m]);
                 st.stats.pq_distances += 1;
                 st.list.insert(d, e);
             }
@@ -687,7 +687,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
                 return;
             };
             let id = st.list.as_slice()[i].id;
-            if let Some(rec) = index.cache.get(id) {
+            if let Some(rec) = index.cache().get(id) {
                 st.list.take(i);
                 st.stats.cache_hits += 1;
                 if let Err(e) = expand(index, &self.layout, st, id, rec) {
@@ -772,7 +772,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
             .iter()
             .take(p.k)
             .map(|&(d, id)| Neighbor {
-                id: index.ids[id as usize],
+                id: index.ids()[id as usize],
                 distance: if metric == Metric::Cosine { d / 2.0 } else { d },
             })
             .collect();
@@ -907,7 +907,7 @@ fn score(index: &DiskIndex, st: &mut QueryState, id: u32, node: &NodeRef<'_>) ->
 fn push_neighbors(index: &DiskIndex, st: &mut QueryState, id: u32, neighbors: &[u32]) -> Result<(), SearchError> {
     let n = index.len() as u32;
     st.stats.hops += 1;
-    let m = index.pq.m();
+    let m = index.pq().m();
     // Two passes: first find the unseen neighbours and prefetch their code
     // rows (each is a likely cache miss in a large code array), then score
     // them, so the misses overlap instead of queueing one after another.
@@ -920,12 +920,12 @@ fn push_neighbors(index: &DiskIndex, st: &mut QueryState, id: u32, neighbors: &[
             });
         }
         if st.seen.insert(v) {
-            crate::kernels::prefetch(&index.codes[v as usize * m..(v as usize + 1) * m]);
+            crate::kernels::prefetch(&index.codes()[v as usize * m..(v as usize + 1) * m]);
             st.fresh.push(v);
         }
     }
     for &v in &st.fresh {
-        let pd = st.table.distance(&index.codes[v as usize * m..(v as usize + 1) * m]);
+        let pd = st.table.distance(&index.codes()[v as usize * m..(v as usize + 1) * m]);
         st.list.insert(pd, v);
     }
     st.stats.pq_distances += st.fresh.len() as u32;

@@ -239,7 +239,7 @@ fn sector_mates_save_reads_on_a_colocated_index() {
         o.colocate = colocate;
         build(&base, D, dir.path(), &o);
         let index = DiskIndex::open(dir.path()).unwrap();
-        assert_eq!(index.manifest.colocated, colocate);
+        assert_eq!(index.manifest().colocated, colocate);
         let mut s = Searcher::new(&index, IoBackend::Auto, 16).unwrap();
         let mut recalls = Vec::new();
         for mates in [true, false] {
