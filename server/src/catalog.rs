@@ -29,6 +29,7 @@ use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
 use quarry_engine::index::{build_index, DiskIndex, IndexBuildOptions, MemoryEstimate, RamUsage};
 use quarry_engine::io::IoBackend;
+use quarry_engine::storage::{write_atomic, RealFs, Vfs};
 use quarry_engine::Metric;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -112,6 +113,10 @@ pub enum State {
 /// What `collection.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CollectionMeta {
+    /// [`META_VERSION`] when written. Files written before versions were
+    /// recorded have none and read as version 1 (the same fields).
+    #[serde(default = "meta_version_1")]
+    pub version: u32,
     /// Name.
     pub name: String,
     /// Dimension.
@@ -137,6 +142,10 @@ pub struct CollectionMeta {
     /// Filled by writes (a `live/` directory) rather than by builds.
     #[serde(default)]
     pub mutable: bool,
+}
+
+fn meta_version_1() -> u32 {
+    1
 }
 
 impl CollectionMeta {
@@ -249,6 +258,9 @@ pub struct Entry {
 
 /// Every collection, the running operations, and the memory budget.
 pub struct Catalog {
+    /// Every durable change to the catalog goes through it (power-loss
+    /// trials use `CrashFs`).
+    fs: Arc<dyn Vfs>,
     root: PathBuf,
     io: IoBackend,
     cache_nodes: usize,
@@ -279,20 +291,14 @@ fn check_name(name: &str) -> Result<(), ServiceError> {
     }
 }
 
-/// Write `bytes` to `path` atomically: temporary file, fsync, rename,
-/// fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("a file in a directory");
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
+/// Where a dropped collection's directory goes before it is deleted: the
+/// rename makes the drop durable in one step, and a deletion cut short by a
+/// crash is finished at the next start (never mistaken for a collection).
+const DROPPED_PREFIX: &str = ".dropped-";
+
+/// The version of `collection.json` this build writes and reads
+/// (docs/format.md, "Collection metadata").
+pub const META_VERSION: u32 = 1;
 
 impl Catalog {
     /// Open `data_dir` (created if missing) and every READY collection in
@@ -306,10 +312,44 @@ impl Catalog {
         build_threads: usize,
         writes: WriteSettings,
     ) -> Result<Catalog, ServiceError> {
+        Self::open_on(
+            Arc::new(RealFs),
+            data_dir,
+            io,
+            cache_nodes,
+            budget,
+            build_threads,
+            writes,
+        )
+    }
+
+    /// [`Catalog::open`] over the file system `fs` (the real one, or a
+    /// fault-injecting one in tests).
+    pub fn open_on(
+        fs: Arc<dyn Vfs>,
+        data_dir: &Path,
+        io: IoBackend,
+        cache_nodes: usize,
+        budget: u64,
+        build_threads: usize,
+        writes: WriteSettings,
+    ) -> Result<Catalog, ServiceError> {
         let root = data_dir.join("collections");
-        std::fs::create_dir_all(&root)
-            .map_err(|e| ServiceError::Internal(format!("cannot create {}: {e}", root.display())))?;
+        let internal = |what: &str, p: &Path, e: std::io::Error| {
+            ServiceError::Internal(format!("cannot {what} {}: {e}", p.display()))
+        };
+        // A directory made here is durable by name before anything is
+        // written in it.
+        for dir in [data_dir, root.as_path()] {
+            if !fs.exists(dir) {
+                fs.create_dir_all(dir).map_err(|e| internal("create", dir, e))?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs.sync_dir(parent).map_err(|e| internal("sync", parent, e))?;
+                }
+            }
+        }
         let cat = Catalog {
+            fs: fs.clone(),
             root,
             io,
             cache_nodes,
@@ -323,17 +363,31 @@ impl Catalog {
             writes,
             flusher: OnceLock::new(),
         };
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&cat.root)
-            .map_err(|e| ServiceError::Internal(format!("cannot list {}: {e}", cat.root.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("collection.json").is_file())
-            .collect();
-        names.sort();
+        let mut names = Vec::new();
+        for n in fs.list(&cat.root).map_err(|e| internal("list", &cat.root, e))? {
+            let dir = cat.root.join(&n);
+            if n.starts_with(DROPPED_PREFIX) {
+                tracing::info!(path = %dir.display(), "finishing the deletion of a dropped collection");
+                fs.remove_dir_all(&dir).map_err(|e| internal("remove", &dir, e))?;
+            } else if fs.exists(&dir.join("collection.json")) {
+                names.push(dir);
+            } else {
+                tracing::warn!(path = %dir.display(), "ignoring a directory without collection.json (a create cut short; a new create of that name replaces it)");
+            }
+        }
         for dir in names {
-            let text = std::fs::read(dir.join("collection.json"))
+            let text = fs
+                .read(&dir.join("collection.json"))
                 .map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
             let mut meta: CollectionMeta = serde_json::from_slice(&text)
                 .map_err(|e| ServiceError::Internal(format!("{}/collection.json is corrupt: {e}", dir.display())))?;
+            if meta.version != META_VERSION {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "{}/collection.json is version {}; this build reads version {META_VERSION} (run the Quarry release that wrote it)",
+                    dir.display(),
+                    meta.version
+                )));
+            }
             // Remove builds that never finished.
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 if e.file_name().to_string_lossy().ends_with(".tmp") && e.path().is_dir() {
@@ -349,6 +403,7 @@ impl Catalog {
                 };
                 meta.error = "the build was interrupted by a server restart".into();
                 write_atomic(
+                    fs.as_ref(),
                     &dir.join("collection.json"),
                     &serde_json::to_vec_pretty(&meta).expect("json"),
                 )
@@ -449,6 +504,7 @@ impl Catalog {
             build.nav_sample = usize::MAX;
         }
         Live::open(
+            self.fs.clone(),
             self.next_key.fetch_add(1, Ordering::Relaxed),
             &meta.name,
             &self.dir(&meta.name).join("live"),
@@ -590,6 +646,7 @@ impl Catalog {
             )));
         }
         let meta = CollectionMeta {
+            version: META_VERSION,
             name: name.into(),
             dim,
             metric: metric.to_string(),
@@ -604,17 +661,31 @@ impl Catalog {
             mutable,
         };
         let dir = self.dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
+        let fs = self.fs.as_ref();
+        let internal = |e: std::io::Error| ServiceError::Internal(format!("{}: {e}", dir.display()));
+        // A directory of this name without collection.json is what a
+        // create or drop cut short left: it must not lend its files (an
+        // old WAL) to the new collection.
+        if fs.exists(&dir) {
+            tracing::warn!(path = %dir.display(), "removing the leftover of an interrupted create or drop");
+            fs.remove_dir_all(&dir).map_err(internal)?;
+        }
+        // The directory's name is made durable before the metadata inside
+        // it, so a create either survives a power cut whole or leaves a
+        // directory without collection.json (ignored, then replaced).
+        fs.create_dir_all(&dir).map_err(internal)?;
+        fs.sync_dir(&self.root).map_err(internal)?;
         write_atomic(
+            fs,
             &dir.join("collection.json"),
             &serde_json::to_vec_pretty(&meta).expect("json"),
         )
-        .map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
+        .map_err(internal)?;
         let live = if mutable {
             match self.open_live(&meta) {
                 Ok(l) => Some(Arc::new(l)),
                 Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = self.remove_collection_dir(name);
                     return Err(e);
                 }
             }
@@ -662,10 +733,26 @@ impl Catalog {
         self.entries.write().expect("lock").remove(name);
         entry.dropped.store(true, Ordering::SeqCst);
         *entry.open.write().expect("lock") = None;
-        let dir = self.dir(name);
-        std::fs::remove_dir_all(&dir).map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
+        self.remove_collection_dir(name)?;
         tracing::info!(collection = name, "dropped");
         Ok(())
+    }
+
+    /// Delete a collection's directory crash-safely: rename it aside (one
+    /// durable step: after it the collection is gone whatever happens
+    /// next), then delete it. A deletion cut short is finished at the next
+    /// open.
+    fn remove_collection_dir(&self, name: &str) -> Result<(), ServiceError> {
+        let fs = self.fs.as_ref();
+        let dir = self.dir(name);
+        let aside = self.root.join(format!(
+            "{DROPPED_PREFIX}{name}-{}",
+            self.next_key.fetch_add(1, Ordering::Relaxed)
+        ));
+        let internal = |p: &Path, e: std::io::Error| ServiceError::Internal(format!("{}: {e}", p.display()));
+        fs.rename(&dir, &aside).map_err(|e| internal(&dir, e))?;
+        fs.sync_dir(&self.root).map_err(|e| internal(&self.root, e))?;
+        fs.remove_dir_all(&aside).map_err(|e| internal(&aside, e))
     }
 
     /// A build operation by id.
@@ -863,7 +950,7 @@ impl Catalog {
 
     fn persist(&self, m: &CollectionMeta) -> Result<(), ServiceError> {
         let path = self.dir(&m.name).join("collection.json");
-        write_atomic(&path, &serde_json::to_vec_pretty(m).expect("json"))
+        write_atomic(self.fs.as_ref(), &path, &serde_json::to_vec_pretty(m).expect("json"))
             .map_err(|e| ServiceError::Internal(format!("{}: {e}", path.display())))
     }
 }

@@ -19,7 +19,7 @@ use crate::error::ServiceError;
 use quarry_engine::collection::{Collection, CollectionError, CollectionOptions, FlushReport, Op};
 use quarry_engine::index::IndexBuildOptions;
 use quarry_engine::io::IoBackend;
-use quarry_engine::storage::RealFs;
+use quarry_engine::storage::Vfs;
 use quarry_engine::wal::{Lsn, SyncPolicy, WalError, WalOptions};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -125,7 +125,9 @@ pub fn live_error(e: CollectionError) -> ServiceError {
 
 impl Live {
     /// Open (creating or recovering) the collection in `dir`.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
+        fs: Arc<dyn Vfs>,
         key: u64,
         name: &str,
         dir: &Path,
@@ -153,7 +155,7 @@ impl Live {
             ram_segment_nodes: s.ram_segment_nodes,
         };
         let t = Instant::now();
-        let (coll, report) = Collection::open(Arc::new(RealFs), dir, opts).map_err(live_error)?;
+        let (coll, report) = Collection::open(fs, dir, opts).map_err(live_error)?;
         if let Some((path, offset, lsn)) = &report.wal_cut {
             tracing::warn!(collection = name, file = %path.display(), offset, lsn, "cut a torn write-ahead log tail");
         }

@@ -72,7 +72,7 @@ impl Manifest {
     /// Write atomically to `dir/manifest.json`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        super::write_atomic(&dir.join(MANIFEST_FILE), &json)
+        super::write_file_atomic(&dir.join(MANIFEST_FILE), &json)
     }
 
     /// Load and check version and that every listed file has its size.

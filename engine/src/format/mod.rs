@@ -182,15 +182,11 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
 }
 
-/// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(path)
+/// Write `bytes` to `path` atomically through the one
+/// [`crate::storage::write_atomic`] (temp file, fsync, rename, fsync of
+/// the directory), with the error as a [`FormatError`].
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::storage::write_atomic(&crate::storage::RealFs, path, bytes).map_err(io_err(path))
 }
 
 /// Finish a file streamed to `tmp` with a placeholder header: write

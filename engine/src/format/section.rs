@@ -104,7 +104,7 @@ pub fn write_section(path: &Path, magic: &[u8; 8], params: [u64; 3], payload: &[
     let mut bytes = Vec::with_capacity(SECTION_HEADER_LEN + payload.len());
     bytes.extend_from_slice(&h.encode());
     bytes.extend_from_slice(payload);
-    super::write_atomic(path, &bytes)
+    super::write_file_atomic(path, &bytes)
 }
 
 /// Read a whole section file, check header and sizes, and (if `check_crc`)

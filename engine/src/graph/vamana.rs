@@ -261,9 +261,9 @@ fn row(data: &[f32], dim: usize, i: u32) -> &[f32] {
     &data[i as usize * dim..(i as usize + 1) * dim]
 }
 
-/// RobustPrune of `p` over `pool` (ids; distances are recomputed in L2²),
+/// RobustPrune of node `p` over `pool` (ids; distances are recomputed in L2²),
 /// through the one rule in [`super::prune`].
-fn robust_prune(p: u32, pool: &mut Vec<(f32, u32)>, data: &[f32], dim: usize, bp: &BuildParams) -> Vec<u32> {
+fn prune_node(p: u32, pool: &mut Vec<(f32, u32)>, data: &[f32], dim: usize, bp: &BuildParams) -> Vec<u32> {
     let pv = row(data, dim, p);
     for c in pool.iter_mut() {
         c.0 = kernels::l2_sq(pv, row(data, dim, c.1));
@@ -352,7 +352,7 @@ pub fn build(
                 let v = batch[k];
                 greedy(&g, data, dim, metric, row(data, dim, v), p.l, s);
                 let mut pool = std::mem::take(&mut s.expanded);
-                let out = robust_prune(v, &mut pool, data, dim, p);
+                let out = prune_node(v, &mut pool, data, dim, p);
                 s.expanded = pool;
                 out
             },
@@ -398,7 +398,7 @@ pub fn build(
                     Some(merged)
                 } else {
                     let mut pool: Vec<(f32, u32)> = merged.into_iter().map(|id| (0.0, id)).collect();
-                    Some(robust_prune(t, &mut pool, data, dim, p))
+                    Some(prune_node(t, &mut pool, data, dim, p))
                 }
             },
         );

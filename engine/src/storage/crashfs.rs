@@ -86,6 +86,32 @@ enum Undo {
 }
 
 impl Undo {
+    /// The directory `from` was renamed to `to`: pending undos of entries
+    /// inside it now name them under `to` (a power cut can undo those
+    /// inner changes, not move them back out of the renamed directory).
+    fn moved(&mut self, from: &Path, to: &Path) {
+        let re = |p: &mut PathBuf| {
+            if let Ok(rest) = p.strip_prefix(from) {
+                if !rest.as_os_str().is_empty() {
+                    *p = to.join(rest);
+                }
+            }
+        };
+        match self {
+            Undo::Rename { from: f, to: t, .. } => {
+                re(f);
+                re(t);
+            }
+            Undo::Remove {
+                path, durable, synced, ..
+            } => {
+                re(path);
+                durable.iter_mut().for_each(re);
+                synced.iter_mut().for_each(|(p, _)| re(p));
+            }
+        }
+    }
+
     fn dir(&self) -> Option<&Path> {
         match self {
             Undo::Rename { to, .. } => to.parent(),
@@ -463,6 +489,9 @@ impl Vfs for CrashFs {
         std::fs::rename(from, to)?;
         let from_durable = st.durable.remove(from);
         st.rekey(from, to);
+        for u in st.undo.iter_mut() {
+            u.moved(from, to);
+        }
         st.undo.push(Undo::Rename {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
@@ -537,12 +566,12 @@ impl Vfs for CrashFs {
     }
 }
 
-/// Trial-loop helpers for the power-loss tests.
-#[cfg(test)]
+/// Trial-loop helpers for the power-loss tests (the engine's and the
+/// server's).
 impl CrashFs {
     /// A `CrashFs` over `root` emptied first (trial loops reuse a few
     /// directories), and the same one as a `Vfs`.
-    pub(crate) fn fresh(root: &Path) -> (CrashFs, Arc<dyn Vfs>) {
+    pub fn fresh(root: &Path) -> (CrashFs, Arc<dyn Vfs>) {
         if root.exists() {
             std::fs::remove_dir_all(root).expect("remove the last trial's directory");
         }
@@ -553,7 +582,7 @@ impl CrashFs {
 
     /// Trials to run: the environment variable `var` if set to a number,
     /// else `default` (CI's count).
-    pub(crate) fn trials(var: &str, default: u64) -> u64 {
+    pub fn trials(var: &str, default: u64) -> u64 {
         std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
     }
 }
