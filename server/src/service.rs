@@ -264,23 +264,11 @@ impl AppState {
         Ok(SearchParams::new(k, l, w))
     }
 
-    /// `field()` names the vector in the error (built only on failure).
+    /// The engine's one vector check; `field()` names the vector in the
+    /// error (built only on failure), and the collection is named too.
     fn check_vector(field: impl Fn() -> String, v: &[f32], dim: u32, name: &str) -> Result<(), ServiceError> {
-        if v.len() != dim as usize {
-            return Err(ServiceError::InvalidArgument(format!(
-                "{} has {} values; collection {name:?} has dimension {dim}",
-                field(),
-                v.len()
-            )));
-        }
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(ServiceError::InvalidArgument(format!(
-                "{}[{i}] is {}; vectors must be finite",
-                field(),
-                v[i]
-            )));
-        }
-        Ok(())
+        quarry_engine::vector::check_vector(dim as usize, v)
+            .map_err(|e| ServiceError::InvalidArgument(format!("{} (collection {name:?})", e.describe(&field()))))
     }
 
     /// Queue one search and wait for it.

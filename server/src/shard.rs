@@ -34,7 +34,7 @@ use crate::live::{live_error, Live};
 use crate::metrics::Metrics;
 use crate::wake::WakeFd;
 use crossbeam_queue::ArrayQueue;
-use quarry_engine::collection::Readers;
+use quarry_engine::collection::{CollectionResult, CollectionSearcher};
 use quarry_engine::index::DiskIndex;
 use quarry_engine::io::{IoBackend, Parker, Waker};
 use quarry_engine::search::{Neighbor, QueryResult, QueryStats, SearchParams, Searcher};
@@ -281,6 +281,52 @@ struct Pending {
     queue_micros: f64,
 }
 
+/// A collection's searcher on this shard.
+struct LiveLane {
+    live: Arc<Live>,
+    searcher: CollectionSearcher,
+}
+
+/// Hand one finished collection query to its caller.
+fn reply_live(
+    token: u64,
+    r: CollectionResult,
+    pending: &mut HashMap<u64, Pending>,
+    counters: &ShardCounters,
+    metrics: &Metrics,
+) {
+    let p = pending.remove(&token).expect("every token is pending");
+    counters.queries.fetch_add(1, Ordering::Relaxed);
+    let out = r
+        .map(|(neighbors, stats)| {
+            metrics.record_query(&stats, p.queue_micros);
+            SearchOutcome {
+                neighbors,
+                stats,
+                queue_micros: p.queue_micros,
+            }
+        })
+        .map_err(live_error);
+    let _ = p.reply.send(out);
+}
+
+/// Poll one collection searcher; returns how many queries finished.
+fn drive_live(
+    lane: &mut LiveLane,
+    wait: bool,
+    pending: &mut HashMap<u64, Pending>,
+    counters: &ShardCounters,
+    metrics: &Metrics,
+) -> usize {
+    let mut n = 0;
+    let LiveLane { live, searcher } = lane;
+    searcher.poll(&live.coll, wait, &mut |token, r| {
+        n += 1;
+        reply_live(token, r, pending, counters, metrics);
+    });
+    n
+}
+
 struct Lane {
     open: Arc<OpenIndex>,
     searcher: Searcher<Arc<DiskIndex>>,
@@ -359,7 +405,7 @@ fn shard_main(
         None => None,
     };
     let mut lanes: HashMap<u64, Lane> = HashMap::new();
-    let mut live_readers: HashMap<u64, (Arc<Live>, Readers)> = HashMap::new();
+    let mut live_lanes: HashMap<u64, LiveLane> = HashMap::new();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next_token: u64 = 0;
     let mut active = 0usize;
@@ -399,30 +445,32 @@ fn shard_main(
             let open = match &job.target {
                 Target::Disk(o) => o.clone(),
                 Target::Live(live) => {
-                    let (_, readers) = live_readers
-                        .entry(live.key)
-                        .or_insert_with(|| (live.clone(), Readers::default()));
-                    let p = &job.params;
-                    let out = live
-                        .coll
-                        .search_stats(&job.query, p.k, p.l, p.w, readers)
-                        .map(|(hits, stats)| {
-                            metrics.record_query(&stats, queue_micros);
-                            SearchOutcome {
-                                neighbors: hits
-                                    .into_iter()
-                                    .map(|h| Neighbor {
-                                        id: h.id,
-                                        distance: h.distance,
-                                    })
-                                    .collect(),
-                                stats,
-                                queue_micros,
-                            }
-                        })
-                        .map_err(live_error);
-                    counters.queries.fetch_add(1, Ordering::Relaxed);
-                    let _ = job.reply.send(out);
+                    let lane = live_lanes.entry(live.key).or_insert_with(|| {
+                        let mut searcher = CollectionSearcher::new(inflight_max * 8);
+                        searcher.notify_completions(parker.fd());
+                        LiveLane {
+                            live: live.clone(),
+                            searcher,
+                        }
+                    });
+                    let token = next_token;
+                    next_token += 1;
+                    match lane.searcher.start_query(&live.coll, token, &job.query, &job.params) {
+                        Ok(()) => {
+                            active += 1;
+                            pending.insert(
+                                token,
+                                Pending {
+                                    reply: job.reply,
+                                    queue_micros,
+                                },
+                            );
+                        }
+                        Err(e) => {
+                            counters.queries.fetch_add(1, Ordering::Relaxed);
+                            let _ = job.reply.send(Err(live_error(e)));
+                        }
+                    }
                     continue;
                 }
             };
@@ -464,9 +512,10 @@ fn shard_main(
                 }
             }
         }
-        // Drive every lane with work.
+        // Drive every lane with work, counting the rings with reads in
+        // flight (a collection has one per segment).
         let mut must_spin = false;
-        let mut busy_lanes = 0;
+        let mut busy_rings = 0;
         for lane in lanes.values_mut() {
             if lane.searcher.active() == 0 {
                 continue;
@@ -475,16 +524,27 @@ fn shard_main(
             active -= n;
             progress |= n > 0;
             if lane.searcher.active() > 0 {
-                busy_lanes += 1;
+                busy_rings += 1;
                 must_spin |= !lane.notifies;
             }
+        }
+        for lane in live_lanes.values_mut() {
+            if lane.searcher.active() == 0 {
+                continue;
+            }
+            let n = drive_live(lane, false, &mut pending, &counters, &metrics);
+            active -= n;
+            progress |= n > 0;
+            let busy = lane.searcher.busy_readers();
+            busy_rings += busy;
+            must_spin |= busy > 0 && !lane.searcher.notifies();
         }
         counters.in_flight.store(active, Ordering::Relaxed);
         // Forget lanes of indexes nobody else holds (dropped or rebuilt
         // collections), so their files and rings are released.
         if last_gc.elapsed() > Duration::from_secs(1) {
             lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.open) > 1);
-            live_readers.retain(|_, (l, _)| Arc::strong_count(l) > 1);
+            live_lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.live) > 1);
             last_gc = Instant::now();
         }
         if stop.load(Ordering::SeqCst) && active == 0 && queue.is_empty() {
@@ -523,17 +583,17 @@ fn shard_main(
             }
             continue;
         }
-        if busy_lanes == 1 && queue.is_empty() {
+        if busy_rings == 1 && queue.is_empty() {
             // One ring has reads in flight: wait on it directly (one
             // io_uring_enter per completion, as in-process). A request that
             // arrives meanwhile is admitted at the next completion, at most
             // one read's latency later; the eventfd wake-up stays for the
             // idle case below.
-            let lane = lanes
-                .values_mut()
-                .find(|l| l.searcher.active() > 0)
-                .expect("one busy lane");
-            active -= drive(&mut lane.searcher, true, &mut pending, &counters, &metrics);
+            if let Some(lane) = lanes.values_mut().find(|l| l.searcher.active() > 0) {
+                active -= drive(&mut lane.searcher, true, &mut pending, &counters, &metrics);
+            } else if let Some(lane) = live_lanes.values_mut().find(|l| l.searcher.busy_readers() > 0) {
+                active -= drive_live(lane, true, &mut pending, &counters, &metrics);
+            }
             continue;
         }
         // Idle, or several rings busy: sleep until a request or any

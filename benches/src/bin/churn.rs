@@ -42,7 +42,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use quarry_engine::collection::{Collection, CollectionOptions, Op, Readers};
+use quarry_engine::collection::{Collection, CollectionOptions, CollectionSearcher, Op};
 use quarry_engine::dataset::groundtruth::{exact_knn, GroundTruth};
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
@@ -366,7 +366,7 @@ fn measure(
     reps: usize,
 ) -> Result<Vec<Measured>> {
     let nq = queries.len() / dim;
-    let mut readers: Vec<Readers> = targets.iter().map(|_| Readers::default()).collect();
+    let mut readers: Vec<CollectionSearcher> = targets.iter().map(|_| CollectionSearcher::default()).collect();
     for (t, r) in targets.iter().zip(readers.iter_mut()) {
         for q in queries.chunks_exact(dim).take(s.warmup) {
             t.c.search(q, s.k, s.l, s.w, r)?;
@@ -459,7 +459,7 @@ fn check(
     deleted: &[(u64, usize)],
     s: &SearchCfg,
 ) -> Result<Checks> {
-    let mut readers = Readers::default();
+    let mut readers = CollectionSearcher::default();
     let mut out = Checks::default();
     for &(id, old_row) in upserted {
         let old = world.row(old_row);

@@ -56,7 +56,7 @@ mod tests;
 pub use flush::FlushReport;
 pub use manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
 pub use op::Op;
-pub use query::Readers;
+pub use query::{CollectionResult, CollectionSearcher};
 pub use recovery::OpenReport;
 pub use segment::{decode_records, decode_tombstones, encode_records, encode_tombstones, Segment};
 

@@ -49,7 +49,7 @@ fn open(fs: &Arc<dyn Vfs>, dir: &Path) -> (Collection, OpenReport) {
 }
 
 fn top1(c: &Collection, q: &[f32]) -> Option<u64> {
-    c.search(q, 1, 32, 4, &mut Readers::default())
+    c.search(q, 1, 32, 4, &mut CollectionSearcher::default())
         .unwrap()
         .first()
         .map(|h| h.id)
@@ -57,7 +57,7 @@ fn top1(c: &Collection, q: &[f32]) -> Option<u64> {
 
 /// recall@10 of the collection against brute force over `model`.
 fn recall(c: &Collection, model: &HashMap<u64, Vec<f32>>, queries: u64) -> f64 {
-    let mut readers = Readers::default();
+    let mut readers = CollectionSearcher::default();
     let mut hits = 0;
     let mut total = 0;
     for qs in 0..queries {
@@ -88,7 +88,7 @@ fn writes_are_visible_as_soon_as_they_are_acknowledged() {
     // An overwrite's new version is found, the old one is a tombstone.
     let w = vec_of(2);
     c.upsert(7, w.clone(), b"v2".to_vec()).unwrap();
-    let hits = c.search(&v, 5, 32, 4, &mut Readers::default()).unwrap();
+    let hits = c.search(&v, 5, 32, 4, &mut CollectionSearcher::default()).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(
         hits[0].distance,
@@ -151,7 +151,9 @@ fn bad_writes_are_refused_whole_and_log_nothing() {
     }
     assert_eq!(c.wal().last_lsn(), before, "nothing of a refused batch was logged");
     assert!(c.is_empty());
-    let e = c.search(&[0.0; 3], 10, 20, 4, &mut Readers::default()).unwrap_err();
+    let e = c
+        .search(&[0.0; 3], 10, 20, 4, &mut CollectionSearcher::default())
+        .unwrap_err();
     assert!(
         matches!(e, CollectionError::Vector { .. }) && e.to_string().contains("query has 3 values"),
         "{e}"
@@ -199,7 +201,7 @@ fn flushes_and_merges_keep_answers_and_restart_gives_the_same_ones() {
     }
     c.delete(21).unwrap();
     model.remove(&21);
-    let mut readers = Readers::default();
+    let mut readers = CollectionSearcher::default();
     let before: Vec<Vec<Neighbor>> = (0..30)
         .map(|q| c.search(&vec_of(900 + q), 10, 64, 4, &mut readers).unwrap())
         .collect();
@@ -214,7 +216,7 @@ fn flushes_and_merges_keep_answers_and_restart_gives_the_same_ones() {
     let (c, rep) = open(&fs, d.path());
     assert_eq!(rep.replayed, 21);
     assert_eq!(c.len(), model.len());
-    let mut readers = Readers::default();
+    let mut readers = CollectionSearcher::default();
     for (q, b) in before.iter().enumerate() {
         assert_eq!(
             &c.search(&vec_of(900 + q as u64), 10, 64, 4, &mut readers).unwrap(),
@@ -251,7 +253,7 @@ fn two_segments(dir: &Path, o: CollectionOptions) -> (Collection, HashMap<u64, V
 
 /// (answers, summed stats) of 40 queries at k 10, L 64.
 fn answers(c: &Collection) -> (Vec<Vec<Neighbor>>, u64, u64) {
-    let mut readers = Readers::default();
+    let mut readers = CollectionSearcher::default();
     let (mut ios, mut cached) = (0, 0);
     let hits = (0..40)
         .map(|q| {
@@ -262,6 +264,37 @@ fn answers(c: &Collection) -> (Vec<Vec<Neighbor>>, u64, u64) {
         })
         .collect();
     (hits, ios, cached)
+}
+
+#[test]
+fn many_queries_in_flight_answer_as_one_at_a_time() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, _) = two_segments(d.path(), CollectionOptions { io: IoBackend::Auto, ..opts() });
+    let (one_by_one, ios, _) = answers(&c);
+    assert!(ios > 0, "the segments were read from disk");
+    // All 40 started before any is polled, on one searcher with a ring per
+    // segment, tokens out of order.
+    let mut s = CollectionSearcher::new(64);
+    let p = crate::search::SearchParams::new(10, 64, 4);
+    for q in 0..40u64 {
+        s.start_query(&c, 1000 - q, &vec_of(7_000 + q), &p).unwrap();
+    }
+    assert_eq!(s.active(), 40);
+    let mut got: HashMap<u64, Vec<Neighbor>> = HashMap::new();
+    while s.active() > 0 {
+        s.poll(&c, true, &mut |token, r| {
+            assert!(got.insert(token, r.unwrap().0).is_none(), "token {token} answered twice");
+        });
+    }
+    for (q, want) in one_by_one.iter().enumerate() {
+        assert_eq!(&got[&(1000 - q as u64)], want, "query {q}");
+    }
+    // A bad query is refused at start and leaves the searcher idle.
+    let e = s.start_query(&c, 1, &[0.0; DIM - 1], &p).unwrap_err();
+    assert!(matches!(e, CollectionError::Vector { .. }), "{e}");
+    let e = s.start_query(&c, 1, &vec_of(1), &crate::search::SearchParams::new(10, 5, 4)).unwrap_err();
+    assert!(e.to_string().contains("L = 5"), "{e}");
+    assert_eq!(s.active(), 0);
 }
 
 #[test]

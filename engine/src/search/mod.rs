@@ -466,16 +466,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
     pub fn start_query(&mut self, token: u64, q: &[f32], p: &SearchParams) -> Result<(), SearchError> {
         let index: &DiskIndex = self.index.borrow();
         p.validate(index.len())?;
-        if q.len() != index.dim() {
-            return Err(SearchError::BadRequest(format!(
-                "the query has {} values; the index dimension is {}",
-                q.len(),
-                index.dim()
-            )));
-        }
-        if let Some(err) = check_query(q) {
-            return Err(err);
-        }
+        crate::vector::check_vector(index.dim(), q).map_err(|e| SearchError::BadRequest(e.describe("query")))?;
         let s = match self.slots.iter().position(|st| !st.active) {
             Some(s) => s,
             None if self.slots.len() >= MAX_QUERIES_IN_FLIGHT => {
@@ -830,12 +821,6 @@ fn rerank(
     }
     cands.sort_unstable_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite distances"));
     Ok(ios)
-}
-
-fn check_query(q: &[f32]) -> Option<SearchError> {
-    q.iter()
-        .position(|x| !x.is_finite())
-        .map(|i| SearchError::BadRequest(format!("query has a NaN or infinite value at dimension {i}")))
 }
 
 /// Expand node `id` whose record is `rec`: exact distance, then PQ
