@@ -14,8 +14,7 @@
 //! flush between its snapshot and its swap.
 
 use super::manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
-use super::op::f32s;
-use super::segment::{encode_tombstones, seg_name, Segment, VECTORS_FILE};
+use super::segment::{encode_tombstones, seg_name, Segment};
 use super::{io_err, Collection, Loc, Result, State};
 use crate::graph::FreshIndex;
 use crate::storage::write_atomic;
@@ -125,15 +124,13 @@ impl Collection {
         // has an LSN past the checkpoint: it is replayed from the WAL after
         // a restart, and the tombstones below catch it now.
         for (seg, live) in &old_rows {
-            let p = seg.dir.join(VECTORS_FILE);
-            let b = match self.fs.read(&p) {
-                Ok(b) => b,
+            let all = match seg.all_vectors(dim) {
+                Ok(v) => v,
                 Err(e) => {
                     self.unfreeze();
-                    return Err(io_err(&p, "read")(e));
+                    return Err(e);
                 }
             };
-            let all = f32s(&b);
             for (row, slot, id, payload) in live {
                 batch
                     .data

@@ -44,6 +44,7 @@
 //! flush (temporary or unreferenced segment directories, stale tombstone
 //! files) are removed.
 
+mod bulk;
 mod flush;
 mod manifest;
 mod op;
@@ -53,6 +54,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+pub use bulk::BulkReport;
 pub use flush::FlushReport;
 pub use manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
 pub use op::Op;
@@ -237,8 +239,12 @@ pub struct Collection {
     applied: Mutex<Lsn>,
     applied_cv: Condvar,
     broken: AtomicBool,
-    /// Held by the one flush at a time; the manifest generation.
+    /// Held by the one flush, bulk load switch or adoption at a time
+    /// (each changes the segment list); the manifest generation.
     flush_lock: Mutex<u64>,
+    /// The next bulk load's number (one more than any bulk slot in the
+    /// segments or the replayed log).
+    next_bulk: std::sync::atomic::AtomicU64,
 }
 
 /// The error every write gets once the log was poisoned under it.
@@ -249,6 +255,11 @@ fn broken() -> CollectionError {
 impl Collection {
     /// Check one write before anything is logged.
     fn validate(&self, op: &Op) -> Result<()> {
+        if let Op::AddSegment { name } = op {
+            return Err(CollectionError::InvalidArgument(format!(
+                "segment {name:?} cannot be added by a write (use bulk_load)"
+            )));
+        }
         if let Op::Upsert { id, vector, payload } = op {
             crate::vector::check_vector(self.opts.dim, vector).map_err(|error| CollectionError::Vector {
                 field: format!("vector for id {id}"),
@@ -308,7 +319,7 @@ impl Collection {
         for (i, op) in ops.into_iter().enumerate() {
             let plan = match &op {
                 Op::Upsert { vector, .. } => Some(self.state.read().expect("lock").active.plan(vector)),
-                Op::Delete { .. } => None,
+                Op::Delete { .. } | Op::AddSegment { .. } => None,
             };
             apply(&mut self.state.write().expect("lock"), first + i as u64, op, plan);
         }
@@ -337,17 +348,7 @@ impl Collection {
             Loc::Frozen(i) => st.frozen.as_ref().expect("frozen").vector(i as usize).to_vec(),
             Loc::Segment(k) => {
                 let seg = &st.segments[k as usize];
-                let row = seg.rows[&slot] as u64;
-                let p = seg.dir.join(segment::VECTORS_FILE);
-                let d = self.opts.dim;
-                let b = self
-                    .fs
-                    .read_at(&p, row * d as u64 * 4, d * 4)
-                    .map_err(io_err(&p, "read"))?;
-                if b.len() != d * 4 {
-                    return Err(CollectionError::Corrupt(format!("{}: short at row {row}", p.display())));
-                }
-                op::f32s(&b)
+                seg.vector(self.opts.dim, seg.rows[&slot])?
             }
         };
         Ok(Some((v, e.payload.to_vec())))
@@ -429,5 +430,29 @@ fn apply(st: &mut State, lsn: Lsn, op: Op, plan: Option<InsertPlan>) {
             );
         }
         Op::Delete { id } => st.kill(id),
+        Op::AddSegment { .. } => unreachable!("write refuses it; bulk_load and replay add segments"),
     }
+}
+
+/// A segment joins the state (bulk load, adoption, replay): each of its
+/// ids replaces whatever version was live. Returns how many it replaced.
+fn apply_segment(st: &mut State, seg: Arc<Segment>, records: Vec<(u64, u64, Vec<u8>)>) -> usize {
+    let k = st.segments.len() as u32;
+    let mut replaced = 0;
+    for (slot, id, payload) in records {
+        if let Some(old) = st.ids.insert(id, slot) {
+            st.slots.remove(&old);
+            replaced += 1;
+        }
+        st.slots.insert(
+            slot,
+            Entry {
+                id,
+                payload: payload.into(),
+                loc: Loc::Segment(k),
+            },
+        );
+    }
+    st.segments.push(seg);
+    replaced
 }

@@ -22,6 +22,24 @@ pub enum Op {
         /// External id.
         id: u64,
     },
+    /// A bulk-loaded segment (`bulk-<n>`, already durable in the collection
+    /// directory) joins the collection at this LSN: its ids replace every
+    /// earlier version. Logged only by [`super::Collection::bulk_load`];
+    /// `write` refuses it.
+    AddSegment {
+        /// The segment directory's name.
+        name: String,
+    },
+}
+
+/// Whether `name` may name a bulk segment in a WAL record (a plain name in
+/// the collection directory).
+pub(super) fn valid_segment_name(name: &str) -> bool {
+    name.starts_with("bulk-")
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
 impl Op {
@@ -39,6 +57,11 @@ impl Op {
             Op::Delete { id } => {
                 b.push(2);
                 b.extend_from_slice(&id.to_le_bytes());
+            }
+            Op::AddSegment { name } => {
+                b.push(3);
+                b.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                b.extend_from_slice(name.as_bytes());
             }
         }
         b
@@ -66,6 +89,20 @@ impl Op {
             Some(2) if b.len() == 9 => Ok(Op::Delete {
                 id: u64_at(1).expect("9 bytes"),
             }),
+            Some(3) => {
+                let n = b
+                    .get(1..3)
+                    .map(|s| u16::from_le_bytes(s.try_into().expect("2")))
+                    .ok_or("short segment record")? as usize;
+                if b.len() != 3 + n {
+                    return Err(format!("segment record of {} bytes, expected {}", b.len(), 3 + n));
+                }
+                let name = std::str::from_utf8(&b[3..])
+                    .ok()
+                    .filter(|n| valid_segment_name(n))
+                    .ok_or("segment record with an invalid name")?;
+                Ok(Op::AddSegment { name: name.to_string() })
+            }
             other => Err(format!("unknown operation {other:?}")),
         }
     }
@@ -76,4 +113,37 @@ pub(super) fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_op_round_trips_and_damage_is_refused() {
+        let ops = [
+            Op::Upsert {
+                id: 7,
+                vector: vec![1.0, -2.5, 3.25],
+                payload: b"p".to_vec(),
+            },
+            Op::Delete { id: u64::MAX },
+            Op::AddSegment {
+                name: "bulk-0000000003".into(),
+            },
+        ];
+        for op in &ops {
+            let b = op.encode();
+            assert_eq!(&Op::decode(&b, 3).unwrap(), op);
+            // Every truncation is refused, never misread.
+            for cut in 0..b.len() {
+                assert!(Op::decode(&b[..cut], 3).is_err(), "{op:?} cut at {cut}");
+            }
+        }
+        for bad in ["../x", "bulk-a/b", "seg-1", ""] {
+            let b = Op::AddSegment { name: bad.into() }.encode();
+            assert!(Op::decode(&b, 3).is_err(), "{bad:?}");
+        }
+        assert!(Op::decode(&[9, 0, 0], 3).is_err());
+    }
 }

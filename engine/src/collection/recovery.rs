@@ -5,8 +5,10 @@
 //! Does not own: the WAL's own torn-tail recovery (`crate::wal`).
 
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::segment::{decode_tombstones, load_segment};
-use super::{apply, io_err, Collection, CollectionError, CollectionOptions, Entry, Loc, Op, Result, State};
+use super::segment::{bulk_of, decode_tombstones, load_segment};
+use super::{
+    apply, apply_segment, io_err, Collection, CollectionError, CollectionOptions, Entry, Loc, Op, Result, State,
+};
 use crate::graph::FreshIndex;
 use crate::storage::{write_atomic, Vfs};
 use crate::wal::Wal;
@@ -56,11 +58,13 @@ impl Collection {
         let mut removed = false;
         for name in fs.list(dir).map_err(io_err(dir, "list"))? {
             let p = dir.join(&name);
+            // Bulk segments the manifest does not list may be named by a
+            // WAL record after the checkpoint: decided after the replay.
             let stale_seg = name.starts_with("seg-") && !manifest.segments.contains(&name);
             let stale_tomb = name.starts_with("tomb-") && manifest.tombstones.as_deref() != Some(name.as_str());
             if stale_seg || stale_tomb || name.ends_with(".tmp") {
                 tracing::info!(path = %p.display(), "removing a leftover of an interrupted flush");
-                if name.starts_with("seg-") {
+                if name.starts_with("seg-") || name.starts_with("bulk-") {
                     fs.remove_dir_all(&p).map_err(io_err(&p, "remove"))?;
                 } else {
                     fs.remove_file(&p).map_err(io_err(&p, "remove"))?;
@@ -145,6 +149,7 @@ impl Collection {
             });
         }
         let mut replayed = 0u64;
+        let mut logged_segments: Vec<String> = Vec::new();
         let mut cur = wal.cursor(from)?;
         loop {
             let recs = wal.read(&mut cur, 4 << 20)?;
@@ -154,10 +159,44 @@ impl Collection {
             for (lsn, body) in recs {
                 let op = Op::decode(&body, opts.dim)
                     .map_err(|e| CollectionError::Corrupt(format!("{}: WAL record {lsn}: {e}", dir.display())))?;
-                apply(&mut st, lsn, op, None);
+                match op {
+                    Op::AddSegment { name } => {
+                        if !fs.exists(&dir.join(&name)) {
+                            return Err(CollectionError::Corrupt(format!(
+                                "{}: WAL record {lsn} adds segment {name}, which is missing",
+                                dir.display()
+                            )));
+                        }
+                        let (seg, records) = load_segment(&fs, dir, &name, &opts)?;
+                        apply_segment(&mut st, Arc::new(seg), records);
+                        logged_segments.push(name);
+                    }
+                    op => apply(&mut st, lsn, op, None),
+                }
                 replayed += 1;
             }
         }
+        // A bulk segment neither listed nor logged is what a bulk load cut
+        // short before its WAL record left.
+        let mut removed = false;
+        for name in fs.list(dir).map_err(io_err(dir, "list"))? {
+            if name.starts_with("bulk-") && !st.segments.iter().any(|s| s.name == name) {
+                let p = dir.join(&name);
+                tracing::info!(path = %p.display(), "removing a bulk segment whose load did not finish");
+                fs.remove_dir_all(&p).map_err(io_err(&p, "remove"))?;
+                removed = true;
+            }
+        }
+        if removed {
+            fs.sync_dir(dir).map_err(io_err(dir, "sync"))?;
+        }
+        let next_bulk = st
+            .segments
+            .iter()
+            .flat_map(|s| s.rows.keys())
+            .filter_map(|&slot| bulk_of(slot))
+            .max()
+            .map_or(1, |b| b + 1);
         let applied = wal.last_lsn();
         let report = OpenReport {
             segments: st.segments.len(),
@@ -180,6 +219,7 @@ impl Collection {
                 applied_cv: Condvar::new(),
                 broken: AtomicBool::new(false),
                 flush_lock: Mutex::new(manifest.generation),
+                next_bulk: std::sync::atomic::AtomicU64::new(next_bulk),
             },
             report,
         ))

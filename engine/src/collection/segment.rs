@@ -21,6 +21,22 @@ pub const RECORDS_FILE: &str = "records.bin";
 /// A segment's vectors file: per node, the f32 vector.
 pub const VECTORS_FILE: &str = "vectors.bin";
 
+/// Slots of bulk-loaded rows have this bit set; LSNs (the slots of
+/// single upserts) never reach it.
+pub const BULK_SLOT_BIT: u64 = 1 << 63;
+
+/// The slot of row `row` of bulk load number `bulk` (bulk 0 is an index
+/// adopted from before collections took writes).
+pub fn bulk_slot(bulk: u64, row: usize) -> u64 {
+    debug_assert!(bulk < 1 << 31 && (row as u64) < 1 << 32);
+    BULK_SLOT_BIT | bulk << 32 | row as u64
+}
+
+/// The bulk load number of a bulk slot.
+pub fn bulk_of(slot: u64) -> Option<u64> {
+    (slot & BULK_SLOT_BIT != 0).then_some((slot & !BULK_SLOT_BIT) >> 32)
+}
+
 /// An immutable disk segment.
 pub struct Segment {
     pub(super) name: String,
@@ -28,8 +44,61 @@ pub struct Segment {
     pub(super) index: Arc<DiskIndex>,
     /// slot → row.
     pub(super) rows: HashMap<u64, u32>,
+    /// The f32 vectors are in `vectors.bin`; without it (an adopted index)
+    /// they are read back from the graph file's stored vectors.
+    vectors_file: bool,
     fs: Arc<dyn Vfs>,
     pub(super) retired: AtomicBool,
+}
+
+impl Segment {
+    /// The vector of row `row`, as f32.
+    pub(super) fn vector(&self, dim: usize, row: u32) -> Result<Vec<f32>> {
+        if !self.vectors_file {
+            return stored_vector(&self.index, row);
+        }
+        let p = self.dir.join(VECTORS_FILE);
+        let b = self
+            .fs
+            .read_at(&p, row as u64 * dim as u64 * 4, dim * 4)
+            .map_err(io_err(&p, "read"))?;
+        if b.len() != dim * 4 {
+            return Err(CollectionError::Corrupt(format!("{}: short at row {row}", p.display())));
+        }
+        Ok(super::op::f32s(&b))
+    }
+
+    /// Every row's vector, row after row (for a merge).
+    pub(super) fn all_vectors(&self, dim: usize) -> Result<Vec<f32>> {
+        if !self.vectors_file {
+            let mut out = Vec::with_capacity(self.index.len() * dim);
+            for row in 0..self.index.len() as u32 {
+                out.extend(stored_vector(&self.index, row)?);
+            }
+            return Ok(out);
+        }
+        let p = self.dir.join(VECTORS_FILE);
+        let b = self.fs.read(&p).map_err(io_err(&p, "read"))?;
+        Ok(super::op::f32s(&b))
+    }
+}
+
+/// Node `row`'s stored vector from the graph file (f16 or i8 decoded).
+fn stored_vector(index: &DiskIndex, row: u32) -> Result<Vec<f32>> {
+    use std::os::unix::fs::FileExt;
+    let path = index.graph_path();
+    let layout = index.header().layout;
+    let (sector, off) = layout.locate(row);
+    let mut buf = vec![0u8; layout.read_sectors() * crate::io::SECTOR];
+    std::fs::File::open(&path)
+        .and_then(|f| f.read_exact_at(&mut buf, sector * crate::io::SECTOR as u64))
+        .map_err(io_err(&path, "read"))?;
+    let node = layout
+        .node(&buf[off..off + layout.node_size])
+        .map_err(|e| CollectionError::Corrupt(format!("{}: node {row}: {e}", path.display())))?;
+    let mut v = Vec::new();
+    node.vector.to_f32(&mut v);
+    Ok(v)
 }
 
 impl Drop for Segment {
@@ -160,6 +229,12 @@ impl Collection {
 }
 
 /// Open segment `name` and read its records: (segment, [(slot, id, payload)]).
+///
+/// A name starting with `../` is an index directory built before
+/// collections took writes (`collections/<c>/index-<gen>`), adopted as bulk
+/// load 0: it has no records or vectors file; its rows' slots are
+/// [`bulk_slot`]`(0, row)`, its ids are the index's own, its payloads are
+/// empty, and its vectors are read back from the graph file.
 #[allow(clippy::type_complexity)]
 pub(super) fn load_segment(
     fs: &Arc<dyn Vfs>,
@@ -169,20 +244,43 @@ pub(super) fn load_segment(
 ) -> Result<(Segment, Vec<(u64, u64, Vec<u8>)>)> {
     let dim = opts.dim;
     let sdir = dir.join(name);
-    let mut index = DiskIndex::open(&sdir.join("index"))?;
-    let rp = sdir.join(RECORDS_FILE);
-    let b = fs.read(&rp).map_err(io_err(&rp, "read"))?;
-    let recs = decode_records(&b).map_err(|why| CollectionError::Corrupt(format!("{}: {why}", rp.display())))?;
-    let vp = sdir.join(VECTORS_FILE);
-    let vlen = fs.file_len(&vp).map_err(io_err(&vp, "stat"))?;
-    if vlen != (recs.len() * dim * 4) as u64 || index.len() != recs.len() {
+    let adopted = name.starts_with("../");
+    let index_dir = if adopted { sdir.clone() } else { sdir.join("index") };
+    let mut index = DiskIndex::open(&index_dir)?;
+    if index.dim() != dim || index.metric() != opts.metric {
         return Err(CollectionError::Corrupt(format!(
-            "{}: {} records, {} index nodes and {vlen} bytes of vectors disagree",
-            sdir.display(),
-            recs.len(),
-            index.len()
+            "{}: the index is {}-d {}; the collection is {dim}-d {}",
+            index_dir.display(),
+            index.dim(),
+            index.metric(),
+            opts.metric
         )));
     }
+    let recs = if adopted {
+        let recs: Vec<(u64, u64, Vec<u8>)> = index
+            .ids()
+            .iter()
+            .enumerate()
+            .map(|(row, &id)| (bulk_slot(0, row), id, Vec::new()))
+            .collect();
+        index.replace_ids(recs.iter().map(|r| r.0).collect());
+        recs
+    } else {
+        let rp = sdir.join(RECORDS_FILE);
+        let b = fs.read(&rp).map_err(io_err(&rp, "read"))?;
+        let recs = decode_records(&b).map_err(|why| CollectionError::Corrupt(format!("{}: {why}", rp.display())))?;
+        let vp = sdir.join(VECTORS_FILE);
+        let vlen = fs.file_len(&vp).map_err(io_err(&vp, "stat"))?;
+        if vlen != (recs.len() * dim * 4) as u64 || index.len() != recs.len() {
+            return Err(CollectionError::Corrupt(format!(
+                "{}: {} records, {} index nodes and {vlen} bytes of vectors disagree",
+                sdir.display(),
+                recs.len(),
+                index.len()
+            )));
+        }
+        recs
+    };
     if index.len() <= opts.ram_segment_nodes {
         let n = index.len();
         let cached = index.warm_cache(n, opts.io)?;
@@ -202,6 +300,7 @@ pub(super) fn load_segment(
             dir: sdir,
             index: Arc::new(index),
             rows,
+            vectors_file: !adopted,
             fs: fs.clone(),
             retired: AtomicBool::new(false),
         },

@@ -269,7 +269,13 @@ fn answers(c: &Collection) -> (Vec<Vec<Neighbor>>, u64, u64) {
 #[test]
 fn many_queries_in_flight_answer_as_one_at_a_time() {
     let d = tempfile::tempdir().unwrap();
-    let (c, _) = two_segments(d.path(), CollectionOptions { io: IoBackend::Auto, ..opts() });
+    let (c, _) = two_segments(
+        d.path(),
+        CollectionOptions {
+            io: IoBackend::Auto,
+            ..opts()
+        },
+    );
     let (one_by_one, ios, _) = answers(&c);
     assert!(ios > 0, "the segments were read from disk");
     // All 40 started before any is polled, on one searcher with a ring per
@@ -283,7 +289,10 @@ fn many_queries_in_flight_answer_as_one_at_a_time() {
     let mut got: HashMap<u64, Vec<Neighbor>> = HashMap::new();
     while s.active() > 0 {
         s.poll(&c, true, &mut |token, r| {
-            assert!(got.insert(token, r.unwrap().0).is_none(), "token {token} answered twice");
+            assert!(
+                got.insert(token, r.unwrap().0).is_none(),
+                "token {token} answered twice"
+            );
         });
     }
     for (q, want) in one_by_one.iter().enumerate() {
@@ -292,7 +301,9 @@ fn many_queries_in_flight_answer_as_one_at_a_time() {
     // A bad query is refused at start and leaves the searcher idle.
     let e = s.start_query(&c, 1, &[0.0; DIM - 1], &p).unwrap_err();
     assert!(matches!(e, CollectionError::Vector { .. }), "{e}");
-    let e = s.start_query(&c, 1, &vec_of(1), &crate::search::SearchParams::new(10, 5, 4)).unwrap_err();
+    let e = s
+        .start_query(&c, 1, &vec_of(1), &crate::search::SearchParams::new(10, 5, 4))
+        .unwrap_err();
     assert!(e.to_string().contains("L = 5"), "{e}");
     assert_eq!(s.active(), 0);
 }
@@ -558,4 +569,186 @@ fn power_loss_trials_keep_every_acknowledged_write() {
         flushed_ok > 0 && failed_flushes > 0,
         "flushes: {flushed_ok} ok, {failed_flushes} failed"
     );
+}
+
+fn vectors_of(ids: impl Iterator<Item = u64>, base: u64) -> (Vec<u64>, Vec<f32>) {
+    let ids: Vec<u64> = ids.collect();
+    let data = ids.iter().flat_map(|&id| vec_of(base + id)).collect();
+    (ids, data)
+}
+
+#[test]
+fn a_bulk_load_replaces_ids_takes_later_writes_and_survives_restart_and_flush() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+    for id in 0..100u64 {
+        c.upsert(id, vec_of(id), vec![]).unwrap();
+        model.insert(id, vec_of(id));
+    }
+    c.delete(5).unwrap();
+    model.remove(&5);
+    let (ids, data) = vectors_of(50..350, 10_000);
+    let rep = c.bulk_load(data.into(), &ids, &mut |_, _, _| {}).unwrap();
+    assert_eq!(
+        (rep.vectors, rep.replaced, rep.segment.as_str()),
+        (300, 50, "bulk-0000000001")
+    );
+    for &id in &ids {
+        model.insert(id, vec_of(10_000 + id));
+    }
+    // Writes after the load replace its rows.
+    c.upsert(60, vec_of(77), b"late".to_vec()).unwrap();
+    model.insert(60, vec_of(77));
+    c.delete(70).unwrap();
+    model.remove(&70);
+    let check = |c: &Collection, when: &str| {
+        assert_eq!(c.len(), model.len(), "{when}");
+        assert_eq!(c.len(), 348, "{when}");
+        for (id, v) in &model {
+            assert_eq!(c.get(*id).unwrap().map(|g| g.0).as_ref(), Some(v), "{when}: id {id}");
+        }
+        assert_eq!(c.get(70).unwrap(), None, "{when}");
+        assert_eq!(c.get(60).unwrap().unwrap().1, b"late", "{when}");
+        let r = recall(c, &model, 50);
+        assert!(r >= 0.9, "{when}: recall@10 {r}");
+    };
+    check(&c, "after the load");
+    drop(c);
+    let (c, rep) = open(&fs, d.path());
+    assert_eq!(rep.replayed, 100 + 1 + 1 + 1 + 1, "the load is one record");
+    check(&c, "after a restart");
+    c.flush(&mut |_, _, _| {}).unwrap();
+    check(&c, "after a flush");
+    drop(c);
+    let (c, rep) = open(&fs, d.path());
+    assert_eq!(rep.replayed, 0);
+    check(&c, "after a flush and a restart");
+    // The next load gets the next number; a bad one changes nothing.
+    let (ids, data) = vectors_of(1000..1010, 0);
+    assert_eq!(
+        c.bulk_load(data.into(), &ids, &mut |_, _, _| {}).unwrap().segment,
+        "bulk-0000000002"
+    );
+    let mut data = vec_of(1);
+    data.extend(vec_of(2));
+    let e = c
+        .bulk_load(data.clone().into(), &[7, 7], &mut |_, _, _| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("id 7 appears more than once"), "{e}");
+    data[DIM + 3] = f32::NAN;
+    let e = c.bulk_load(data.into(), &[8, 9], &mut |_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("vector 1 (id 9)[3] is NaN"), "{e}");
+    assert_eq!(c.len(), 358);
+    // A write cannot smuggle a segment in.
+    let e = c
+        .write(vec![Op::AddSegment {
+            name: "bulk-0000000099".into(),
+        }])
+        .unwrap_err();
+    assert!(matches!(e, CollectionError::InvalidArgument(_)), "{e}");
+}
+
+#[test]
+fn a_bulk_segment_no_record_names_is_removed_at_open() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let (c, _) = open(&fs, d.path());
+    let (ids, data) = vectors_of(0..50, 0);
+    c.bulk_load(data.into(), &ids, &mut |_, _, _| {}).unwrap();
+    drop(c);
+    // A load that built its directory but died before logging it.
+    let orphan = d.path().join("bulk-0000000007");
+    std::fs::create_dir(&orphan).unwrap();
+    std::fs::write(orphan.join("records.bin"), b"half").unwrap();
+    let (c, _) = open(&fs, d.path());
+    assert!(!orphan.exists());
+    assert!(d.path().join("bulk-0000000001").exists(), "the logged one stays");
+    assert_eq!(c.len(), 50);
+}
+
+#[test]
+fn an_index_built_before_writes_is_adopted_without_rewriting_it_and_takes_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let index_dir = d.path().join("index-1");
+    let (ids, data) = vectors_of(0..400, 0);
+    let ext: Vec<u64> = ids.iter().map(|i| 1000 + i).collect();
+    let o = opts();
+    crate::index::build_index(data.clone().into(), DIM, &ext, &index_dir, &o.build, &mut |_, _, _| {}).unwrap();
+    let before: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = std::fs::read_dir(&index_dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let live = d.path().join("live");
+    let (c, _) = open(&fs, &live);
+    assert_eq!(c.adopt_index("../index-1").unwrap(), 400);
+    assert_eq!(
+        c.adopt_index("../index-1").unwrap(),
+        0,
+        "adopting it again does nothing"
+    );
+    let mut model: HashMap<u64, Vec<f32>> = ext
+        .iter()
+        .zip(data.chunks(DIM))
+        .map(|(&id, v)| (id, v.to_vec()))
+        .collect();
+    assert_eq!(
+        c.get(1003).unwrap().unwrap().0,
+        model[&1003],
+        "f32 stored vectors come back exactly"
+    );
+    assert!(recall(&c, &model, 40) >= 0.9);
+    c.upsert(1003, vec_of(5), vec![]).unwrap();
+    model.insert(1003, vec_of(5));
+    c.delete(1004).unwrap();
+    model.remove(&1004);
+    c.upsert(9, vec_of(9), vec![]).unwrap();
+    model.insert(9, vec_of(9));
+    drop(c);
+    let (c, _) = open(&fs, &live);
+    assert_eq!(c.adopt_index("../index-1").unwrap(), 0);
+    assert_eq!(c.len(), model.len());
+    assert_eq!(c.get(1003).unwrap().unwrap().0, vec_of(5));
+    assert_eq!(c.get(1004).unwrap(), None);
+    let after: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = std::fs::read_dir(&index_dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(before == after, "the adopted index's files are untouched");
+    // A merge folds it into a new segment (reading its vectors back from
+    // the graph file) and retires it.
+    c.compact(&mut |_, _, _| {}).unwrap();
+    drop(c);
+    assert!(!index_dir.exists(), "the merged-away index is deleted");
+    let (c, _) = open(&fs, &live);
+    assert_eq!(c.len(), model.len());
+    for (id, v) in &model {
+        assert_eq!(c.get(*id).unwrap().map(|g| g.0).as_ref(), Some(v), "id {id}");
+    }
+    assert!(recall(&c, &model, 40) >= 0.9);
+    // Only an empty collection adopts.
+    let e = c.adopt_index("../index-2").unwrap_err();
+    assert!(e.to_string().contains("only an empty collection"), "{e}");
 }

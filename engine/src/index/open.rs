@@ -173,6 +173,12 @@ impl DiskIndex {
     pub fn ids(&self) -> &[u64] {
         &self.ids
     }
+    /// Replace the external ids (same count): a collection adopting an
+    /// index built before collections existed names its nodes by slot.
+    pub(crate) fn replace_ids(&mut self, ids: Vec<u64>) {
+        assert_eq!(ids.len(), self.ids.len(), "one id per node");
+        self.ids = ids;
+    }
     /// The hot-node cache (empty until [`warm_cache`](Self::warm_cache)).
     #[inline]
     pub fn cache(&self) -> &NodeCache {
