@@ -19,8 +19,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-40000}; DIM=${2:-1024}; L=${3:-64}
 DUR=${DUR:-10}
-T="${CARGO_TARGET_DIR:-target}/release"
-cargo build --release --bin quarryd --bin quarryctl --bin quarry-bench >&2
+# QUARRY_BIN=dir runs the binaries in dir (no build): benches/writes/ab.sh
+# uses it to put two builds side by side.
+if [ -n "${QUARRY_BIN:-}" ]; then T=$QUARRY_BIN; else
+  T="${CARGO_TARGET_DIR:-target}/release"
+  cargo build --release --bin quarryd --bin quarryctl --bin quarry-bench >&2
+fi
 D=~/.cache/quarry-exp/writes-$N-$DIM
 if [ ! -f "$D/gt.ibin" ]; then
   "$T/quarryctl" gen --out "$D/all" --n $((N + N / 2)) --dim "$DIM" --queries 1000 --no-lid >&2

@@ -22,17 +22,19 @@
 //! index or the new one current, never a half-written one; stale `.tmp`
 //! directories are removed at start.
 
+use crate::budget::{MemoryBudget, Reservation};
 use crate::error::ServiceError;
 use crate::live::{Budget, Flusher, Live, WriteSettings};
+use crate::operations::Operations;
+pub use crate::operations::{OpState, Operation};
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
-use quarry_engine::index::{build_index, DiskIndex, IndexBuildOptions, MemoryEstimate, RamUsage};
-use quarry_engine::io::IoBackend;
+use quarry_engine::index::{IndexBuildOptions, MemoryEstimate};
 use quarry_engine::storage::{write_atomic, RealFs, Vfs};
 use quarry_engine::Metric;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -159,101 +161,15 @@ impl CollectionMeta {
     }
 }
 
-/// An index open for search, shared by every shard.
-pub struct OpenIndex {
-    /// Unique for the process lifetime (shards key their searchers by it).
-    pub key: u64,
-    /// The engine index.
-    pub index: Arc<DiskIndex>,
-    /// External id → internal slot (None when ids are 0..n-1).
-    id_map: Option<HashMap<u64, u32>>,
-    /// The graph file, for Get (buffered positional reads).
-    graph: std::fs::File,
-    /// Bytes on disk.
-    pub disk_bytes: u64,
-}
-
-impl OpenIndex {
-    /// RAM held, by component (the id map included).
-    pub fn ram(&self) -> RamUsage {
-        let mut r = self.index.ram();
-        if let Some(m) = &self.id_map {
-            r.ids += m.capacity() * 16;
-        }
-        r
-    }
-
-    /// The stored vector of external id `id` (f16/i8 decoded to f32).
-    pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>, ServiceError> {
-        use std::os::unix::fs::FileExt;
-        let slot = match &self.id_map {
-            Some(m) => match m.get(&id) {
-                Some(&s) => s,
-                None => return Ok(None),
-            },
-            None if id < self.index.len() as u64 => id as u32,
-            None => return Ok(None),
-        };
-        let layout = self.index.header().layout;
-        let (sector, off) = layout.locate(slot);
-        let mut buf = vec![0u8; layout.read_sectors() * quarry_engine::io::SECTOR];
-        self.graph
-            .read_exact_at(&mut buf, sector * quarry_engine::io::SECTOR as u64)
-            .map_err(|e| ServiceError::Internal(format!("reading node {slot}: {e}")))?;
-        let node = layout
-            .node(&buf[off..off + layout.node_size])
-            .map_err(|e| ServiceError::Internal(format!("node {slot} is corrupt: {e}")))?;
-        let mut v = Vec::new();
-        node.vector.to_f32(&mut v);
-        Ok(Some(v))
-    }
-}
-
-/// Progress of a build, shared with GetOperation.
-#[derive(Clone, Debug)]
-pub struct Operation {
-    /// Id.
-    pub id: String,
-    /// Collection.
-    pub collection: String,
-    /// Running, done or failed.
-    pub state: OpState,
-    /// Stage name.
-    pub stage: String,
-    /// 0..=1.
-    pub progress: f64,
-    /// Start time.
-    pub started: Instant,
-    /// End time, once finished.
-    pub finished: Option<Instant>,
-    /// Failure.
-    pub error: String,
-    /// Source vectors.
-    pub vector_count: u64,
-}
-
-/// Build state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpState {
-    /// Running.
-    Running,
-    /// Finished and serving.
-    Done,
-    /// Failed.
-    Failed,
-}
-
 /// One collection.
 pub struct Entry {
     /// Metadata (the on-disk truth, mirrored).
     pub meta: RwLock<CollectionMeta>,
-    /// The open index, when READY.
-    pub open: RwLock<Option<Arc<OpenIndex>>>,
     /// Set when the collection is dropped (a running build then discards
     /// its result).
     pub dropped: std::sync::atomic::AtomicBool,
-    /// The mutable collection (None for collections built from files).
-    pub live: Option<Arc<Live>>,
+    /// The collection: searched, written, bulk-loaded by builds.
+    pub live: Arc<Live>,
 }
 
 /// Every collection, the running operations, and the memory budget.
@@ -262,16 +178,12 @@ pub struct Catalog {
     /// trials use `CrashFs`).
     fs: Arc<dyn Vfs>,
     root: PathBuf,
-    io: IoBackend,
     cache_nodes: usize,
-    budget: u64,
+    budget: Arc<MemoryBudget>,
     build_threads: usize,
     entries: RwLock<BTreeMap<String, Arc<Entry>>>,
-    ops: Mutex<HashMap<String, Arc<Mutex<Operation>>>>,
-    /// Bytes reserved by running builds (their estimate).
-    reserved: AtomicU64,
+    ops: Operations,
     next_key: AtomicU64,
-    next_op: AtomicU64,
     writes: WriteSettings,
     flusher: OnceLock<Arc<Flusher>>,
 }
@@ -306,21 +218,12 @@ impl Catalog {
     /// marked FAILED (their previous index, if any, stays current).
     pub fn open(
         data_dir: &Path,
-        io: IoBackend,
         cache_nodes: usize,
         budget: u64,
         build_threads: usize,
         writes: WriteSettings,
     ) -> Result<Catalog, ServiceError> {
-        Self::open_on(
-            Arc::new(RealFs),
-            data_dir,
-            io,
-            cache_nodes,
-            budget,
-            build_threads,
-            writes,
-        )
+        Self::open_on(Arc::new(RealFs), data_dir, cache_nodes, budget, build_threads, writes)
     }
 
     /// [`Catalog::open`] over the file system `fs` (the real one, or a
@@ -328,7 +231,6 @@ impl Catalog {
     pub fn open_on(
         fs: Arc<dyn Vfs>,
         data_dir: &Path,
-        io: IoBackend,
         cache_nodes: usize,
         budget: u64,
         build_threads: usize,
@@ -351,15 +253,12 @@ impl Catalog {
         let cat = Catalog {
             fs: fs.clone(),
             root,
-            io,
             cache_nodes,
-            budget,
+            budget: MemoryBudget::new(budget),
             build_threads,
             entries: RwLock::new(BTreeMap::new()),
-            ops: Mutex::new(HashMap::new()),
-            reserved: AtomicU64::new(0),
+            ops: Operations::default(),
             next_key: AtomicU64::new(1),
-            next_op: AtomicU64::new(1),
             writes,
             flusher: OnceLock::new(),
         };
@@ -395,13 +294,35 @@ impl Catalog {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
+            // Every collection takes writes. One written before that (built
+            // from a file, read-only) adopts its index as its first segment,
+            // its files untouched, and is recorded as such.
+            let mut changed = false;
             if meta.state == State::Building {
-                meta.state = if meta.index_dir.is_some() {
-                    State::Ready
-                } else {
-                    State::Failed
-                };
                 meta.error = "the build was interrupted by a server restart".into();
+            }
+            if meta.state != State::Ready {
+                meta.state = State::Ready;
+                changed = true;
+            }
+            let live = cat.open_live(&meta)?;
+            if !meta.mutable {
+                if let Some(d) = &meta.index_dir {
+                    let t = Instant::now();
+                    let n = live
+                        .coll
+                        .adopt_index(&format!("../{d}"))
+                        .map_err(crate::live::live_error)?;
+                    tracing::info!(
+                        collection = %meta.name, index = %d, vectors = n,
+                        ms = t.elapsed().as_secs_f64() * 1e3,
+                        "adopted an index built before every collection took writes"
+                    );
+                }
+                meta.mutable = true;
+                changed = true;
+            }
+            if changed {
                 write_atomic(
                     fs.as_ref(),
                     &dir.join("collection.json"),
@@ -409,40 +330,20 @@ impl Catalog {
                 )
                 .map_err(|e| ServiceError::Internal(format!("{}: {e}", dir.display())))?;
             }
-            let live = if meta.mutable {
-                let live = cat.open_live(&meta)?;
-                let in_use = cat.ram_in_use() + live.coll.ram().total() as u64;
-                if in_use > cat.budget {
-                    return Err(ServiceError::ResourceExhausted(format!(
-                        "opening mutable collection {:?} brings RAM in use to {} MiB, over the memory budget of {} MiB (raise memory_budget_mb)",
-                        meta.name,
-                        in_use >> 20,
-                        cat.budget >> 20
-                    )));
-                }
-                Some(Arc::new(live))
-            } else {
-                None
-            };
+            let in_use = cat.ram_in_use() + live.coll.ram().total() as u64;
+            if in_use > cat.budget.limit() {
+                return Err(ServiceError::ResourceExhausted(format!(
+                    "opening collection {:?} brings RAM in use to {} MiB, over the memory budget of {} MiB (raise memory_budget_mb)",
+                    meta.name,
+                    in_use >> 20,
+                    cat.budget.limit() >> 20
+                )));
+            }
             let entry = Arc::new(Entry {
                 meta: RwLock::new(meta.clone()),
-                open: RwLock::new(None),
                 dropped: Default::default(),
-                live,
+                live: Arc::new(live),
             });
-            if meta.state == State::Ready && !meta.mutable {
-                let idx_dir = dir.join(meta.index_dir.as_deref().expect("ready has an index"));
-                let t = Instant::now();
-                let open = cat.open_index(&idx_dir, 0)?;
-                tracing::info!(
-                    collection = %meta.name,
-                    vectors = open.index.len(),
-                    ram_bytes = open.ram().total(),
-                    ms = t.elapsed().as_secs_f64() * 1e3,
-                    "opened"
-                );
-                *entry.open.write().expect("lock") = Some(Arc::new(open));
-            }
             cat.entries.write().expect("lock").insert(meta.name.clone(), entry);
         }
         Ok(cat)
@@ -452,20 +353,26 @@ impl Catalog {
         self.root.join(name)
     }
 
-    /// RAM held by open indexes and mutable collections plus
-    /// reservations of running builds and flushes.
-    pub fn ram_in_use(&self) -> u64 {
-        let open: u64 = self
-            .entries
+    /// RAM the open collections hold (without reservations).
+    pub fn ram_held(&self) -> u64 {
+        self.entries
             .read()
             .expect("lock")
             .values()
-            .map(|e| {
-                e.open.read().expect("lock").as_ref().map_or(0, |o| o.ram().total())
-                    + e.live.as_ref().map_or(0, |l| l.coll.ram().total() as u64)
-            })
-            .sum();
-        open + self.reserved.load(Ordering::Relaxed)
+            .map(|e| e.live.coll.ram().total() as u64)
+            .sum()
+    }
+
+    /// RAM held by the open collections plus the reservations of running
+    /// builds, bulk loads and flushes.
+    pub fn ram_in_use(&self) -> u64 {
+        self.ram_held() + self.budget.reserved()
+    }
+
+    /// Reserve `bytes` of the memory budget for `what`, checked and taken
+    /// in one step; released when the guard is dropped.
+    pub fn reserve(&self, bytes: u64, what: &str) -> Result<Reservation, ServiceError> {
+        self.budget.try_reserve(self.ram_held(), bytes, what)
     }
 
     /// Segment build settings of a collection (graph, PQ, stored type).
@@ -519,9 +426,7 @@ impl Catalog {
         let weak: std::sync::Weak<dyn Budget> = Arc::downgrade(&(self.clone() as Arc<dyn Budget>));
         let f = Flusher::start(weak)?;
         for e in self.list() {
-            if let Some(l) = &e.live {
-                f.kick(l);
-            }
+            f.kick(&e.live);
         }
         let _ = self.flusher.set(f);
         Ok(())
@@ -545,27 +450,11 @@ impl Catalog {
     /// `name` in the background.
     pub fn start_compact(&self, name: &str) -> Result<Operation, ServiceError> {
         let entry = self.get(name)?;
-        let Some(live) = entry.live.clone() else {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "collection {name:?} is not mutable; it has nothing to compact (rebuild it with BuildIndex)"
-            )));
-        };
+        let live = entry.live.clone();
         let Some(f) = self.flusher.get() else {
             return Err(ServiceError::Unavailable("the flusher is not running".into()));
         };
-        let op_id = format!("compact-{}-{}", name, self.next_op.fetch_add(1, Ordering::Relaxed));
-        let op = Arc::new(Mutex::new(Operation {
-            id: op_id.clone(),
-            collection: name.into(),
-            state: OpState::Running,
-            stage: "queued".into(),
-            progress: 0.0,
-            started: Instant::now(),
-            finished: None,
-            error: String::new(),
-            vector_count: live.coll.len() as u64,
-        }));
-        self.ops.lock().expect("lock").insert(op_id, op.clone());
+        let op = self.ops.start("compact", name, "queued", live.coll.len() as u64);
         f.compact(live, op.clone());
         let snapshot = op.lock().expect("lock").clone();
         Ok(snapshot)
@@ -573,52 +462,7 @@ impl Catalog {
 
     /// The budget, bytes.
     pub fn budget(&self) -> u64 {
-        self.budget
-    }
-
-    /// Open an index directory, refusing it if it would push RAM past the
-    /// budget (`replacing` bytes are about to be released).
-    fn open_index(&self, dir: &Path, replacing: u64) -> Result<OpenIndex, ServiceError> {
-        let mut index = DiskIndex::open(dir).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let mut ram = index.ram().total();
-        let id_map = if index.ids().iter().enumerate().all(|(i, &x)| x == i as u64) {
-            None
-        } else {
-            let m: HashMap<u64, u32> = index.ids().iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
-            ram += m.capacity() as u64 * 16;
-            Some(m)
-        };
-        let cache_bytes = (self.cache_nodes * index.header().layout.node_size) as u64;
-        let in_use = self.ram_in_use().saturating_sub(replacing);
-        if in_use + ram + cache_bytes > self.budget {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "opening {} needs {} MiB of RAM (PQ codes, navigation tier, id map, cache) but only {} of the memory budget's {} MiB are free",
-                dir.display(),
-                (ram + cache_bytes) >> 20,
-                self.budget.saturating_sub(in_use) >> 20,
-                self.budget >> 20
-            )));
-        }
-        if self.cache_nodes > 0 {
-            index
-                .warm_cache(self.cache_nodes, self.io)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        }
-        let graph = std::fs::File::open(index.graph_path())
-            .map_err(|e| ServiceError::Internal(format!("{}: {e}", index.graph_path().display())))?;
-        let disk_bytes = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-            .sum();
-        Ok(OpenIndex {
-            key: self.next_key.fetch_add(1, Ordering::Relaxed),
-            index: Arc::new(index),
-            id_map,
-            graph,
-            disk_bytes,
-        })
+        self.budget.limit()
     }
 
     /// Create an empty collection.
@@ -629,7 +473,6 @@ impl Catalog {
         metric: Metric,
         params: IndexParams,
         stored: Option<StoredType>,
-        mutable: bool,
     ) -> Result<CollectionMeta, ServiceError> {
         check_name(name)?;
         if !(1..=4096).contains(&dim) {
@@ -652,13 +495,13 @@ impl Catalog {
             metric: metric.to_string(),
             params,
             stored: stored.to_string(),
-            state: if mutable { State::Ready } else { State::Empty },
+            state: State::Ready,
             index_dir: None,
             generation: 0,
             operation_id: String::new(),
             error: String::new(),
             vector_count: 0,
-            mutable,
+            mutable: true,
         };
         let dir = self.dir(name);
         let fs = self.fs.as_ref();
@@ -681,27 +524,22 @@ impl Catalog {
             &serde_json::to_vec_pretty(&meta).expect("json"),
         )
         .map_err(internal)?;
-        let live = if mutable {
-            match self.open_live(&meta) {
-                Ok(l) => Some(Arc::new(l)),
-                Err(e) => {
-                    let _ = self.remove_collection_dir(name);
-                    return Err(e);
-                }
+        let live = match self.open_live(&meta) {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                let _ = self.remove_collection_dir(name);
+                return Err(e);
             }
-        } else {
-            None
         };
         entries.insert(
             name.into(),
             Arc::new(Entry {
                 meta: RwLock::new(meta.clone()),
-                open: RwLock::new(None),
                 dropped: Default::default(),
                 live,
             }),
         );
-        tracing::info!(collection = name, dim, %metric, mutable, "created");
+        tracing::info!(collection = name, dim, %metric, "created");
         Ok(meta)
     }
 
@@ -732,7 +570,6 @@ impl Catalog {
         }
         self.entries.write().expect("lock").remove(name);
         entry.dropped.store(true, Ordering::SeqCst);
-        *entry.open.write().expect("lock") = None;
         self.remove_collection_dir(name)?;
         tracing::info!(collection = name, "dropped");
         Ok(())
@@ -755,14 +592,9 @@ impl Catalog {
         fs.remove_dir_all(&aside).map_err(|e| internal(&aside, e))
     }
 
-    /// A build operation by id.
+    /// An operation by id.
     pub fn operation(&self, id: &str) -> Result<Operation, ServiceError> {
-        self.ops
-            .lock()
-            .expect("lock")
-            .get(id)
-            .map(|o| o.lock().expect("lock").clone())
-            .ok_or_else(|| ServiceError::NotFound(format!("operation {id:?} does not exist")))
+        self.ops.get(id)
     }
 
     /// Start building `name` from `source` in the background. Checks the
@@ -772,22 +604,38 @@ impl Catalog {
         name: &str,
         source: &Path,
         ids_path: Option<&Path>,
+        first_id: u64,
         threads: usize,
     ) -> Result<Operation, ServiceError> {
         let entry = self.get(name)?;
         let file = VectorFile::open(source)
             .map_err(|e| ServiceError::InvalidArgument(format!("source_path {}: {e}", source.display())))?;
         let (n, dim) = (file.len(), file.dim());
-        let ids: Vec<u64> = match ids_path {
-            None => (0..n as u64).collect(),
-            Some(p) => read_ids(p, n)?,
-        };
-        let meta = entry.meta.read().expect("lock").clone();
-        if meta.mutable {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "collection {name:?} is mutable: fill it with Upsert or BulkUpsert (BuildIndex is for read-only collections)"
+        if n == 0 {
+            return Err(ServiceError::InvalidArgument(format!(
+                "source_path {} holds no vectors",
+                source.display()
             )));
         }
+        let ids: Vec<u64> = match ids_path {
+            None => {
+                if first_id.checked_add(n as u64 - 1).is_none() {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "first_id = {first_id} plus {n} rows runs past the largest id (2^64 - 1)"
+                    )));
+                }
+                (first_id..first_id + n as u64).collect()
+            }
+            Some(p) => {
+                if first_id != 0 {
+                    return Err(ServiceError::InvalidArgument(
+                        "give either ids_path or first_id, not both".into(),
+                    ));
+                }
+                read_ids(p, n)?
+            }
+        };
+        let meta = entry.meta.read().expect("lock").clone();
         if dim != meta.dim as usize {
             return Err(ServiceError::InvalidArgument(format!(
                 "source_path {} has dimension {dim}; collection {name:?} has dimension {}",
@@ -798,20 +646,15 @@ impl Catalog {
         let o = self.build_options(&meta, n, threads);
         let detail = MemoryEstimate::for_build(n, dim, &o);
         let need = detail.total();
-        // The finished index's RAM must fit beside what is open now, and
-        // the build itself beside it while it runs.
+        // The build must fit beside what is open now while it runs, and so
+        // must the segment's RAM parts once it is open.
         let after = n as u64 * (meta.params.pq_bytes as u64 + 8) + (self.cache_nodes as u64 * 4096);
-        let in_use = self.ram_in_use();
-        if in_use + need.max(after) > self.budget {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "building {name:?} from {n} x {dim} vectors needs about {} MiB ({detail}) but {} of the memory budget's {} MiB are free",
-                need.max(after) >> 20,
-                self.budget.saturating_sub(in_use) >> 20,
-                self.budget >> 20
-            )));
-        }
-        let op_id = format!("build-{}-{}", name, self.next_op.fetch_add(1, Ordering::Relaxed));
-        let generation;
+        let reservation = self.reserve(
+            need.max(after),
+            &format!("building {name:?} from {n} x {dim} vectors ({detail})"),
+        )?;
+        let op = self.ops.start("build", name, "reading", n as u64);
+        let op_id = op.lock().expect("lock").id.clone();
         {
             let mut m = entry.meta.write().expect("lock");
             if m.state == State::Building {
@@ -822,24 +665,10 @@ impl Catalog {
             }
             m.state = State::Building;
             m.generation += 1;
-            generation = m.generation;
             m.operation_id = op_id.clone();
             m.error.clear();
             self.persist(&m)?;
         }
-        let op = Arc::new(Mutex::new(Operation {
-            id: op_id.clone(),
-            collection: name.into(),
-            state: OpState::Running,
-            stage: "reading".into(),
-            progress: 0.0,
-            started: Instant::now(),
-            finished: None,
-            error: String::new(),
-            vector_count: n as u64,
-        }));
-        self.ops.lock().expect("lock").insert(op_id.clone(), op.clone());
-        self.reserved.fetch_add(need, Ordering::Relaxed);
         let cat = self.clone();
         let name = name.to_string();
         let source = source.to_path_buf();
@@ -848,31 +677,28 @@ impl Catalog {
             .name(format!("build-{name}"))
             .spawn(move || {
                 let op = op_thread;
-                let res = cat.run_build(&entry, &name, &source, file, &ids, &o, generation, &op);
-                cat.reserved.fetch_sub(need, Ordering::Relaxed);
+                let res = cat.run_build(&entry, &source, file, &ids, threads, &op);
+                drop(reservation);
                 let mut m = entry.meta.write().expect("lock");
                 let mut g = op.lock().expect("lock");
-                g.finished = Some(Instant::now());
-                match res {
-                    Ok(()) => {
-                        g.state = OpState::Done;
-                        g.progress = 1.0;
-                        g.stage = "done".into();
-                        tracing::info!(collection = %name, seconds = g.started.elapsed().as_secs_f64(), "build done");
-                    }
+                // The collection serves throughout: before, during and
+                // after the build, whatever its outcome.
+                m.state = State::Ready;
+                m.vector_count = entry.live.coll.len() as u64;
+                match &res {
+                    Ok(rep) => tracing::info!(
+                        collection = %name, vectors = rep.vectors, replaced = rep.replaced,
+                        seconds = g.started.elapsed().as_secs_f64(), "build done"
+                    ),
                     Err(e) => {
-                        g.state = OpState::Failed;
-                        g.error = e.to_string();
-                        m.state = if entry.open.read().expect("lock").is_some() {
-                            State::Ready
-                        } else {
-                            State::Failed
-                        };
                         m.error = e.to_string();
                         tracing::error!(collection = %name, error = %e, "build failed");
-                        if !entry.dropped.load(Ordering::SeqCst) {
-                            let _ = cat.persist(&m);
-                        }
+                    }
+                }
+                g.finish(res.map(|r| r.vectors as u64).map_err(|e| e.to_string()));
+                if !entry.dropped.load(Ordering::SeqCst) {
+                    if let Err(e) = cat.persist(&m) {
+                        tracing::error!(collection = %name, error = %e, "cannot record the build's end");
                     }
                 }
             })
@@ -881,71 +707,27 @@ impl Catalog {
         Ok(snapshot)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Bulk-load `file` into the collection: one new segment, built at
+    /// batch speed (see `quarry_engine::collection::Collection::bulk_load`).
     fn run_build(
         &self,
         entry: &Entry,
-        name: &str,
         source: &Path,
         file: VectorFile,
         ids: &[u64],
-        o: &IndexBuildOptions,
-        generation: u64,
+        threads: usize,
         op: &Mutex<Operation>,
-    ) -> Result<(), ServiceError> {
-        let dir = self.dir(name);
-        let final_name = format!("index-{generation}");
-        let tmp = dir.join(format!("{final_name}.tmp"));
-        let _ = std::fs::remove_dir_all(&tmp);
+    ) -> Result<quarry_engine::collection::BulkReport, ServiceError> {
         file.check_finite()
             .map_err(|e| ServiceError::InvalidArgument(format!("source_path {}: {e}", source.display())))?;
         let data = file.f32_data();
-        let dim = file.dim();
-        // Stage weights for one overall progress figure.
-        let weight = |stage: &str| -> (f64, f64) {
-            match stage {
-                "pq" => (0.0, 0.1),
-                "graph" => (0.1, 0.85),
-                "nav" => (0.85, 0.9),
-                _ => (0.9, 0.99),
-            }
-        };
-        build_index(data, dim, ids, &tmp, o, &mut |stage, done, total| {
-            let (a, b) = weight(stage);
-            let f = if total > 0 { done as f64 / total as f64 } else { 0.0 };
-            let mut g = op.lock().expect("lock");
-            g.stage = stage.to_string();
-            g.progress = g.progress.max(a + (b - a) * f);
-        })
-        .map_err(|e| ServiceError::Internal(format!("build failed: {e}")))?;
-        if entry.dropped.load(Ordering::SeqCst) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(ServiceError::NotFound(format!(
-                "collection {name:?} was dropped during the build"
-            )));
-        }
-        let final_dir = dir.join(&final_name);
-        std::fs::rename(&tmp, &final_dir).map_err(|e| ServiceError::Internal(format!("{}: {e}", tmp.display())))?;
-        op.lock().expect("lock").stage = "opening".into();
-        let replacing = entry.open.read().expect("lock").as_ref().map_or(0, |o| o.ram().total());
-        let open = self.open_index(&final_dir, replacing)?;
-        let n = open.index.len() as u64;
-        let old_dir;
-        {
-            let mut m = entry.meta.write().expect("lock");
-            old_dir = m.index_dir.replace(final_name);
-            m.state = State::Ready;
-            m.vector_count = n;
-            m.error.clear();
-            self.persist(&m)?;
-            *entry.open.write().expect("lock") = Some(Arc::new(open));
-        }
-        if let Some(old) = old_dir {
-            // Searches still holding the old index keep reading the
-            // unlinked files until they finish.
-            let _ = std::fs::remove_dir_all(dir.join(old));
-        }
-        Ok(())
+        entry
+            .live
+            .coll
+            .bulk_load(data, ids, Vec::new(), threads, &mut |stage, done, total| {
+                op.lock().expect("lock").report(stage, done, total)
+            })
+            .map_err(crate::live::live_error)
     }
 
     fn persist(&self, m: &CollectionMeta) -> Result<(), ServiceError> {
@@ -983,18 +765,8 @@ fn read_ids(path: &Path, n: usize) -> Result<Vec<u64>, ServiceError> {
 }
 
 impl Budget for Catalog {
-    fn in_use(&self) -> u64 {
-        self.ram_in_use()
-    }
-    fn budget(&self) -> u64 {
-        self.budget
-    }
-    fn reserve(&self, bytes: i64) {
-        if bytes >= 0 {
-            self.reserved.fetch_add(bytes as u64, Ordering::Relaxed);
-        } else {
-            self.reserved.fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
-        }
+    fn reserve(&self, bytes: u64, what: &str) -> Result<Reservation, ServiceError> {
+        Catalog::reserve(self, bytes, what)
     }
 }
 
@@ -1026,16 +798,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let z = IndexParams::default();
         {
-            let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1, WriteSettings::default()).unwrap();
-            c.create("a", 8, Metric::L2, z, None, false).unwrap();
+            let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
+            c.create("a", 8, Metric::L2, z, None).unwrap();
             assert!(matches!(
-                c.create("a", 8, Metric::L2, z, None, false),
+                c.create("a", 8, Metric::L2, z, None),
                 Err(ServiceError::AlreadyExists(_))
             ));
         }
-        let c = Catalog::open(d.path(), IoBackend::Auto, 0, 1 << 30, 1, WriteSettings::default()).unwrap();
+        let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
         let e = c.get("a").unwrap();
-        assert_eq!(e.meta.read().unwrap().state, State::Empty);
+        assert_eq!(e.meta.read().unwrap().state, State::Ready);
         c.drop_collection("a").unwrap();
         assert!(matches!(c.get("a"), Err(ServiceError::NotFound(_))));
     }

@@ -36,7 +36,42 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Every setting. Unknown keys are an error (a typo must not be ignored).
+/// The `io` key: which sector reader searches use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoSetting {
+    /// io_uring, else pread (with a log line).
+    Auto,
+    /// io_uring only.
+    #[serde(alias = "io_uring")]
+    Uring,
+    /// Positional reads, one at a time.
+    Pread,
+}
+
+/// The `wal_sync` key: when an acknowledged write is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalSync {
+    /// fsync before the OK.
+    Always,
+    /// fsync every `wal_sync_interval_ms`.
+    Interval,
+}
+
+/// The `log_format` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting. Unknown keys, and values a key does not take, are an
+/// error when the file is read (a typo must not be ignored, nor surface at
+/// first use).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -100,11 +135,11 @@ pub struct Config {
     /// Threads for index builds (0 = all cores).
     pub build_threads: usize,
     /// Reader backend: "auto" (io_uring, else pread), "uring" or "pread".
-    pub io: String,
+    pub io: IoSetting,
     /// Log filter (tracing env-filter syntax), overridden by RUST_LOG.
     pub log: String,
     /// Log format: "text" or "json".
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// Mutable collections: when an acknowledged write is durable.
     /// "always" (default): the WAL is fsynced before the OK (group
     /// commit), so an acknowledged write survives power loss. "interval":
@@ -112,7 +147,7 @@ pub struct Config {
     /// thread fsyncs every `wal_sync_interval_ms`; a power cut or kernel
     /// crash can lose the writes acknowledged in the last interval (a
     /// killed quarryd loses nothing).
-    pub wal_sync: String,
+    pub wal_sync: WalSync,
     /// Milliseconds between background fsyncs under `wal_sync = "interval"`.
     pub wal_sync_interval_ms: u64,
     /// WAL segment file size, MiB (retention deletes whole segments).
@@ -164,10 +199,10 @@ impl Default for Config {
             default_w: 8,
             cache_nodes: 0,
             build_threads: 0,
-            io: "auto".into(),
+            io: IoSetting::Auto,
             log: "info".into(),
-            log_format: "text".into(),
-            wal_sync: "always".into(),
+            log_format: LogFormat::Text,
+            wal_sync: WalSync::Always,
             wal_sync_interval_ms: 10,
             wal_segment_mb: 64,
             wal_retain_max_mb: 16 << 10,
@@ -229,24 +264,22 @@ impl Config {
     }
 
     /// The WAL sync policy.
-    pub fn wal_sync_policy(&self) -> Result<quarry_engine::wal::SyncPolicy, ConfigError> {
+    pub fn wal_sync_policy(&self) -> quarry_engine::wal::SyncPolicy {
         use quarry_engine::wal::SyncPolicy;
-        match self.wal_sync.as_str() {
-            "always" => Ok(SyncPolicy::Always),
-            "interval" => Ok(SyncPolicy::Interval(std::time::Duration::from_millis(
-                self.wal_sync_interval_ms,
-            ))),
-            other => Err(ConfigError::Invalid(format!(
-                "wal_sync = {other:?} must be \"always\" or \"interval\""
-            ))),
+        match self.wal_sync {
+            WalSync::Always => SyncPolicy::Always,
+            WalSync::Interval => SyncPolicy::Interval(std::time::Duration::from_millis(self.wal_sync_interval_ms)),
         }
     }
 
     /// The reader backend.
-    pub fn io_backend(&self) -> Result<quarry_engine::io::IoBackend, ConfigError> {
-        self.io
-            .parse()
-            .map_err(|e: String| ConfigError::Invalid(format!("io: {e}")))
+    pub fn io_backend(&self) -> quarry_engine::io::IoBackend {
+        use quarry_engine::io::IoBackend;
+        match self.io {
+            IoSetting::Auto => IoBackend::Auto,
+            IoSetting::Uring => IoBackend::Uring,
+            IoSetting::Pread => IoBackend::Pread,
+        }
     }
 
     /// Check every range; the message names the key and the limit.
@@ -267,7 +300,6 @@ impl Config {
                 self.shard_poll_us
             )));
         }
-        self.wal_sync_policy()?;
         if !(1..=60_000).contains(&self.wal_sync_interval_ms) {
             return bad(format!(
                 "wal_sync_interval_ms = {} is out of range 1..=60000",
@@ -355,13 +387,6 @@ impl Config {
         if !(1..=64).contains(&self.default_w) {
             return bad(format!("default_w = {} is out of range 1..=64", self.default_w));
         }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            return bad(format!(
-                "log_format = {:?}: expected \"text\" or \"json\"",
-                self.log_format
-            ));
-        }
-        self.io_backend()?;
         Ok(())
     }
 }
@@ -385,8 +410,22 @@ mod tests {
         let c = Config::from_toml("max_k = 0").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("max_k = 0"), "{e}");
-        let c = Config::from_toml("io = \"spdk\"").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("spdk"));
+        // A value a key does not take is refused when the file is read,
+        // naming the key and the values it takes.
+        for (toml, key, takes) in [
+            ("io = \"spdk\"", "io", "`auto`, `io_uring`, `uring`, `pread`"),
+            ("wal_sync = \"sometimes\"", "wal_sync", "`always` or `interval`"),
+            ("log_format = \"xml\"", "log_format", "`text` or `json`"),
+        ] {
+            let e = Config::from_toml(toml).unwrap_err();
+            assert!(e.contains(key) && e.contains(takes), "{toml}: {e}");
+        }
+        let c = Config::from_toml("io = \"io_uring\"\nwal_sync = \"interval\"").unwrap();
+        assert_eq!(c.io_backend(), quarry_engine::io::IoBackend::Uring);
+        assert!(matches!(
+            c.wal_sync_policy(),
+            quarry_engine::wal::SyncPolicy::Interval(_)
+        ));
         let c = Config::from_toml("net_threads = 65").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("net_threads = 65") && e.contains("0..=64"), "{e}");

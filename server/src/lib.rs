@@ -7,12 +7,14 @@
 //!
 //! - [`config`]: the TOML file and its defaults;
 //! - [`datadir`]: the data directory's lock (one server per directory);
+//! - [`budget`]: the one memory budget and its reservations;
 //! - [`catalog`]: collections on disk, builds, the memory budget;
 //! - [`live`]: mutable collections, their write limits and the flusher;
 //! - [`shard`]: pinned search threads with bounded queues;
 //! - [`wake`]: a shard's eventfd in the network runtime's epoll;
 //! - [`service`]: the gRPC handlers and every request limit;
 //! - [`metrics`]: Prometheus metrics;
+//! - [`operations`]: builds and compactions as GetOperation reports them;
 //! - [`notify`]: systemd's notify protocol and watchdog.
 //!
 //! The gRPC server runs on a single-threaded tokio runtime that shard 0
@@ -22,6 +24,7 @@
 //! See ARCHITECTURE.md for why the shards are our own io_uring loop rather
 //! than glommio executors.
 
+pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod datadir;
@@ -29,6 +32,7 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod operations;
 pub mod service;
 pub mod shard;
 pub mod wake;
@@ -44,7 +48,6 @@ pub use error::ServiceError;
 /// Run quarryd until SIGTERM or SIGINT, then drain and return.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
-    let io = cfg.io_backend()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
     // Held until this function returns (the process exits right after).
@@ -57,8 +60,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.memory_budget_bytes(),
             cfg.build_threads,
         );
-        let writes = live::WriteSettings::from_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-        tokio::task::spawn_blocking(move || catalog::Catalog::open(&dir, io, cache, budget, threads, writes))
+        let writes = live::WriteSettings::from_config(&cfg);
+        tokio::task::spawn_blocking(move || catalog::Catalog::open(&dir, cache, budget, threads, writes))
             .await?
             .map_err(|e| anyhow::anyhow!("opening the collections in {}: {e}", cfg.data_dir.display()))?
     };
@@ -72,7 +75,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.queue_depth,
         cfg.inflight_per_shard,
         std::time::Duration::from_micros(cfg.shard_poll_us),
-        io,
         metrics.clone(),
         cfg.net_threads == 0,
     )

@@ -14,8 +14,8 @@
 //! A collection's files are `collections/<name>/live/` (the engine's
 //! layout: manifest, WAL, segments, tombstones; see docs/format.md).
 
-use crate::catalog::{OpState, Operation};
 use crate::error::ServiceError;
+use crate::operations::Operation;
 use quarry_engine::collection::{Collection, CollectionError, CollectionOptions, FlushReport, Op};
 use quarry_engine::index::IndexBuildOptions;
 use quarry_engine::io::IoBackend;
@@ -44,6 +44,8 @@ pub struct WriteSettings {
     pub max_segments: usize,
     /// Segments held whole in RAM up to this many vectors.
     pub ram_segment_nodes: usize,
+    /// Hot-node cache of each larger segment, nodes.
+    pub cache_nodes: usize,
     /// Largest payload, bytes.
     pub max_payload: usize,
     /// Reader backend.
@@ -52,29 +54,26 @@ pub struct WriteSettings {
 
 impl WriteSettings {
     /// From the validated config.
-    pub fn from_config(c: &crate::Config) -> Result<WriteSettings, ServiceError> {
-        Ok(WriteSettings {
-            sync: c
-                .wal_sync_policy()
-                .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?,
+    pub fn from_config(c: &crate::Config) -> WriteSettings {
+        WriteSettings {
+            sync: c.wal_sync_policy(),
             wal_segment_bytes: c.wal_segment_mb << 20,
             wal_retain_max_bytes: c.wal_retain_max_mb << 20,
             flush_at: c.flush_at,
             stall_at: c.write_stall_at,
             max_segments: c.max_segments,
             ram_segment_nodes: c.ram_segment_nodes,
+            cache_nodes: c.cache_nodes,
             max_payload: c.max_payload_bytes,
-            io: c
-                .io_backend()
-                .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?,
-        })
+            io: c.io_backend(),
+        }
     }
 }
 
 impl Default for WriteSettings {
     fn default() -> Self {
         let c = crate::Config::default();
-        WriteSettings::from_config(&c).expect("the defaults are valid")
+        WriteSettings::from_config(&c)
     }
 }
 
@@ -153,6 +152,7 @@ impl Live {
             io: s.io,
             split_l: true,
             ram_segment_nodes: s.ram_segment_nodes,
+            cache_nodes: s.cache_nodes,
         };
         let t = Instant::now();
         let (coll, report) = Collection::open(fs, dir, opts).map_err(live_error)?;
@@ -210,15 +210,11 @@ enum Task {
     Compact(Arc<Live>, Arc<Mutex<Operation>>),
 }
 
-/// What the flusher needs from the catalog: RAM in use and the budget,
-/// and a place to reserve a running flush's estimate.
+/// What the flusher needs from the catalog: a reservation of the memory
+/// budget, checked and taken in one step (see `crate::budget`).
 pub trait Budget: Send + Sync {
-    /// Bytes in use (open indexes, live collections, reservations).
-    fn in_use(&self) -> u64;
-    /// The budget, bytes.
-    fn budget(&self) -> u64;
-    /// Reserve (positive) or release (negative) bytes.
-    fn reserve(&self, bytes: i64);
+    /// Reserve `bytes` for `what`, or say why they do not fit.
+    fn reserve(&self, bytes: u64, what: &str) -> Result<crate::budget::Reservation, ServiceError>;
 }
 
 /// The background flush thread.
@@ -306,34 +302,12 @@ impl Flusher {
                 }
                 Task::Compact(live, op) => {
                     let r = run_flush(&live, budget.as_ref(), true, &mut |stage, done, total| {
-                        // The build's stages, weighted by their usual share
-                        // of the time, for one monotonic figure.
-                        let (a, b) = match stage {
-                            "pq" => (0.0, 0.1),
-                            "graph" => (0.1, 0.85),
-                            "nav" => (0.85, 0.9),
-                            _ => (0.9, 0.99),
-                        };
-                        let f = if total > 0 { done as f64 / total as f64 } else { 0.0 };
-                        let mut g = op.lock().expect("lock");
-                        g.stage = stage.to_string();
-                        g.progress = g.progress.max(a + (b - a) * f);
+                        op.lock().expect("lock").report(stage, done, total)
                     });
                     self.kick(&live);
-                    let mut g = op.lock().expect("lock");
-                    g.finished = Some(Instant::now());
-                    match r {
-                        Ok(rep) => {
-                            g.state = OpState::Done;
-                            g.stage = "done".into();
-                            g.progress = 1.0;
-                            g.vector_count = rep.vectors as u64;
-                        }
-                        Err(e) => {
-                            g.state = OpState::Failed;
-                            g.error = e.to_string();
-                        }
-                    }
+                    op.lock()
+                        .expect("lock")
+                        .finish(r.map(|rep| rep.vectors as u64).map_err(|e| e.to_string()));
                 }
             }
         }
@@ -348,32 +322,29 @@ fn run_flush(
     compact: bool,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<FlushReport, ServiceError> {
-    let merge = compact || live.coll.segments() >= live.coll.options().max_segments;
-    let n = if merge { live.coll.len() } else { live.coll.fresh_len() };
+    let (merge, n) = live.coll.flush_plan(compact);
     let dim = live.coll.options().dim;
     let detail = quarry_engine::index::MemoryEstimate::for_build(n, dim, &live.build);
     let need = detail.total() + (n * dim * 4) as u64;
-    let in_use = budget.in_use();
-    if in_use + need > budget.budget() {
-        let e = ServiceError::ResourceExhausted(format!(
-            "{} of {:?} ({n} vectors) needs about {} MiB ({detail}) but {} of the memory budget's {} MiB are free",
-            if merge { "a merge" } else { "a flush" },
-            live.name,
-            need >> 20,
-            budget.budget().saturating_sub(in_use) >> 20,
-            budget.budget() >> 20
-        ));
-        *live.last_flush_error.lock().expect("lock") = e.to_string();
-        return Err(e);
-    }
-    budget.reserve(need as i64);
+    let what = format!(
+        "{} of {:?} ({n} vectors; {detail})",
+        if merge { "a merge" } else { "a flush" },
+        live.name
+    );
+    let reservation = match budget.reserve(need, &what) {
+        Ok(r) => r,
+        Err(e) => {
+            *live.last_flush_error.lock().expect("lock") = e.to_string();
+            return Err(e);
+        }
+    };
     let t = Instant::now();
     let r = if compact {
         live.coll.compact(progress)
     } else {
         live.coll.flush(progress)
     };
-    budget.reserve(-(need as i64));
+    drop(reservation);
     match r {
         Ok(rep) => {
             live.flushes.fetch_add(1, Ordering::Relaxed);

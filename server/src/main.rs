@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if cfg.log_format == "json" {
+    if cfg.log_format == quarry_server::config::LogFormat::Json {
         fmt.json().init();
     } else {
         fmt.init();

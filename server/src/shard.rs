@@ -28,16 +28,14 @@
 //! where its eventfd is registered ([`crate::wake`]), so a connection with
 //! data wakes it too.
 
-use crate::catalog::OpenIndex;
 use crate::error::ServiceError;
 use crate::live::{live_error, Live};
 use crate::metrics::Metrics;
 use crate::wake::WakeFd;
 use crossbeam_queue::ArrayQueue;
 use quarry_engine::collection::{CollectionResult, CollectionSearcher};
-use quarry_engine::index::DiskIndex;
-use quarry_engine::io::{IoBackend, Parker, Waker};
-use quarry_engine::search::{Neighbor, QueryResult, QueryStats, SearchParams, Searcher};
+use quarry_engine::io::{Parker, Waker};
+use quarry_engine::search::{Neighbor, QueryStats, SearchParams};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,24 +53,12 @@ pub struct SearchOutcome {
     pub queue_micros: f64,
 }
 
-/// What a search reads.
-#[derive(Clone)]
-pub enum Target {
-    /// A read-only collection's disk index: pipelined with the shard's
-    /// other queries on its ring.
-    Disk(Arc<OpenIndex>),
-    /// A mutable collection: its fresh index and every disk segment,
-    /// searched by the engine's `Collection::search` on the shard
-    /// thread, one query at a time (segment by segment, each with W
-    /// reads in flight), so it is not interleaved with the shard's other
-    /// queries.
-    Live(Arc<Live>),
-}
-
 /// One search for a shard.
 pub struct SearchJob {
-    /// What to search (kept alive by this reference).
-    pub target: Target,
+    /// The collection to search (kept alive by this reference): its
+    /// disk segments and fresh index, driven by the shard's
+    /// `CollectionSearcher` for it, interleaved with every other query.
+    pub target: Arc<Live>,
     /// The query (validated: right length, finite).
     pub query: Vec<f32>,
     /// Parameters (validated).
@@ -130,7 +116,6 @@ impl Shards {
         queue_depth: usize,
         inflight: usize,
         poll_window: Duration,
-        io: IoBackend,
         metrics: Arc<Metrics>,
         host_net: bool,
     ) -> std::io::Result<(Shards, Option<tokio::runtime::Handle>)> {
@@ -160,7 +145,7 @@ impl Shards {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
-                .spawn(move || shard_main(i, q, parker, c, s, inflight, poll_window, io, m, rt))?;
+                .spawn(move || shard_main(i, q, parker, c, s, inflight, poll_window, m, rt))?;
             shards.push(Shard {
                 queue,
                 waker,
@@ -327,42 +312,6 @@ fn drive_live(
     n
 }
 
-struct Lane {
-    open: Arc<OpenIndex>,
-    searcher: Searcher<Arc<DiskIndex>>,
-    /// The reader signals the parker's eventfd on completions.
-    notifies: bool,
-}
-
-/// Poll one searcher and send every finished answer; returns how many.
-fn drive(
-    searcher: &mut Searcher<Arc<DiskIndex>>,
-    wait: bool,
-    pending: &mut HashMap<u64, Pending>,
-    counters: &ShardCounters,
-    metrics: &Metrics,
-) -> usize {
-    let mut n = 0;
-    searcher.poll(wait, &mut |token, r: QueryResult| {
-        n += 1;
-        let p = pending.remove(&token).expect("every token is pending");
-        counters.queries.fetch_add(1, Ordering::Relaxed);
-        let out = match r {
-            Ok((neighbors, stats)) => {
-                metrics.record_query(&stats, p.queue_micros);
-                Ok(SearchOutcome {
-                    neighbors,
-                    stats,
-                    queue_micros: p.queue_micros,
-                })
-            }
-            Err(e) => Err(e.into()),
-        };
-        let _ = p.reply.send(out);
-    });
-    n
-}
-
 #[allow(clippy::too_many_arguments)]
 fn shard_main(
     id: usize,
@@ -372,7 +321,6 @@ fn shard_main(
     stop: Arc<AtomicBool>,
     inflight_max: usize,
     poll_window: Duration,
-    io: IoBackend,
     metrics: Arc<Metrics>,
     net: Option<tokio::runtime::Runtime>,
 ) {
@@ -404,7 +352,6 @@ fn shard_main(
         }
         None => None,
     };
-    let mut lanes: HashMap<u64, Lane> = HashMap::new();
     let mut live_lanes: HashMap<u64, LiveLane> = HashMap::new();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next_token: u64 = 0;
@@ -442,61 +389,18 @@ fn shard_main(
                 ))));
                 continue;
             }
-            let open = match &job.target {
-                Target::Disk(o) => o.clone(),
-                Target::Live(live) => {
-                    let lane = live_lanes.entry(live.key).or_insert_with(|| {
-                        let mut searcher = CollectionSearcher::new(inflight_max * 8);
-                        searcher.notify_completions(parker.fd());
-                        LiveLane {
-                            live: live.clone(),
-                            searcher,
-                        }
-                    });
-                    let token = next_token;
-                    next_token += 1;
-                    match lane.searcher.start_query(&live.coll, token, &job.query, &job.params) {
-                        Ok(()) => {
-                            active += 1;
-                            pending.insert(
-                                token,
-                                Pending {
-                                    reply: job.reply,
-                                    queue_micros,
-                                },
-                            );
-                        }
-                        Err(e) => {
-                            counters.queries.fetch_add(1, Ordering::Relaxed);
-                            let _ = job.reply.send(Err(live_error(e)));
-                        }
-                    }
-                    continue;
+            let live = &job.target;
+            let lane = live_lanes.entry(live.key).or_insert_with(|| {
+                let mut searcher = CollectionSearcher::new(inflight_max * 8);
+                searcher.notify_completions(parker.fd());
+                LiveLane {
+                    live: live.clone(),
+                    searcher,
                 }
-            };
-            let key = open.key;
-            if let std::collections::hash_map::Entry::Vacant(v) = lanes.entry(key) {
-                match Searcher::new(open.index.clone(), io, inflight_max * 8) {
-                    Ok(mut searcher) => {
-                        let notifies = searcher.notify_completions(parker.fd());
-                        v.insert(Lane {
-                            open: open.clone(),
-                            searcher,
-                            notifies,
-                        });
-                    }
-                    Err(e) => {
-                        let _ = job
-                            .reply
-                            .send(Err(ServiceError::Internal(format!("cannot open a reader: {e}"))));
-                        continue;
-                    }
-                }
-            }
-            let lane = lanes.get_mut(&key).expect("inserted above");
+            });
             let token = next_token;
             next_token += 1;
-            match lane.searcher.start_query(token, &job.query, &job.params) {
+            match lane.searcher.start_query(&live.coll, token, &job.query, &job.params) {
                 Ok(()) => {
                     active += 1;
                     pending.insert(
@@ -508,7 +412,8 @@ fn shard_main(
                     );
                 }
                 Err(e) => {
-                    let _ = job.reply.send(Err(e.into()));
+                    counters.queries.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.reply.send(Err(live_error(e)));
                 }
             }
         }
@@ -516,18 +421,6 @@ fn shard_main(
         // flight (a collection has one per segment).
         let mut must_spin = false;
         let mut busy_rings = 0;
-        for lane in lanes.values_mut() {
-            if lane.searcher.active() == 0 {
-                continue;
-            }
-            let n = drive(&mut lane.searcher, false, &mut pending, &counters, &metrics);
-            active -= n;
-            progress |= n > 0;
-            if lane.searcher.active() > 0 {
-                busy_rings += 1;
-                must_spin |= !lane.notifies;
-            }
-        }
         for lane in live_lanes.values_mut() {
             if lane.searcher.active() == 0 {
                 continue;
@@ -543,7 +436,6 @@ fn shard_main(
         // Forget lanes of indexes nobody else holds (dropped or rebuilt
         // collections), so their files and rings are released.
         if last_gc.elapsed() > Duration::from_secs(1) {
-            lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.open) > 1);
             live_lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.live) > 1);
             last_gc = Instant::now();
         }
@@ -589,9 +481,7 @@ fn shard_main(
             // arrives meanwhile is admitted at the next completion, at most
             // one read's latency later; the eventfd wake-up stays for the
             // idle case below.
-            if let Some(lane) = lanes.values_mut().find(|l| l.searcher.active() > 0) {
-                active -= drive(&mut lane.searcher, true, &mut pending, &counters, &metrics);
-            } else if let Some(lane) = live_lanes.values_mut().find(|l| l.searcher.busy_readers() > 0) {
+            if let Some(lane) = live_lanes.values_mut().find(|l| l.searcher.busy_readers() > 0) {
                 active -= drive_live(lane, true, &mut pending, &counters, &metrics);
             }
             continue;

@@ -6,7 +6,6 @@
 //! collection recreated under an old name never shows the old one's data.
 
 use quarry_engine::collection::Op;
-use quarry_engine::io::IoBackend;
 use quarry_engine::storage::{CrashFs, Fault};
 use quarry_engine::Metric;
 use quarry_server::catalog::{Catalog, IndexParams};
@@ -24,24 +23,15 @@ fn vector(g: u64) -> Vec<f32> {
 }
 
 fn open(fs: &Arc<dyn quarry_engine::storage::Vfs>, data: &std::path::Path) -> Result<Catalog, String> {
-    Catalog::open_on(
-        fs.clone(),
-        data,
-        IoBackend::Pread,
-        0,
-        1 << 30,
-        1,
-        WriteSettings::default(),
-    )
-    .map_err(|e| e.to_string())
+    Catalog::open_on(fs.clone(), data, 0, 1 << 30, 1, WriteSettings::default()).map_err(|e| e.to_string())
 }
 
 /// Create `name` and write id `g` into it; Ok only if both were
 /// acknowledged.
 fn create(cat: &Catalog, name: &str, g: u64) -> Result<(), String> {
-    cat.create(name, DIM, Metric::L2, IndexParams::default(), None, true)
+    cat.create(name, DIM, Metric::L2, IndexParams::default(), None)
         .map_err(|e| e.to_string())?;
-    let live = cat.get(name).map_err(|e| e.to_string())?.live.clone().expect("mutable");
+    let live = cat.get(name).map_err(|e| e.to_string())?.live.clone();
     live.write(vec![Op::Upsert {
         id: g,
         vector: vector(g),
@@ -61,7 +51,7 @@ fn check(cat: &Catalog, model: &BTreeMap<String, u64>, gens: u64, trial: u64) {
         "trial {trial}: the collections"
     );
     for (name, &g) in model {
-        let live = cat.get(name).unwrap().live.clone().expect("mutable");
+        let live = cat.get(name).unwrap().live.clone();
         assert_eq!(live.coll.len(), 1, "trial {trial}: {name} holds one vector");
         assert_eq!(
             live.coll.get(g).unwrap().map(|x| x.0),
@@ -96,7 +86,7 @@ fn power_loss_trials_keep_the_catalog_before_or_after_each_create_and_drop() {
                 open(&fs, &data).unwrap_or_else(|e| panic!("trial {trial} life {life}: the catalog did not open: {e}"));
             if let Some((name, effect)) = pending.take() {
                 let now = cat.get(&name).ok().map(|e| {
-                    let live = e.live.clone().expect("mutable");
+                    let live = e.live.clone();
                     (0..gens).find(|&g| live.coll.get(g).unwrap().is_some())
                 });
                 let before = model.get(&name).copied();

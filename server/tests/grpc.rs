@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{code_of, create, dataset, recall, search_all, Server, DIM};
+use common::{build_and_wait, code_of, create, dataset, recall, search_all, Server, DIM};
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::collections_client::CollectionsClient;
 use quarry_proto::v1::query_client::QueryClient;
@@ -15,32 +15,7 @@ use tonic::Code;
 
 async fn create_and_build(ch: Channel, name: &str, source: &Path) {
     create(ch.clone(), name, false).await;
-    let mut c = CollectionsClient::new(ch);
-    let op = c
-        .build_index(pb::BuildIndexRequest {
-            collection: name.into(),
-            source_path: source.display().to_string(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let t = Instant::now();
-    loop {
-        let o = c
-            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(o.progress >= 0.0 && o.progress <= 1.0);
-        match pb::OperationState::try_from(o.state).unwrap() {
-            pb::OperationState::Done => break,
-            pb::OperationState::Failed => panic!("build failed: {}", o.error),
-            _ => {}
-        }
-        assert!(t.elapsed() < Duration::from_secs(120), "build took too long");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    build_and_wait(ch, name, source, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +133,8 @@ async fn build_search_get_and_every_bad_input() {
         .await,
     );
     assert_eq!(c, Code::NotFound, "{m}");
-    // A collection with no index, and one still building.
+    // An empty collection answers with no neighbours; one that is building
+    // keeps serving, and a second build of it is refused.
     let mut cc = CollectionsClient::new(ch.clone());
     cc.create_collection(pb::CreateCollectionRequest {
         name: "later".into(),
@@ -168,20 +144,33 @@ async fn build_search_get_and_every_bad_input() {
     })
     .await
     .unwrap();
-    let (c, m) = code_of(q.search(search(good.clone(), None, "later")).await);
-    assert_eq!(c, Code::FailedPrecondition, "{m}");
+    let r = q
+        .search(search(good.clone(), None, "later"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.neighbors.is_empty(), "{r:?}");
     let (big, _, _) = dataset(tmp.path(), 30_000);
-    cc.build_index(pb::BuildIndexRequest {
-        collection: "later".into(),
-        source_path: big.display().to_string(),
-        threads: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let (c, m) = code_of(q.search(search(good.clone(), None, "later")).await);
+    let build = |cc: &mut CollectionsClient<Channel>| {
+        let req = pb::BuildIndexRequest {
+            collection: "later".into(),
+            source_path: big.display().to_string(),
+            threads: 1,
+            ..Default::default()
+        };
+        let mut cc = cc.clone();
+        async move { cc.build_index(req).await }
+    };
+    build(&mut cc).await.unwrap();
+    let r = q
+        .search(search(good.clone(), None, "later"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.neighbors.is_empty() || r.neighbors.len() == 10, "{r:?}");
+    let (c, m) = code_of(build(&mut cc).await);
     assert_eq!(c, Code::FailedPrecondition, "{m}");
-    assert!(m.contains("still building"), "{m}");
+    assert!(m.contains("already building"), "{m}");
     // Bad create requests.
     for (req, field) in [
         (

@@ -70,12 +70,13 @@ enum CollectionsCmd {
         /// Stored vector type: f32, f16 or i8 (default: the server's choice).
         #[arg(long)]
         disk_vector: Option<String>,
-        /// Writable: filled by `upsert` (BuildIndex is refused on it).
-        #[arg(long)]
+        /// Accepted for scripts written before every collection took
+        /// writes; it changes nothing.
+        #[arg(long, hide = true)]
         mutable: bool,
     },
     /// Upsert every vector of a file (read here, on the client) into a
-    /// mutable collection through one BulkUpsert stream; ids are
+    /// collection through one BulkUpsert stream; ids are
     /// --first-id + row. Prints vectors/s.
     Upsert {
         /// Collection name.
@@ -92,8 +93,12 @@ enum CollectionsCmd {
         /// Only the first N rows.
         #[arg(long)]
         limit: Option<usize>,
+        /// Send each --batch rows as its own unary Upsert, one at a time,
+        /// instead of one BulkUpsert stream.
+        #[arg(long)]
+        unary: bool,
     },
-    /// Merge a mutable collection's fresh index and every disk segment
+    /// Merge a collection's fresh index and every disk segment
     /// into one segment (dropping deleted vectors), following progress.
     Compact {
         /// Collection name.
@@ -102,13 +107,22 @@ enum CollectionsCmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Build a collection's index from a file on the server.
+    /// Bulk-load a file on the server into a collection at batch-build
+    /// speed (a new disk segment; ids in the file replace earlier
+    /// versions). The collection keeps serving and taking writes.
     Build {
         /// Collection name.
         name: String,
         /// Vector file path, as the server sees it.
         #[arg(long)]
         source: String,
+        /// Id of the file's first row (ids are --first-id + row).
+        #[arg(long, default_value_t = 0)]
+        first_id: u64,
+        /// A file of one little-endian u64 id per vector, as the server
+        /// sees it (instead of --first-id).
+        #[arg(long)]
+        ids: Option<String>,
         /// Return at once instead of following the progress.
         #[arg(long)]
         no_wait: bool,
@@ -369,11 +383,19 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .into_inner();
                 print_collection(&x, a.conn.json);
             }
-            CollectionsCmd::Build { name, source, no_wait } => {
+            CollectionsCmd::Build {
+                name,
+                source,
+                first_id,
+                ids,
+                no_wait,
+            } => {
                 let op = c
                     .build_index(pb::BuildIndexRequest {
                         collection: name,
                         source_path: source,
+                        ids_path: ids.unwrap_or_default(),
+                        first_id,
                         ..Default::default()
                     })
                     .await
@@ -392,6 +414,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 first_id,
                 batch,
                 limit,
+                unary,
             } => {
                 let file = quarry_engine::dataset::VectorFile::open(&source)
                     .with_context(|| format!("--source {}", source.display()))?;
@@ -402,6 +425,39 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 let (tx, rx) = tokio::sync::mpsc::channel::<pb::UpsertRequest>(2);
                 let t0 = std::time::Instant::now();
                 let coll = name.clone();
+                if unary {
+                    let (mut count, mut last_lsn) = (0u64, 0u64);
+                    for start in (0..n).step_by(batch) {
+                        let rows = batch.min(n - start);
+                        let data = file.read_rows_f32(start, rows);
+                        let points = data
+                            .chunks_exact(dim)
+                            .enumerate()
+                            .map(|(i, v)| pb::Point {
+                                id: first_id + (start + i) as u64,
+                                vector: v.to_vec(),
+                                payload: Vec::new(),
+                            })
+                            .collect();
+                        let r = w
+                            .upsert(pb::UpsertRequest {
+                                collection: coll.clone(),
+                                points,
+                            })
+                            .await
+                            .map_err(status_err)?
+                            .into_inner();
+                        count += r.count;
+                        last_lsn = r.last_lsn;
+                    }
+                    let secs = t0.elapsed().as_secs_f64();
+                    println!(
+                        "{}",
+                        serde_json::json!({"collection": name, "upserted": count, "last_lsn": last_lsn, "unary": true,
+                            "seconds": secs, "vectors_per_second": count as f64 / secs, "dim": dim, "batch": batch})
+                    );
+                    return Ok(());
+                }
                 let feeder = tokio::task::spawn_blocking(move || {
                     let mut last_report = std::time::Instant::now();
                     for start in (0..n).step_by(batch) {

@@ -697,6 +697,7 @@ fn main() -> Result<()> {
         io: a.io,
         split_l: !a.full_l,
         ram_segment_nodes: a.ram_segment_nodes,
+        cache_nodes: 0,
     };
     let cmdline: Vec<String> = std::env::args().collect();
     emit(json!({

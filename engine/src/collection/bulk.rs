@@ -46,11 +46,15 @@ impl Collection {
     /// Add `ids.len()` vectors (`data`: row-major, `dim` values each) as one
     /// new segment built at batch speed; each id replaces any earlier
     /// version. Durable and visible to every later search and get when
-    /// this returns. Ids must be unique; every value finite.
+    /// this returns. Ids must be unique; every value finite. `payloads`:
+    /// one per id, or none at all (all empty). `threads`: build threads (0
+    /// = the collection's build setting).
     pub fn bulk_load(
         &self,
         data: Cow<'_, [f32]>,
         ids: &[u64],
+        payloads: Vec<Vec<u8>>,
+        threads: usize,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<BulkReport> {
         let dim = self.opts.dim;
@@ -64,6 +68,24 @@ impl Collection {
         if n as u64 >= 1 << 32 {
             return Err(CollectionError::InvalidArgument(format!(
                 "a bulk load takes at most 4294967295 vectors; split {n} into several"
+            )));
+        }
+        if !payloads.is_empty() && payloads.len() != n {
+            return Err(CollectionError::InvalidArgument(format!(
+                "{} payloads for {n} ids: give one per id or none",
+                payloads.len()
+            )));
+        }
+        if let Some((i, p)) = payloads
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.len() > self.opts.max_payload)
+        {
+            return Err(CollectionError::InvalidArgument(format!(
+                "payload for id {} is {} bytes; the limit is {}",
+                ids[i],
+                p.len(),
+                self.opts.max_payload
             )));
         }
         for (i, v) in data.chunks_exact(dim).enumerate() {
@@ -92,11 +114,20 @@ impl Collection {
         }
         let name = format!("bulk-{bulk:010}");
         let slots: Vec<u64> = (0..n).map(|r| bulk_slot(bulk, r)).collect();
-        let payloads: Vec<Arc<[u8]>> = vec![Arc::from(&[][..]); n];
+        let payloads: Vec<Arc<[u8]>> = if payloads.is_empty() {
+            vec![Arc::from(&[][..]); n]
+        } else {
+            payloads.into_iter().map(Arc::from).collect()
+        };
         // The build, with no lock held: searches, writes and flushes go on.
-        let seg = self.write_segment(&name, &data, &slots, ids, &payloads, progress)?;
+        let seg = self.write_segment(&name, &data, &slots, ids, &payloads, threads, progress)?;
         drop(data);
-        let records: Vec<(u64, u64, Vec<u8>)> = slots.iter().zip(ids).map(|(&s, &id)| (s, id, Vec::new())).collect();
+        let records: Vec<(u64, u64, Vec<u8>)> = slots
+            .iter()
+            .zip(ids)
+            .zip(&payloads)
+            .map(|((&s, &id), p)| (s, id, p.to_vec()))
+            .collect();
         drop(payloads);
         // The switch: no flush may change the segment list from here until
         // the segment is in it.

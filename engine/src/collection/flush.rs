@@ -59,6 +59,21 @@ impl Collection {
         self.flush_with(true, progress)
     }
 
+    /// What the next flush would do: whether it merges every segment
+    /// (`compact`, or the segment count at `max_segments`), and how many
+    /// vectors it would write (an upper bound: dead ones are skipped). The
+    /// one place the merge decision is made.
+    pub fn flush_plan(&self, compact: bool) -> (bool, usize) {
+        let st = self.state.read().expect("lock");
+        let merge = self.merges(st.segments.len(), compact);
+        let fresh = st.active.len() + st.frozen.as_ref().map_or(0, |f| f.len());
+        (merge, if merge { st.slots.len() } else { fresh })
+    }
+
+    fn merges(&self, segments: usize, compact: bool) -> bool {
+        compact || segments >= self.opts.max_segments.max(1)
+    }
+
     /// Whether a flush or compaction is running.
     pub fn flushing(&self) -> bool {
         self.flush_lock.try_lock().is_err()
@@ -100,7 +115,7 @@ impl Collection {
                 }
             }
             st.frozen = Some(fresh);
-            let merged = force_merge || st.segments.len() >= self.opts.max_segments.max(1);
+            let merged = self.merges(st.segments.len(), force_merge);
             let mut old_rows = Vec::new();
             if merged {
                 for (k, seg) in st.segments.iter().enumerate() {
@@ -144,8 +159,16 @@ impl Collection {
         let name = seg_name(checkpoint, *generation + 1);
         let n = batch.slots.len();
         let built = if n > 0 {
-            self.write_segment(&name, &batch.data, &batch.slots, &batch.ids, &batch.payloads, progress)
-                .map(Some)
+            self.write_segment(
+                &name,
+                &batch.data,
+                &batch.slots,
+                &batch.ids,
+                &batch.payloads,
+                0,
+                progress,
+            )
+            .map(Some)
         } else {
             Ok(None)
         };

@@ -172,6 +172,9 @@ pub struct CollectionOptions {
     /// replaces (stored vectors, not f32), and the one large merged segment
     /// stays the only one a search reads from disk.
     pub ram_segment_nodes: usize,
+    /// Larger segments keep this many of their nodes (breadth-first from
+    /// the entry points) in a hot-node cache; 0 = none.
+    pub cache_nodes: usize,
 }
 
 /// Where a live slot's vector is.
@@ -382,6 +385,35 @@ impl Collection {
     /// The write-ahead log (for replication readers and retention).
     pub fn wal(&self) -> &Wal {
         &self.wal
+    }
+
+    /// Bytes on disk: the collection directory (manifest, WAL, segments,
+    /// tombstones) and any adopted index directory outside it.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| walk(&e.path()))
+                    .sum(),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            }
+        }
+        let adopted: u64 = {
+            let st = self.state.read().expect("lock");
+            st.segments
+                .iter()
+                .filter(|s| s.name.starts_with("../"))
+                .map(|s| s.dir.clone())
+                .collect::<Vec<_>>()
+        }
+        .iter()
+        .map(|d| walk(d))
+        .sum();
+        walk(&self.dir) + adopted
     }
 
     /// The settings it was opened with.

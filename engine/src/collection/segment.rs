@@ -186,6 +186,7 @@ pub fn decode_tombstones(b: &[u8]) -> std::result::Result<Vec<u64>, String> {
 impl Collection {
     /// Write a segment directory under a temporary name, make every byte
     /// and name durable, and rename it into place.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn write_segment(
         &self,
         name: &str,
@@ -193,6 +194,7 @@ impl Collection {
         slots: &[u64],
         ids: &[u64],
         payloads: &[Arc<[u8]>],
+        threads: usize,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<Segment> {
         let fs = self.fs.as_ref();
@@ -204,6 +206,9 @@ impl Collection {
         fs.create_dir_all(&idx).map_err(io_err(&idx, "create"))?;
         let mut o = self.opts.build.clone();
         o.nav_sample = crate::graph::NavParams::default_sample(slots.len()).min(o.nav_sample.max(1));
+        if threads > 0 {
+            o.graph.threads = threads;
+        }
         build_index(data.into(), self.opts.dim, slots, &idx, &o, progress)?;
         for f in fs.list(&idx).map_err(io_err(&idx, "list"))? {
             let p = idx.join(f);
@@ -292,6 +297,8 @@ pub(super) fn load_segment(
                 "part of a RAM segment is unreachable from its entry points; the rest is read from disk"
             );
         }
+    } else if opts.cache_nodes > 0 {
+        index.warm_cache(opts.cache_nodes.min(index.len()), opts.io)?;
     }
     let rows = recs.iter().enumerate().map(|(i, r)| (r.0, i as u32)).collect();
     Ok((

@@ -36,6 +36,7 @@ fn opts() -> CollectionOptions {
         io: IoBackend::Pread,
         split_l: true,
         ram_segment_nodes: 0,
+        cache_nodes: 0,
     }
 }
 
@@ -590,7 +591,7 @@ fn a_bulk_load_replaces_ids_takes_later_writes_and_survives_restart_and_flush() 
     c.delete(5).unwrap();
     model.remove(&5);
     let (ids, data) = vectors_of(50..350, 10_000);
-    let rep = c.bulk_load(data.into(), &ids, &mut |_, _, _| {}).unwrap();
+    let rep = c.bulk_load(data.into(), &ids, vec![], 0, &mut |_, _, _| {}).unwrap();
     assert_eq!(
         (rep.vectors, rep.replaced, rep.segment.as_str()),
         (300, 50, "bulk-0000000001")
@@ -628,17 +629,21 @@ fn a_bulk_load_replaces_ids_takes_later_writes_and_survives_restart_and_flush() 
     // The next load gets the next number; a bad one changes nothing.
     let (ids, data) = vectors_of(1000..1010, 0);
     assert_eq!(
-        c.bulk_load(data.into(), &ids, &mut |_, _, _| {}).unwrap().segment,
+        c.bulk_load(data.into(), &ids, vec![], 0, &mut |_, _, _| {})
+            .unwrap()
+            .segment,
         "bulk-0000000002"
     );
     let mut data = vec_of(1);
     data.extend(vec_of(2));
     let e = c
-        .bulk_load(data.clone().into(), &[7, 7], &mut |_, _, _| {})
+        .bulk_load(data.clone().into(), &[7, 7], vec![], 0, &mut |_, _, _| {})
         .unwrap_err();
     assert!(e.to_string().contains("id 7 appears more than once"), "{e}");
     data[DIM + 3] = f32::NAN;
-    let e = c.bulk_load(data.into(), &[8, 9], &mut |_, _, _| {}).unwrap_err();
+    let e = c
+        .bulk_load(data.into(), &[8, 9], vec![], 0, &mut |_, _, _| {})
+        .unwrap_err();
     assert!(e.to_string().contains("vector 1 (id 9)[3] is NaN"), "{e}");
     assert_eq!(c.len(), 358);
     // A write cannot smuggle a segment in.
@@ -656,7 +661,7 @@ fn a_bulk_segment_no_record_names_is_removed_at_open() {
     let fs: Arc<dyn Vfs> = Arc::new(RealFs);
     let (c, _) = open(&fs, d.path());
     let (ids, data) = vectors_of(0..50, 0);
-    c.bulk_load(data.into(), &ids, &mut |_, _, _| {}).unwrap();
+    c.bulk_load(data.into(), &ids, vec![], 0, &mut |_, _, _| {}).unwrap();
     drop(c);
     // A load that built its directory but died before logging it.
     let orphan = d.path().join("bulk-0000000007");

@@ -136,6 +136,38 @@ pub async fn create(ch: Channel, name: &str, mutable: bool) {
         .unwrap();
 }
 
+/// Bulk-load `source` into collection `name` (ids `first_id` + row) with
+/// BuildIndex and wait for the operation to finish.
+pub async fn build_and_wait(ch: Channel, name: &str, source: &Path, first_id: u64) {
+    let mut c = quarry_proto::v1::collections_client::CollectionsClient::new(ch);
+    let op = c
+        .build_index(pb::BuildIndexRequest {
+            collection: name.into(),
+            source_path: source.display().to_string(),
+            first_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let t = Instant::now();
+    loop {
+        let o = c
+            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(o.progress >= 0.0 && o.progress <= 1.0);
+        match pb::OperationState::try_from(o.state).unwrap() {
+            pb::OperationState::Done => break,
+            pb::OperationState::Failed => panic!("build failed: {}", o.error),
+            _ => {}
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "build took too long");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn search_all(ch: Channel, name: &str, queries: &[f32]) -> Vec<Vec<u64>> {
     let mut q = QueryClient::new(ch);
     let mut out = Vec::new();
