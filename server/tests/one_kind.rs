@@ -77,7 +77,7 @@ async fn delete(ch: Channel, name: &str, ids: Vec<u64>) {
 fn restart(server: &mut Server, data: &Path) -> Server {
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
-    Server::start(data, &[], "")
+    Server::start(data, &[], "flush_at = 500\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,14 +212,15 @@ async fn a_data_directory_of_the_previous_release_opens_and_takes_writes() {
     assert!(server.wait_exit(Duration::from_secs(30)).success());
 }
 
-/// A BulkUpsert stream into an empty collection is bulk-loaded (one
-/// segment built at batch speed, nothing in the fresh index); a later id
-/// in the stream replaces an earlier one; payloads are kept.
+/// A BulkUpsert stream of at least `flush_at` points into an empty
+/// collection is bulk-loaded (one segment built at batch speed, nothing in
+/// the fresh index); a later id in the stream replaces an earlier one;
+/// payloads are kept. A shorter stream goes through the write path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_upsert_into_an_empty_collection_is_built_as_a_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Server::start(&data, &[], "");
+    let mut server = Server::start(&data, &[], "flush_at = 500\n");
     let ch = server.channel().await;
     create(ch.clone(), "s", false).await;
     // Distinct for every id used here (7919 is invertible mod the prime
@@ -267,6 +268,29 @@ async fn a_bulk_upsert_into_an_empty_collection_is_built_as_a_segment() {
         assert_eq!(top1(ch, "s", &v(1405)).await, Some(405));
     };
     check(ch.clone()).await;
-    let server2 = restart(&mut server, &data);
+    // 300 points (under flush_at): inserted into the fresh index.
+    create(ch.clone(), "small", false).await;
+    let msg = pb::UpsertRequest {
+        collection: "small".into(),
+        points: (0..300u64)
+            .map(|id| pb::Point {
+                id,
+                vector: v(id),
+                payload: vec![],
+            })
+            .collect(),
+    };
+    let r = WriteClient::new(ch.clone())
+        .bulk_upsert(tokio_stream::iter(vec![msg]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.count, 300);
+    let w = describe(ch.clone(), "small").await.writes.unwrap();
+    assert_eq!((w.segments, w.fresh_vectors), (0, 300));
+    let mut server2 = restart(&mut server, &data);
     check(server2.channel().await).await;
+    assert_eq!(describe(server2.channel().await, "small").await.vector_count, 300);
+    server2.sigterm();
+    assert!(server2.wait_exit(Duration::from_secs(30)).success());
 }

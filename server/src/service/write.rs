@@ -1,5 +1,7 @@
-//! The Write service: Upsert, Delete and BulkUpsert (a stream that begins
-//! on an empty collection is buffered and bulk-loaded).
+//! The Write service: Upsert, Delete and BulkUpsert. A stream that begins
+//! on an empty collection is buffered; each 256 MiB of vectors, and a
+//! remainder of at least `flush_at` points, is bulk-loaded (a segment built
+//! at batch speed); a smaller remainder goes through the write path.
 
 use super::*;
 
@@ -195,10 +197,35 @@ impl pb::write_server::Write for WriteSvc {
             if let Some(mut b) = bulk.take() {
                 if !b.is_empty() {
                     let (live, _) = st.writable(name.as_deref().expect("named"))?;
-                    let (n, lsn) = st.bulk_load(live, b.take()).await?;
-                    count += n;
-                    last_lsn = lsn;
-                    st.metrics.writes.fetch_add(n, Ordering::Relaxed);
+                    if b.len() >= live.coll.options().flush_at {
+                        let (n, lsn) = st.bulk_load(live, b.take()).await?;
+                        count += n;
+                        last_lsn = lsn;
+                        st.metrics.writes.fetch_add(n, Ordering::Relaxed);
+                    } else {
+                        // Fewer than a flush's worth: they would stay in the
+                        // fresh index anyway, and inserting them there costs
+                        // less than building a segment (measured:
+                        // docs/decisions/2026-12-05-bulk-loads.md).
+                        let (ids, data, payloads) = b.take();
+                        let dim = live.coll.options().dim;
+                        let ops: Vec<Op> = ids
+                            .into_iter()
+                            .zip(data.chunks_exact(dim))
+                            .zip(payloads)
+                            .map(|((id, v), payload)| Op::Upsert {
+                                id,
+                                vector: v.to_vec(),
+                                payload,
+                            })
+                            .collect();
+                        let n = ops.len() as u64;
+                        for chunk in ops.chunks(1024) {
+                            last_lsn = st.apply(live.clone(), chunk.to_vec()).await?;
+                        }
+                        count += n;
+                        st.metrics.writes.fetch_add(n, Ordering::Relaxed);
+                    }
                 }
             }
             Ok(())
@@ -265,6 +292,10 @@ impl BulkBuffer {
 
     fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
     }
 
     /// The buffered points, leaving the buffer empty.
