@@ -373,6 +373,13 @@ impl Wal {
                     why: format!("header says version {version}, first LSN {hfirst}; expected {VERSION}, {first}"),
                 });
             }
+            if first == 0 {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: 8,
+                    why: "first LSN 0 (LSNs start at 1)".into(),
+                });
+            }
             if let Some(prev) = segs.last() {
                 if prev.last + 1 != first {
                     return Err(WalError::Corrupt {

@@ -930,3 +930,23 @@ fn the_followers_file_is_laid_out_as_documented() {
     let b = std::fs::read(d.path().join(FOLLOWERS_FILE)).unwrap();
     assert_eq!(b.len(), 16, "an empty registry");
 }
+
+/// Found by the `wal_segment` fuzz target (input: a header-only segment
+/// `wal-00000000000000000000.log` whose header says first LSN 0, plus one
+/// stray byte): recovery cut the byte, then computed the segment's last LSN
+/// as 0 - 1 and panicked. No log ever starts at LSN 0; it is corruption.
+#[test]
+fn a_segment_starting_at_lsn_0_is_corrupt() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(seg_name(0));
+    let mut b = header(0);
+    b.push(0);
+    std::fs::write(&p, &b).unwrap();
+    let e = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&e, WalError::Corrupt { path, offset: 8, .. } if path == &p),
+        "{e}"
+    );
+}
