@@ -438,12 +438,18 @@ fn bin_layout(path: &Path, map: &[u8], elem: ElemType) -> Result<Layout> {
             detail: format!("header says {n} x 0: dimension must be > 0"),
         });
     }
-    let expected = 8 + n * d * elem.size() as u64;
+    // u32 x u32 x 4 can pass 2^64: checked, or a wrapped size could match
+    // a tiny file.
+    let expected = n
+        .checked_mul(d)
+        .and_then(|x| x.checked_mul(elem.size() as u64))
+        .and_then(|x| x.checked_add(8));
     let detail = format!(
-        "header says {n} x {d} {} = {expected} bytes but file has {len} bytes",
-        elem.name()
+        "header says {n} x {d} {} = {} bytes but file has {len} bytes",
+        elem.name(),
+        expected.map_or("more than 2^64".to_string(), |e| e.to_string())
     );
-    check_len(path, len, expected, detail)?;
+    check_len(path, len, expected.unwrap_or(u64::MAX), detail)?;
     let (n, d) = (n as usize, d as usize);
     Ok((elem, n, d, 8, d * elem.size()))
 }

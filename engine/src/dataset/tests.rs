@@ -264,3 +264,19 @@ fn writers_validate_and_leave_nothing_on_failure() {
     write_fbin(&p, 1, 2, &[1.0, 2.0]).unwrap();
     assert_eq!(VectorFile::open(&p).unwrap().to_vec_f32(), vec![1.0, 2.0]);
 }
+
+/// Found by the `dataset` fuzz target: an `.fbin` header whose n x d x 4
+/// passes 2^64 (n 0xae000003, d 0x68863ed8) overflowed computing the
+/// expected size; without overflow checks, n = d = 2^31 wrapped to an
+/// expected 8 bytes and an 8-byte file opened as 2^31 rows.
+#[test]
+fn a_bin_header_whose_size_passes_2_64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, d) in [(0xae00_0003, 0x6886_3ed8), (1 << 31, 1 << 31), (u32::MAX, u32::MAX)] {
+        for ext in ["fbin", "u8bin", "i8bin"] {
+            let p = put(&dir, &format!("big.{ext}"), &bin_file(n, d, &[]));
+            let e = VectorFile::open(&p).unwrap_err();
+            assert!(matches!(e, DatasetError::Truncated { .. }), "{n} x {d} .{ext}: {e}");
+        }
+    }
+}
