@@ -825,9 +825,15 @@ pub fn read_ibin(path: impl AsRef<Path>) -> Result<(usize, usize, Vec<u32>)> {
     }
     let n = read_u32(&bytes, 0) as u64;
     let k = read_u32(&bytes, 4) as u64;
-    let expected = 8 + n * k * 4;
-    let detail = format!("header says {n} x {k} u32 = {expected} bytes but file has {len} bytes");
-    check_len(path, len, expected, detail)?;
+    let expected = n
+        .checked_mul(k)
+        .and_then(|x| x.checked_mul(4))
+        .and_then(|x| x.checked_add(8));
+    let detail = format!(
+        "header says {n} x {k} u32 = {} bytes but file has {len} bytes",
+        expected.map_or("more than 2^64".to_string(), |e| e.to_string())
+    );
+    check_len(path, len, expected.unwrap_or(u64::MAX), detail)?;
     let ids = bytes[8..]
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))

@@ -280,3 +280,15 @@ fn a_bin_header_whose_size_passes_2_64_is_refused() {
         }
     }
 }
+
+/// Found by the `dataset` fuzz target: the same overflow in `read_ibin`
+/// (an `.ibin` header of n 0x68863ed8 x k 0xe13f0268).
+#[test]
+fn an_ibin_header_whose_size_passes_2_64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, k) in [(0x6886_3ed8, 0xe13f_0268), (1 << 31, 1 << 31), (u32::MAX, u32::MAX)] {
+        let p = put(&dir, "big.ibin", &bin_file(n, k, &[]));
+        let e = read_ibin(&p).unwrap_err();
+        assert!(matches!(e, DatasetError::Truncated { .. }), "{n} x {k}: {e}");
+    }
+}
