@@ -950,3 +950,31 @@ fn a_segment_starting_at_lsn_0_is_corrupt() {
         "{e}"
     );
 }
+
+/// Found by the `wal_segment` fuzz target (input: a segment
+/// `wal-18446744073709551615.log` whose header says first LSN u64::MAX,
+/// followed by garbage): recovery cut the garbage and opened a log whose
+/// next LSN was u64::MAX + 1, so the first append overflowed. A first LSN
+/// past 2^63 is corruption, like 0.
+#[test]
+fn a_segment_starting_past_lsn_2_63_is_corrupt() {
+    for first in [u64::MAX, u64::MAX - 1, (1 << 63) + 1] {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(seg_name(first));
+        let mut b = header(first);
+        b.extend([0xff; 40]);
+        std::fs::write(&p, &b).unwrap();
+        let e = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&e, WalError::Corrupt { path, offset: 8, .. } if path == &p),
+            "{e}"
+        );
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(seg_name(1 << 63));
+    std::fs::write(&p, header(1 << 63)).unwrap();
+    let (w, _) = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1).unwrap();
+    assert_eq!(w.append(&[b"x"]).unwrap(), 1 << 63);
+}
