@@ -292,3 +292,15 @@ fn an_ibin_header_whose_size_passes_2_64_is_refused() {
         assert!(matches!(e, DatasetError::Truncated { .. }), "{n} x {k}: {e}");
     }
 }
+
+/// Found by the `dataset` fuzz target (an out-of-memory): an 8-byte `.fbin`
+/// of 0 rows x 0xf4090000 dimensions opens (it is exactly as long as its
+/// header says), and `check_finite` allocated a 16 GB row buffer for it.
+#[test]
+fn check_finite_of_an_empty_file_with_a_huge_dim_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = put(&dir, "empty.fbin", &bin_file(0, 0xf409_0000, &[]));
+    let f = VectorFile::open(&p).unwrap();
+    assert_eq!((f.len(), f.dim()), (0, 0xf409_0000));
+    f.check_finite().unwrap();
+}
