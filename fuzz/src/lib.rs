@@ -630,8 +630,11 @@ pub fn dataset(data: &[u8]) {
     }
 }
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the corpus directory names).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("wal_record", wal_record),
     ("wal_segment", wal_segment),
     ("wal_op", wal_op),

@@ -7,7 +7,7 @@
 //! so it can be added to the corpus.
 //!
 //! `QUARRY_FUZZ_SMOKE_MUTATIONS` sets the mutations per corpus file
-//! (default 300).
+//! (default 2000).
 
 use std::path::{Path, PathBuf};
 
@@ -127,7 +127,7 @@ fn smoke(target: &str) {
     let per: usize = std::env::var("QUARRY_FUZZ_SMOKE_MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(2000);
     let mut rng = Rng(0x5157_4152_5259 ^ target.len() as u64);
     for (i, (path, b)) in files.iter().enumerate() {
         run_one(target, f, b, &format!("{}", path.display()));
