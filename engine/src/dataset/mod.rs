@@ -609,7 +609,11 @@ fn parse_npy_header(h: &str) -> std::result::Result<NpyHeader, String> {
         }
         _ => {
             // A structured dtype (a list); reported as unsupported by the caller.
-            let end = d.find(']').map(|e| e + 1).unwrap_or(d.len().min(40));
+            // (At most 40 characters shown, cut on a character boundary.)
+            let end = d
+                .find(']')
+                .map(|e| e + 1)
+                .unwrap_or_else(|| d.char_indices().nth(40).map_or(d.len(), |(i, _)| i));
             d[..end].to_string()
         }
     };

@@ -304,3 +304,17 @@ fn check_finite_of_an_empty_file_with_a_huge_dim_allocates_nothing() {
     assert_eq!((f.len(), f.dim()), (0, 0xf409_0000));
     f.check_finite().unwrap();
 }
+
+/// Found by the `dataset` fuzz target (input kept as
+/// fuzz/corpus/dataset/crash-npy-descr-char-boundary): an unquoted npy
+/// descr with no ']' is shown cut to 40 bytes, and byte 40 fell inside a
+/// two-byte character.
+#[test]
+fn an_unquoted_npy_descr_is_cut_on_a_char_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let descr = format!("{}\u{9e}{}", "x".repeat(39), "y".repeat(10));
+    let dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (1, 1), }}");
+    let p = put(&dir, "odd.npy", &npy_file(1, &dict, &[0]));
+    let e = VectorFile::open(&p).unwrap_err();
+    assert!(matches!(e, DatasetError::UnsupportedDtype { .. }), "{e}");
+}
