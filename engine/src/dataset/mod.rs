@@ -568,13 +568,17 @@ fn npy_layout(path: &Path, map: &[u8]) -> Result<Layout> {
         return Err(bad(format!("shape ({n}, 0): dimension must be > 0")));
     }
     let offset = hstart + hlen;
-    let expected = offset as u64 + n as u64 * d as u64 * elem.size() as u64;
+    let expected = (n as u64)
+        .checked_mul(d as u64)
+        .and_then(|x| x.checked_mul(elem.size() as u64))
+        .and_then(|x| x.checked_add(offset as u64));
     let len = map.len() as u64;
     let detail = format!(
-        "header says {n} x {d} {} = {expected} bytes but file has {len} bytes",
-        elem.name()
+        "header says {n} x {d} {} = {} bytes but file has {len} bytes",
+        elem.name(),
+        expected.map_or("more than 2^64".to_string(), |e| e.to_string())
     );
-    check_len(path, len, expected, detail)?;
+    check_len(path, len, expected.unwrap_or(u64::MAX), detail)?;
     Ok((elem, n, d, offset, d * elem.size()))
 }
 

@@ -318,3 +318,23 @@ fn an_unquoted_npy_descr_is_cut_on_a_char_boundary() {
     let e = VectorFile::open(&p).unwrap_err();
     assert!(matches!(e, DatasetError::UnsupportedDtype { .. }), "{e}");
 }
+
+/// Not found by the fuzzer in its 5 minutes (it would have to write
+/// 20-digit numbers into the header text) but the same overflow as the
+/// .fbin one, seen while fixing that: an npy shape whose n x d x size passes
+/// 2^64. Without overflow checks, shape (2^32, 2^32) wrapped to 0 bytes of
+/// data and a header-only file opened as 2^32 rows.
+#[test]
+fn an_npy_shape_whose_size_passes_2_64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for shape in [
+        "4294967296, 4294967296",
+        "18446744073709551615, 2",
+        "2, 18446744073709551615",
+    ] {
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        let p = put(&dir, "big.npy", &npy_file(1, &dict, &[]));
+        let e = VectorFile::open(&p).unwrap_err();
+        assert!(matches!(e, DatasetError::Truncated { .. }), "({shape}): {e}");
+    }
+}
