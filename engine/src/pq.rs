@@ -338,8 +338,19 @@ impl PqCodebook {
         if dim == 0 || m == 0 || m > dim {
             return Err(format!("dim {dim} and m {m} are inconsistent"));
         }
-        let want = 8 + 4 * (dim + KS * dim + if rotated { dim * dim } else { 0 });
-        if b.len() != want {
+        // dim² overflows for a dim from a damaged header: checked.
+        let want = dim
+            .checked_mul(KS + 1)
+            .and_then(|f| {
+                if rotated {
+                    f.checked_add(dim.checked_mul(dim)?)
+                } else {
+                    Some(f)
+                }
+            })
+            .and_then(|f| f.checked_mul(4)?.checked_add(8));
+        if want != Some(b.len()) {
+            let want = want.map_or("more than 2^64".to_string(), |w| w.to_string());
             return Err(format!("expected {want} bytes for dim {dim}, m {m}; found {}", b.len()));
         }
         let floats: Vec<f32> = b[8..]
@@ -476,6 +487,21 @@ pub fn kmeans(data: &[f32], w: usize, k: usize, iters: usize, seed: u64) -> Vec<
 mod tests {
     use super::*;
     use rand::Rng;
+
+    /// Found by the `pq_codebook` fuzz target (input kept as
+    /// fuzz/corpus/pq_codebook/crash-rotated-size-overflow: a rotated
+    /// codebook header of dim 0xc1ff1000, m 0xbede240a): the expected size
+    /// 8 + 4 (257 dim + dim²) overflowed.
+    #[test]
+    fn a_huge_dim_is_an_error_not_an_overflow() {
+        for (dim, m) in [(0xc1ff_1000u32, 0xbede_240au32), (u32::MAX, 1), (1 << 31, 1 << 31)] {
+            let mut b = dim.to_le_bytes().to_vec();
+            b.extend(m.to_le_bytes());
+            for rotated in [false, true] {
+                assert!(PqCodebook::from_bytes(&b, rotated).is_err(), "dim {dim}, m {m}");
+            }
+        }
+    }
 
     fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);

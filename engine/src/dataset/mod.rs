@@ -380,7 +380,9 @@ impl VectorFile {
     /// Errors with the first row and column holding NaN or ±Inf. Byte
     /// formats always pass.
     pub fn check_finite(&self) -> Result<()> {
-        if self.elem != ElemType::F32 {
+        // No rows: nothing to check, and `dim()` of an empty file is bounded
+        // by nothing (an 8-byte .fbin may say 0 x 4e9), so no row buffer.
+        if self.elem != ElemType::F32 || self.n == 0 {
             return Ok(());
         }
         let mut row = vec![0.0f32; self.d];
@@ -438,12 +440,18 @@ fn bin_layout(path: &Path, map: &[u8], elem: ElemType) -> Result<Layout> {
             detail: format!("header says {n} x 0: dimension must be > 0"),
         });
     }
-    let expected = 8 + n * d * elem.size() as u64;
+    // u32 x u32 x 4 can pass 2^64: checked, or a wrapped size could match
+    // a tiny file.
+    let expected = n
+        .checked_mul(d)
+        .and_then(|x| x.checked_mul(elem.size() as u64))
+        .and_then(|x| x.checked_add(8));
     let detail = format!(
-        "header says {n} x {d} {} = {expected} bytes but file has {len} bytes",
-        elem.name()
+        "header says {n} x {d} {} = {} bytes but file has {len} bytes",
+        elem.name(),
+        expected.map_or("more than 2^64".to_string(), |e| e.to_string())
     );
-    check_len(path, len, expected, detail)?;
+    check_len(path, len, expected.unwrap_or(u64::MAX), detail)?;
     let (n, d) = (n as usize, d as usize);
     Ok((elem, n, d, 8, d * elem.size()))
 }
@@ -560,13 +568,17 @@ fn npy_layout(path: &Path, map: &[u8]) -> Result<Layout> {
         return Err(bad(format!("shape ({n}, 0): dimension must be > 0")));
     }
     let offset = hstart + hlen;
-    let expected = offset as u64 + n as u64 * d as u64 * elem.size() as u64;
+    let expected = (n as u64)
+        .checked_mul(d as u64)
+        .and_then(|x| x.checked_mul(elem.size() as u64))
+        .and_then(|x| x.checked_add(offset as u64));
     let len = map.len() as u64;
     let detail = format!(
-        "header says {n} x {d} {} = {expected} bytes but file has {len} bytes",
-        elem.name()
+        "header says {n} x {d} {} = {} bytes but file has {len} bytes",
+        elem.name(),
+        expected.map_or("more than 2^64".to_string(), |e| e.to_string())
     );
-    check_len(path, len, expected, detail)?;
+    check_len(path, len, expected.unwrap_or(u64::MAX), detail)?;
     Ok((elem, n, d, offset, d * elem.size()))
 }
 
@@ -601,7 +613,11 @@ fn parse_npy_header(h: &str) -> std::result::Result<NpyHeader, String> {
         }
         _ => {
             // A structured dtype (a list); reported as unsupported by the caller.
-            let end = d.find(']').map(|e| e + 1).unwrap_or(d.len().min(40));
+            // (At most 40 characters shown, cut on a character boundary.)
+            let end = d
+                .find(']')
+                .map(|e| e + 1)
+                .unwrap_or_else(|| d.char_indices().nth(40).map_or(d.len(), |(i, _)| i));
             d[..end].to_string()
         }
     };
@@ -819,9 +835,15 @@ pub fn read_ibin(path: impl AsRef<Path>) -> Result<(usize, usize, Vec<u32>)> {
     }
     let n = read_u32(&bytes, 0) as u64;
     let k = read_u32(&bytes, 4) as u64;
-    let expected = 8 + n * k * 4;
-    let detail = format!("header says {n} x {k} u32 = {expected} bytes but file has {len} bytes");
-    check_len(path, len, expected, detail)?;
+    let expected = n
+        .checked_mul(k)
+        .and_then(|x| x.checked_mul(4))
+        .and_then(|x| x.checked_add(8));
+    let detail = format!(
+        "header says {n} x {k} u32 = {} bytes but file has {len} bytes",
+        expected.map_or("more than 2^64".to_string(), |e| e.to_string())
+    );
+    check_len(path, len, expected.unwrap_or(u64::MAX), detail)?;
     let ids = bytes[8..]
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))

@@ -264,3 +264,77 @@ fn writers_validate_and_leave_nothing_on_failure() {
     write_fbin(&p, 1, 2, &[1.0, 2.0]).unwrap();
     assert_eq!(VectorFile::open(&p).unwrap().to_vec_f32(), vec![1.0, 2.0]);
 }
+
+/// Found by the `dataset` fuzz target: an `.fbin` header whose n x d x 4
+/// passes 2^64 (n 0xae000003, d 0x68863ed8) overflowed computing the
+/// expected size; without overflow checks, n = d = 2^31 wrapped to an
+/// expected 8 bytes and an 8-byte file opened as 2^31 rows.
+#[test]
+fn a_bin_header_whose_size_passes_2_64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, d) in [(0xae00_0003, 0x6886_3ed8), (1 << 31, 1 << 31), (u32::MAX, u32::MAX)] {
+        for ext in ["fbin", "u8bin", "i8bin"] {
+            let p = put(&dir, &format!("big.{ext}"), &bin_file(n, d, &[]));
+            let e = VectorFile::open(&p).unwrap_err();
+            assert!(matches!(e, DatasetError::Truncated { .. }), "{n} x {d} .{ext}: {e}");
+        }
+    }
+}
+
+/// Found by the `dataset` fuzz target: the same overflow in `read_ibin`
+/// (an `.ibin` header of n 0x68863ed8 x k 0xe13f0268).
+#[test]
+fn an_ibin_header_whose_size_passes_2_64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, k) in [(0x6886_3ed8, 0xe13f_0268), (1 << 31, 1 << 31), (u32::MAX, u32::MAX)] {
+        let p = put(&dir, "big.ibin", &bin_file(n, k, &[]));
+        let e = read_ibin(&p).unwrap_err();
+        assert!(matches!(e, DatasetError::Truncated { .. }), "{n} x {k}: {e}");
+    }
+}
+
+/// Found by the `dataset` fuzz target (an out-of-memory): an 8-byte `.fbin`
+/// of 0 rows x 0xf4090000 dimensions opens (it is exactly as long as its
+/// header says), and `check_finite` allocated a 16 GB row buffer for it.
+#[test]
+fn check_finite_of_an_empty_file_with_a_huge_dim_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = put(&dir, "empty.fbin", &bin_file(0, 0xf409_0000, &[]));
+    let f = VectorFile::open(&p).unwrap();
+    assert_eq!((f.len(), f.dim()), (0, 0xf409_0000));
+    f.check_finite().unwrap();
+}
+
+/// Found by the `dataset` fuzz target (input kept as
+/// fuzz/corpus/dataset/crash-npy-descr-char-boundary): an unquoted npy
+/// descr with no ']' is shown cut to 40 bytes, and byte 40 fell inside a
+/// two-byte character.
+#[test]
+fn an_unquoted_npy_descr_is_cut_on_a_char_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let descr = format!("{}\u{9e}{}", "x".repeat(39), "y".repeat(10));
+    let dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (1, 1), }}");
+    let p = put(&dir, "odd.npy", &npy_file(1, &dict, &[0]));
+    let e = VectorFile::open(&p).unwrap_err();
+    assert!(matches!(e, DatasetError::UnsupportedDtype { .. }), "{e}");
+}
+
+/// Not found by the fuzzer in its 5 minutes (it would have to write
+/// 20-digit numbers into the header text) but the same overflow as the
+/// .fbin one, seen while fixing that: an npy shape whose n x d x size passes
+/// 2^64. Without overflow checks, shape (2^32, 2^32) wrapped to 0 bytes of
+/// data and a header-only file opened as 2^32 rows.
+#[test]
+fn an_npy_shape_whose_size_passes_2_64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for shape in [
+        "4294967296, 4294967296",
+        "18446744073709551615, 2",
+        "2, 18446744073709551615",
+    ] {
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        let p = put(&dir, "big.npy", &npy_file(1, &dict, &[]));
+        let e = VectorFile::open(&p).unwrap_err();
+        assert!(matches!(e, DatasetError::Truncated { .. }), "({shape}): {e}");
+    }
+}

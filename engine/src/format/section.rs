@@ -81,7 +81,8 @@ impl SectionHeader {
             payload_crc32c: u32_at(24),
             params: [u64_at(32), u64_at(40), u64_at(48)],
         };
-        let expected = SECTION_HEADER_LEN as u64 + h.payload_len;
+        // A payload length near 2^64 is damage, not a size to add to.
+        let expected = (SECTION_HEADER_LEN as u64).saturating_add(h.payload_len);
         if file_len != expected {
             return Err(FormatError::Truncated {
                 path: path.into(),
@@ -218,5 +219,29 @@ impl SectionWriter {
             params: self.params,
         };
         super::seal_streamed(self.file, &self.tmp, &self.path, &h.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `section_file` fuzz target (input kept as
+    /// fuzz/corpus/section_file/crash-payload-len-overflow): a header with a
+    /// valid crc whose payload length is near u64::MAX overflowed adding
+    /// the header's length to it.
+    #[test]
+    fn a_payload_length_near_2_64_is_truncation_not_overflow() {
+        for payload_len in [u64::MAX, u64::MAX - 63, u64::MAX - 64] {
+            let h = SectionHeader {
+                magic: *b"QRYPQCOD",
+                payload_len,
+                payload_crc32c: 0,
+                params: [0; 3],
+            };
+            let b = h.encode();
+            let e = SectionHeader::decode(Path::new("x.qsec"), b"QRYPQCOD", "PQ codes", &b, 64).unwrap_err();
+            assert!(matches!(e, FormatError::Truncated { found: 64, .. }), "{e}");
+        }
     }
 }

@@ -422,10 +422,16 @@ impl NavTier {
             entry: entry as u32,
             max_level: max_level as u8,
         };
+        // Every link at level l must name a sample point that is on level l
+        // too: a search follows it there and reads that point's level-l block.
         for i in 0..s as u32 {
             for l in 0..=t.levels[i as usize] as usize {
                 let o = t.link_offset(i, l);
-                if t.adj[o] as usize > t.slots(l) || t.links(i, l).iter().any(|&x| x as usize >= s) {
+                if t.adj[o] as usize > t.slots(l)
+                    || t.links(i, l)
+                        .iter()
+                        .any(|&x| x as usize >= s || (t.levels[x as usize] as usize) < l)
+                {
                     return Err(format!("links of sample point {i} at level {l} are out of range"));
                 }
             }
@@ -453,6 +459,24 @@ fn select<'a>(cands: &[(f32, u32)], m: usize, row: &impl Fn(u32) -> &'a [f32], _
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `nav_tier` fuzz target (input kept as
+    /// fuzz/corpus/nav_tier/crash-link-to-a-lower-level): from_bytes
+    /// accepted a link at level 1 to a point that has only level 0, and a
+    /// search that followed it read past the adjacency table.
+    #[test]
+    fn a_link_to_a_point_below_its_level_is_refused() {
+        let dim = 8;
+        let data = crate::graph::vamana::tests_support::clustered(500, dim, 3);
+        let mut t = NavTier::build(&data, dim, Metric::L2, &NavParams::new(200, 1));
+        let low = (0..t.len() as u32).find(|&i| t.levels[i as usize] == 0).unwrap();
+        let high = (0..t.len() as u32).find(|&i| t.levels[i as usize] >= 1).unwrap();
+        assert!(NavTier::from_bytes(&t.to_bytes(), 500).is_ok());
+        let o = t.link_offset(high, 1);
+        t.adj[o] = t.adj[o].max(1);
+        t.adj[o + 1] = low;
+        assert!(NavTier::from_bytes(&t.to_bytes(), 500).is_err());
+    }
 
     #[test]
     fn finds_entries_near_the_query_and_round_trips() {

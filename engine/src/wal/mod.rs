@@ -93,6 +93,11 @@ use record::{durable_record_after, header, parse_seg_name, seg_name};
 /// Log sequence number: 1 for the first record ever, contiguous.
 pub type Lsn = u64;
 
+/// The largest first LSN recovery accepts in a segment header. No log gets
+/// near it (2^63 appends); a header past it is damaged, and would make the
+/// LSN arithmetic of recovery and appends overflow.
+const MAX_FIRST_LSN: Lsn = 1 << 63;
+
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncPolicy {
@@ -371,6 +376,13 @@ impl Wal {
                     path,
                     offset: 0,
                     why: format!("header says version {version}, first LSN {hfirst}; expected {VERSION}, {first}"),
+                });
+            }
+            if first == 0 || first > MAX_FIRST_LSN {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: 8,
+                    why: format!("first LSN {first} is outside 1..=2^63"),
                 });
             }
             if let Some(prev) = segs.last() {

@@ -47,10 +47,11 @@ pub struct RecordHead {
 }
 
 /// Decode the record at `b[off..]`: Ok((head, body range, next offset)),
-/// or Err(why) if it is incomplete or damaged.
+/// or Err(why) if it is incomplete or damaged (or `off` is past the end).
 pub fn decode_record(b: &[u8], off: usize, max: usize) -> Result<(RecordHead, std::ops::Range<usize>, usize), String> {
-    if b.len() < off + RECORD_HEADER {
-        return Err(format!("{} bytes left, short of a record header", b.len() - off));
+    let left = b.len().saturating_sub(off);
+    if left < RECORD_HEADER {
+        return Err(format!("{left} bytes left, short of a record header"));
     }
     let len = u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(b[off + 4..off + 8].try_into().expect("4 bytes"));
@@ -85,4 +86,21 @@ pub(crate) fn header(first: Lsn) -> Vec<u8> {
 pub(crate) fn durable_record_after(b: &[u8], from: usize, bad: Lsn, max: usize) -> bool {
     (from..b.len().saturating_sub(RECORD_HEADER - 1))
         .any(|o| matches!(decode_record(b, o, max), Ok((h, _, _)) if h.lsn > bad && h.synced >= bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `wal_record` fuzz target: an offset past the end of the
+    /// buffer panicked computing the bytes left (`b.len() - off`).
+    #[test]
+    fn an_offset_past_the_end_is_an_error() {
+        let mut b = Vec::new();
+        encode_record(1, 0, b"x", &mut b);
+        for off in [b.len(), b.len() + 1, b.len() + 4096, usize::MAX] {
+            assert!(decode_record(&b, off, 16).is_err(), "offset {off}");
+        }
+        assert!(decode_record(&b, 0, 16).is_ok());
+    }
 }

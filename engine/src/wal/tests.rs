@@ -930,3 +930,51 @@ fn the_followers_file_is_laid_out_as_documented() {
     let b = std::fs::read(d.path().join(FOLLOWERS_FILE)).unwrap();
     assert_eq!(b.len(), 16, "an empty registry");
 }
+
+/// Found by the `wal_segment` fuzz target (input: a header-only segment
+/// `wal-00000000000000000000.log` whose header says first LSN 0, plus one
+/// stray byte): recovery cut the byte, then computed the segment's last LSN
+/// as 0 - 1 and panicked. No log ever starts at LSN 0; it is corruption.
+#[test]
+fn a_segment_starting_at_lsn_0_is_corrupt() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(seg_name(0));
+    let mut b = header(0);
+    b.push(0);
+    std::fs::write(&p, &b).unwrap();
+    let e = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&e, WalError::Corrupt { path, offset: 8, .. } if path == &p),
+        "{e}"
+    );
+}
+
+/// Found by the `wal_segment` fuzz target (input: a segment
+/// `wal-18446744073709551615.log` whose header says first LSN u64::MAX,
+/// followed by garbage): recovery cut the garbage and opened a log whose
+/// next LSN was u64::MAX + 1, so the first append overflowed. A first LSN
+/// past 2^63 is corruption, like 0.
+#[test]
+fn a_segment_starting_past_lsn_2_63_is_corrupt() {
+    for first in [u64::MAX, u64::MAX - 1, (1 << 63) + 1] {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(seg_name(first));
+        let mut b = header(first);
+        b.extend([0xff; 40]);
+        std::fs::write(&p, &b).unwrap();
+        let e = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&e, WalError::Corrupt { path, offset: 8, .. } if path == &p),
+            "{e}"
+        );
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(seg_name(1 << 63));
+    std::fs::write(&p, header(1 << 63)).unwrap();
+    let (w, _) = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1).unwrap();
+    assert_eq!(w.append(&[b"x"]).unwrap(), 1 << 63);
+}
