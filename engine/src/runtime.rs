@@ -44,6 +44,81 @@ fn status_kib(field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The nice value background work (flushes, merges, bulk loads) runs at:
+/// when a search shard wakes up it gets the core ahead of a build.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Background guards alive now (see [`background_running`]).
+static BACKGROUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether background work (a flush, merge or bulk load) is running in
+/// this process: a search shard then waits for its reads instead of
+/// yielding between polls, since a yield hands the core to the background
+/// threads for a whole scheduler slice.
+pub fn background_running() -> bool {
+    BACKGROUND.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
+/// The calling thread runs at [`BACKGROUND_NICE`] until the guard is
+/// dropped (then at its nice value from before). Threads it spawns
+/// meanwhile inherit the value (Linux: nice is per thread and copied at
+/// clone), so a build's worker threads are background too. If the kernel
+/// refuses, nothing changes and the guard does nothing.
+pub struct BackgroundPriority {
+    before: Option<i32>,
+}
+
+impl BackgroundPriority {
+    /// Lower the calling thread's priority.
+    pub fn enter() -> BackgroundPriority {
+        let before = thread_nice();
+        // Only ever lower a priority (a thread already below it stays).
+        let ok = before.is_some_and(|b| b < BACKGROUND_NICE && set_thread_nice(BACKGROUND_NICE));
+        BACKGROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        BackgroundPriority {
+            before: if ok { before } else { None },
+        }
+    }
+}
+
+impl Drop for BackgroundPriority {
+    fn drop(&mut self) {
+        BACKGROUND.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(n) = self.before {
+            // Raising it back may need CAP_SYS_NICE when unprivileged; a
+            // thread left at the background value only runs later work
+            // at lower priority.
+            if !set_thread_nice(n) {
+                tracing::debug!(nice = n, "could not restore a thread's priority after background work");
+            }
+        }
+    }
+}
+
+/// The calling thread's nice value.
+fn thread_nice() -> Option<i32> {
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // getpriority returns -1 both as a value and on error: clear errno first.
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: PRIO_PROCESS with a thread id reads that thread's nice value;
+    // no pointers are passed.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+    // SAFETY: as above.
+    let err = unsafe { *libc::__errno_location() };
+    (err == 0).then_some(n)
+}
+
+/// Set the calling thread's nice value; false if refused.
+fn set_thread_nice(n: i32) -> bool {
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: PRIO_PROCESS with a thread id sets that thread's nice value;
+    // no pointers are passed.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, n) == 0 }
+}
+
 /// CPU time (user + system) this process has used, all threads, seconds.
 pub fn cpu_seconds() -> f64 {
     // SAFETY: getrusage writes one `rusage` into the zeroed local it is
@@ -103,5 +178,28 @@ mod tests {
         assert!(super::peak_rss_bytes() >= rss);
         assert_eq!(std::hint::black_box(&v)[12345], 1);
         drop(v);
+    }
+
+    #[test]
+    fn background_priority_applies_to_the_thread_and_its_children_and_is_restored() {
+        // Its own thread, so no other test shares the change.
+        std::thread::spawn(|| {
+            let before = super::thread_nice().expect("nice readable");
+            {
+                let _g = super::BackgroundPriority::enter();
+                assert_eq!(super::thread_nice(), Some(super::BACKGROUND_NICE.max(before)));
+                let child = std::thread::spawn(super::thread_nice).join().unwrap();
+                assert_eq!(
+                    child,
+                    Some(super::BACKGROUND_NICE.max(before)),
+                    "a spawned worker inherits it"
+                );
+            }
+            // Root (CI) may raise it back; others may not, and keep it.
+            let after = super::thread_nice().unwrap();
+            assert!(after == before || after == super::BACKGROUND_NICE, "{after}");
+        })
+        .join()
+        .unwrap();
     }
 }

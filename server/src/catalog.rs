@@ -676,6 +676,8 @@ impl Catalog {
         std::thread::Builder::new()
             .name(format!("build-{name}"))
             .spawn(move || {
+                // The build yields the cores to the search shards.
+                let _background = quarry_engine::runtime::BackgroundPriority::enter();
                 let op = op_thread;
                 let res = cat.run_build(&entry, &source, file, &ids, threads, &op);
                 drop(reservation);

@@ -281,6 +281,8 @@ impl Flusher {
                 }
             };
             let Some(budget) = budget.upgrade() else { return };
+            // Flushes and merges yield the cores to the search shards.
+            let _background = quarry_engine::runtime::BackgroundPriority::enter();
             match task {
                 Task::Flush(live) => {
                     let r = run_flush(&live, budget.as_ref(), false, &mut |_, _, _| {});

@@ -458,7 +458,12 @@ fn shard_main(
             std::thread::yield_now();
             continue;
         }
-        if last_progress.elapsed() < poll_window {
+        // While a flush, merge or bulk load keeps the cores busy, a yield
+        // hands this core to it for a whole scheduler slice (milliseconds):
+        // with reads in flight, wait for them instead (the kernel wakes the
+        // shard ahead of the background threads, which run at nice 10).
+        let contended = busy_rings > 0 && quarry_engine::runtime::background_running();
+        if last_progress.elapsed() < poll_window && !contended {
             // Keep polling the rings and the queue rather than sleeping: on
             // a VM a halted vCPU costs tens of microseconds to wake. Yield
             // so the network threads sharing this core still run.

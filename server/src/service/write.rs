@@ -334,15 +334,23 @@ impl AppState {
             .acquire_owned()
             .await
             .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
+        // Its own thread at background priority (a pooled thread would
+        // keep the lower priority if it could not be raised back).
         let l = live.clone();
-        let rep = tokio::task::spawn_blocking(move || {
-            let r = l.coll.bulk_load(data.into(), &ids, payloads, 0, &mut |_, _, _| {});
-            drop(reservation);
-            r
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("bulk load task failed: {e}")))?
-        .map_err(crate::live::live_error)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("bulk-{}", live.name))
+            .spawn(move || {
+                let _background = quarry_engine::runtime::BackgroundPriority::enter();
+                let r = l.coll.bulk_load(data.into(), &ids, payloads, 0, &mut |_, _, _| {});
+                drop(reservation);
+                let _ = tx.send(r);
+            })
+            .map_err(|e| ServiceError::Internal(format!("cannot start a bulk load thread: {e}")))?;
+        let rep = rx
+            .await
+            .map_err(|_| ServiceError::Internal("the bulk load thread ended without an answer".into()))?
+            .map_err(crate::live::live_error)?;
         Ok((n as u64, rep.lsn))
     }
 }
