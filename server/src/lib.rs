@@ -9,6 +9,7 @@
 //! - [`datadir`]: the data directory's lock (one server per directory);
 //! - [`budget`]: the one memory budget and its reservations;
 //! - [`catalog`]: collections on disk, builds, the memory budget;
+//! - [`meta`]: `collection.json`'s fields, version and defaults;
 //! - [`live`]: mutable collections, their write limits and the flusher;
 //! - [`shard`]: pinned search threads with bounded queues;
 //! - [`wake`]: a shard's eventfd in the network runtime's epoll;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod live;
+pub mod meta;
 pub mod metrics;
 pub mod notify;
 pub mod operations;

@@ -1,0 +1,136 @@
+//! A collection's metadata, `collection.json` (docs/format.md, "Collection
+//! metadata"): its fields, version, defaults and range checks.
+//!
+//! Owns: [`CollectionMeta`], [`IndexParams`] and their resolution, the
+//! life-cycle [`State`], and [`META_VERSION`]. Does not own: where the file
+//! lives or when it is written (`crate::catalog`).
+
+use crate::error::ServiceError;
+use quarry_engine::format::StoredType;
+use quarry_engine::Metric;
+use serde::{Deserialize, Serialize};
+
+/// The version of `collection.json` this build writes and reads
+/// (docs/format.md, "Collection metadata").
+pub const META_VERSION: u32 = 1;
+
+/// Graph and PQ parameters (all zeros = every default; see `resolve`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexParams {
+    /// R.
+    pub max_degree: u32,
+    /// Build L.
+    pub build_list_size: u32,
+    /// RobustPrune alpha.
+    pub alpha: f32,
+    /// PQ bytes per vector.
+    pub pq_bytes: u32,
+    /// OPQ rotation.
+    pub opq: bool,
+    /// Navigation sample (0 = 1 % of n).
+    pub nav_sample: u32,
+}
+
+impl IndexParams {
+    /// Fill zeros with defaults for `dim` and check ranges.
+    pub fn resolve(mut self, dim: u32) -> Result<Self, ServiceError> {
+        let bad = |m: String| Err(ServiceError::InvalidArgument(m));
+        if self.max_degree == 0 {
+            self.max_degree = 64;
+        }
+        if self.build_list_size == 0 {
+            self.build_list_size = self.max_degree.max(100);
+        }
+        if self.alpha == 0.0 {
+            self.alpha = 1.2;
+        }
+        if self.pq_bytes == 0 {
+            self.pq_bytes = (dim / 4).clamp(1, 128);
+        }
+        if !(4..=512).contains(&self.max_degree) {
+            return bad(format!(
+                "index_params.max_degree = {} is out of range 4..=512",
+                self.max_degree
+            ));
+        }
+        if self.build_list_size < self.max_degree || self.build_list_size > 2000 {
+            return bad(format!(
+                "index_params.build_list_size = {} must be in max_degree..=2000 ({}..=2000)",
+                self.build_list_size, self.max_degree
+            ));
+        }
+        if !(1.0..=2.0).contains(&self.alpha) {
+            return bad(format!("index_params.alpha = {} is out of range 1.0..=2.0", self.alpha));
+        }
+        if self.pq_bytes > dim {
+            return bad(format!(
+                "index_params.pq_bytes = {} must be in 1..=dim ({dim})",
+                self.pq_bytes
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// Life-cycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// No index yet.
+    Empty,
+    /// A build runs.
+    Building,
+    /// Serving.
+    Ready,
+    /// The last build failed.
+    Failed,
+}
+
+/// What `collection.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CollectionMeta {
+    /// [`META_VERSION`] when written. Files written before versions were
+    /// recorded have none and read as version 1 (the same fields).
+    #[serde(default = "meta_version_1")]
+    pub version: u32,
+    /// Name.
+    pub name: String,
+    /// Dimension.
+    pub dim: u32,
+    /// Metric ("l2", "ip", "cosine").
+    pub metric: String,
+    /// Resolved parameters.
+    pub params: IndexParams,
+    /// Stored-vector type ("f32", "f16", "i8").
+    pub stored: String,
+    /// State.
+    pub state: State,
+    /// Current index directory name (under the collection), if any.
+    pub index_dir: Option<String>,
+    /// Last build generation used.
+    pub generation: u64,
+    /// Last build operation id.
+    pub operation_id: String,
+    /// Last build error.
+    pub error: String,
+    /// Vectors in the current index.
+    pub vector_count: u64,
+    /// Filled by writes (a `live/` directory) rather than by builds.
+    #[serde(default)]
+    pub mutable: bool,
+}
+
+fn meta_version_1() -> u32 {
+    1
+}
+
+impl CollectionMeta {
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric.parse().expect("validated when created")
+    }
+    /// The stored-vector type.
+    pub fn stored(&self) -> StoredType {
+        self.stored.parse().expect("validated when created")
+    }
+}
