@@ -1,6 +1,6 @@
 //! Pins the write path's on-disk formats, byte for byte, as documented in
-//! `docs/format.md` ("Write-ahead log", "Followers file", "Mutable
-//! collection directory"): the WAL segment header and record, the WAL
+//! `docs/format.md` ("Write-ahead log", "Followers file", "Collection
+//! directory"): the WAL segment header and record, the WAL
 //! operation bodies, `followers.bin`, `records.bin`, tombstone files and
 //! the collection manifest. Expected bytes are built here from the
 //! documented layouts with nothing but `std` and `crc32c`, so an engine

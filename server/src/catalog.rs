@@ -1,26 +1,22 @@
-//! The collections a server holds: their metadata on disk, their open
-//! indexes, their builds, and the memory budget they share.
+//! The collections a server holds: their metadata on disk, opening them,
+//! creating and dropping them, and starting their builds (bulk loads).
 //!
-//! Owns: the data directory layout, collection metadata (atomically
-//! rewritten), the life cycle EMPTY → BUILDING → READY / FAILED, opening
-//! indexes at start, and the RAM accounting that refuses what would exceed
-//! the budget. Does not own: searching (see `shard`) or the wire types
-//! (see `service`).
+//! Owns: the data directory layout, `collection.json` (through the `Vfs`,
+//! atomically rewritten), crash-safe create and drop, adopting an index
+//! built by an earlier release as a collection's first segment, and RAM
+//! accounting against the memory budget (`crate::budget`). Does not own:
+//! searching (see `shard`), the write path (`live`, the engine's
+//! `Collection`) or the wire types (see `service`).
 //!
-//! Layout under `data_dir`:
+//! Layout under `data_dir` (docs/format.md, "The server's data directory"):
 //! ```text
 //! collections/<name>/collection.json   metadata (CollectionMeta)
-//! collections/<name>/index-<gen>/      an engine index (docs/format.md)
-//! collections/<name>/index-<gen>.tmp/  a build in progress
-//! collections/<name>/live/             a mutable collection (engine
-//!                                      `segment::live` layout: manifest,
-//!                                      WAL, segments, tombstones)
+//! collections/<name>/live/             the collection (engine layout:
+//!                                      manifest, WAL, segments, tombstones)
+//! collections/<name>/index-<gen>/      an earlier release's built index,
+//!                                      adopted as the first segment
+//! collections/.dropped-<name>-<n>/     a drop being finished
 //! ```
-//! A build writes `index-<gen>.tmp`, renames it to `index-<gen>` and then
-//! switches `collection.json` (written to a temporary file, fsynced,
-//! renamed, directory fsynced). A crash at any point leaves either the old
-//! index or the new one current, never a half-written one; stale `.tmp`
-//! directories are removed at start.
 
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::ServiceError;
@@ -278,7 +274,7 @@ impl Catalog {
         }
     }
 
-    /// Open (or create) the `live/` directory of a mutable collection.
+    /// Open (or create) the `live/` directory of a collection.
     fn open_live(&self, meta: &CollectionMeta) -> Result<Live, ServiceError> {
         // nav_sample usize::MAX: each segment takes the default for its size.
         let mut build = self.build_options(meta, 0, 0);
@@ -321,7 +317,7 @@ impl Catalog {
         }
     }
 
-    /// Start a compaction (merge of everything) of mutable collection
+    /// Start a compaction (merge of everything) of collection
     /// `name` in the background.
     pub fn start_compact(&self, name: &str) -> Result<Operation, ServiceError> {
         let entry = self.get(name)?;

@@ -164,7 +164,7 @@ pub struct Config {
     /// (unary) or held back (BulkUpsert) until the flush catches up; at
     /// least `flush_at`.
     pub write_stall_at: usize,
-    /// Most disk segments a search of a mutable collection visits; a flush
+    /// Most disk segments a search of a collection visits; a flush
     /// that would pass it merges every segment into one instead.
     pub max_segments: usize,
     /// Segments of at most this many vectors are held whole in RAM (the

@@ -10,7 +10,7 @@
 //! - [`budget`]: the one memory budget and its reservations;
 //! - [`catalog`]: collections on disk, builds, the memory budget;
 //! - [`meta`]: `collection.json`'s fields, version and defaults;
-//! - [`live`]: mutable collections, their write limits and the flusher;
+//! - [`live`]: collections as the service holds them, write limits, the flusher;
 //! - [`shard`]: pinned search threads with bounded queues;
 //! - [`wake`]: a shard's eventfd in the network runtime's epoll;
 //! - [`service`]: the gRPC handlers and every request limit;

@@ -1,5 +1,5 @@
-//! Mutable collections in the service: opening them, the write path's
-//! limits, and the background flusher.
+//! Collections in the service: opening them, the write path's limits, and
+//! the background flusher.
 //!
 //! Owns: [`Live`] (a `quarry_engine::collection::Collection` plus
 //! the service's bookkeeping: flush counters, the last flush error, the
@@ -77,7 +77,7 @@ impl Default for WriteSettings {
     }
 }
 
-/// A mutable collection as the service holds it.
+/// A collection as the service holds it.
 pub struct Live {
     /// Unique for the process lifetime (shards key their readers by it).
     pub key: u64,
@@ -165,7 +165,7 @@ impl Live {
             replayed = report.replayed,
             vectors = report.live,
             ms = t.elapsed().as_secs_f64() * 1e3,
-            "opened a mutable collection"
+            "opened a collection"
         );
         Ok(Live {
             key,

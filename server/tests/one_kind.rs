@@ -6,22 +6,13 @@
 
 mod common;
 
-use common::{build_and_wait, create, dataset, recall, search_all, Server, DIM};
+use common::{build_and_wait, create, dataset, describe, recall, search_all, search_ids, Server, DIM};
 use quarry_proto::v1 as pb;
-use quarry_proto::v1::collections_client::CollectionsClient;
 use quarry_proto::v1::query_client::QueryClient;
 use quarry_proto::v1::write_client::WriteClient;
 use std::path::Path;
 use std::time::Duration;
 use tonic::transport::Channel;
-
-async fn describe(ch: Channel, name: &str) -> pb::Collection {
-    CollectionsClient::new(ch)
-        .describe_collection(pb::DescribeCollectionRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
 
 async fn get(ch: Channel, name: &str, ids: Vec<u64>) -> Vec<pb::Record> {
     QueryClient::new(ch)
@@ -36,18 +27,10 @@ async fn get(ch: Channel, name: &str, ids: Vec<u64>) -> Vec<pb::Record> {
 }
 
 async fn top1(ch: Channel, name: &str, v: &[f32]) -> Option<u64> {
-    QueryClient::new(ch)
-        .search(pb::SearchRequest {
-            collection: name.into(),
-            vector: v.to_vec(),
-            params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
-        })
+    search_ids(&mut QueryClient::new(ch), name, v, 10, 40)
         .await
-        .unwrap()
-        .into_inner()
-        .neighbors
         .first()
-        .map(|n| n.id)
+        .copied()
 }
 
 async fn upsert(ch: Channel, name: &str, id: u64, vector: Vec<f32>) {

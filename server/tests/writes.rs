@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{code_of, create, dataset, Server, DIM};
+use common::{code_of, create, dataset, describe, search_ids, Server, DIM};
 use quarry_engine::Metric;
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::admin_client::AdminClient;
@@ -31,28 +31,8 @@ fn point(id: u64, v: &[f32]) -> pb::Point {
     }
 }
 
-async fn describe(ch: Channel, name: &str) -> pb::Collection {
-    CollectionsClient::new(ch)
-        .describe_collection(pb::DescribeCollectionRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn top(ch: Channel, name: &str, v: &[f32], k: u32) -> Vec<u64> {
-    QueryClient::new(ch)
-        .search(pb::SearchRequest {
-            collection: name.into(),
-            vector: v.to_vec(),
-            params: Some(pb::SearchParams { k, l: 64, w: 4 }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .neighbors
-        .iter()
-        .map(|n| n.id)
-        .collect()
+    search_ids(&mut QueryClient::new(ch), name, v, k, 64).await
 }
 
 async fn get(ch: Channel, name: &str, id: u64) -> Result<pb::Record, tonic::Status> {

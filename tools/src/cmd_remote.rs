@@ -175,6 +175,50 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
+/// Rows `start..start + rows` of `file` as one Upsert request, ids
+/// `first_id` + row.
+fn upsert_request(
+    file: &quarry_engine::dataset::VectorFile,
+    collection: &str,
+    first_id: u64,
+    start: usize,
+    rows: usize,
+) -> pb::UpsertRequest {
+    let points = file
+        .read_rows_f32(start, rows)
+        .chunks_exact(file.dim())
+        .enumerate()
+        .map(|(i, v)| pb::Point {
+            id: first_id + (start + i) as u64,
+            vector: v.to_vec(),
+            payload: Vec::new(),
+        })
+        .collect();
+    pb::UpsertRequest {
+        collection: collection.into(),
+        points,
+    }
+}
+
+/// The JSON line `collections upsert` prints.
+fn print_upserted(
+    name: &str,
+    count: u64,
+    last_lsn: u64,
+    t0: std::time::Instant,
+    dim: usize,
+    batch: usize,
+    unary: bool,
+) {
+    let secs = t0.elapsed().as_secs_f64();
+    let mut j = serde_json::json!({"collection": name, "upserted": count, "last_lsn": last_lsn,
+        "seconds": secs, "vectors_per_second": count as f64 / secs, "dim": dim, "batch": batch});
+    if unary {
+        j["unary"] = serde_json::json!(true);
+    }
+    println!("{j}");
+}
+
 fn state_name(s: i32) -> &'static str {
     match pb::CollectionState::try_from(s) {
         Ok(pb::CollectionState::Empty) => "empty",
@@ -429,54 +473,23 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     let (mut count, mut last_lsn) = (0u64, 0u64);
                     for start in (0..n).step_by(batch) {
                         let rows = batch.min(n - start);
-                        let data = file.read_rows_f32(start, rows);
-                        let points = data
-                            .chunks_exact(dim)
-                            .enumerate()
-                            .map(|(i, v)| pb::Point {
-                                id: first_id + (start + i) as u64,
-                                vector: v.to_vec(),
-                                payload: Vec::new(),
-                            })
-                            .collect();
                         let r = w
-                            .upsert(pb::UpsertRequest {
-                                collection: coll.clone(),
-                                points,
-                            })
+                            .upsert(upsert_request(&file, &coll, first_id, start, rows))
                             .await
                             .map_err(status_err)?
                             .into_inner();
                         count += r.count;
                         last_lsn = r.last_lsn;
                     }
-                    let secs = t0.elapsed().as_secs_f64();
-                    println!(
-                        "{}",
-                        serde_json::json!({"collection": name, "upserted": count, "last_lsn": last_lsn, "unary": true,
-                            "seconds": secs, "vectors_per_second": count as f64 / secs, "dim": dim, "batch": batch})
-                    );
+                    print_upserted(&name, count, last_lsn, t0, dim, batch, true);
                     return Ok(());
                 }
                 let feeder = tokio::task::spawn_blocking(move || {
                     let mut last_report = std::time::Instant::now();
                     for start in (0..n).step_by(batch) {
                         let rows = batch.min(n - start);
-                        let data = file.read_rows_f32(start, rows);
-                        let points = data
-                            .chunks_exact(dim)
-                            .enumerate()
-                            .map(|(i, v)| pb::Point {
-                                id: first_id + (start + i) as u64,
-                                vector: v.to_vec(),
-                                payload: Vec::new(),
-                            })
-                            .collect();
                         if tx
-                            .blocking_send(pb::UpsertRequest {
-                                collection: coll.clone(),
-                                points,
-                            })
+                            .blocking_send(upsert_request(&file, &coll, first_id, start, rows))
                             .is_err()
                         {
                             return;
@@ -499,12 +512,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .map_err(status_err)?
                     .into_inner();
                 let _ = feeder.await;
-                let secs = t0.elapsed().as_secs_f64();
-                println!(
-                    "{}",
-                    serde_json::json!({"collection": name, "upserted": r.count, "last_lsn": r.last_lsn,
-                        "seconds": secs, "vectors_per_second": r.count as f64 / secs, "dim": dim, "batch": batch})
-                );
+                print_upserted(&name, r.count, r.last_lsn, t0, dim, batch, false);
             }
             CollectionsCmd::Compact { name, no_wait } => {
                 let mut admin = AdminClient::new(channel(&a.conn).await?);

@@ -213,7 +213,7 @@ impl State {
     }
 }
 
-/// RAM a mutable collection holds, bytes.
+/// RAM a collection holds, bytes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CollectionRam {
     /// The fresh (and frozen) in-RAM indexes at full precision.
@@ -232,7 +232,7 @@ impl CollectionRam {
     }
 }
 
-/// A mutable collection.
+/// A collection: disk segments, a fresh index and a write-ahead log.
 pub struct Collection {
     fs: Arc<dyn Vfs>,
     dir: PathBuf,

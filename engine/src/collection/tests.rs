@@ -45,6 +45,22 @@ fn vec_of(seed: u64) -> Vec<f32> {
     (0..DIM).map(|_| r.random_range(-1.0f32..1.0)).collect()
 }
 
+/// Every file in `dir` (not recursive) with its bytes, by name.
+fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn open(fs: &Arc<dyn Vfs>, dir: &Path) -> (Collection, OpenReport) {
     Collection::open(fs.clone(), dir, opts()).unwrap()
 }
@@ -420,21 +436,7 @@ fn a_wal_that_ends_before_the_checkpoint_is_refused_and_no_lsn_is_reused() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(crate::wal::HEADER as u64).unwrap();
     drop(f);
-    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let wal_before = snapshot(&wal);
+    let wal_before = dir_bytes(&wal);
     let manifest_before = std::fs::read(d.path().join(MANIFEST_FILE)).unwrap();
     for attempt in 0..2 {
         let e = Collection::open(fs.clone(), d.path(), opts())
@@ -462,7 +464,7 @@ fn a_wal_that_ends_before_the_checkpoint_is_refused_and_no_lsn_is_reused() {
             "{m}"
         );
         // Nothing was appended, created or switched: no LSN was handed out.
-        assert_eq!(snapshot(&wal), wal_before, "attempt {attempt}");
+        assert_eq!(dir_bytes(&wal), wal_before, "attempt {attempt}");
         assert_eq!(std::fs::read(d.path().join(MANIFEST_FILE)).unwrap(), manifest_before);
     }
 }
@@ -682,20 +684,7 @@ fn an_index_built_before_writes_is_adopted_without_rewriting_it_and_takes_writes
     let ext: Vec<u64> = ids.iter().map(|i| 1000 + i).collect();
     let o = opts();
     crate::index::build_index(data.clone().into(), DIM, &ext, &index_dir, &o.build, &mut |_, _, _| {}).unwrap();
-    let before: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = std::fs::read_dir(&index_dir)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
+    let before = dir_bytes(&index_dir);
     let live = d.path().join("live");
     let (c, _) = open(&fs, &live);
     assert_eq!(c.adopt_index("../index-1").unwrap(), 400);
@@ -727,20 +716,7 @@ fn an_index_built_before_writes_is_adopted_without_rewriting_it_and_takes_writes
     assert_eq!(c.len(), model.len());
     assert_eq!(c.get(1003).unwrap().unwrap().0, vec_of(5));
     assert_eq!(c.get(1004).unwrap(), None);
-    let after: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = std::fs::read_dir(&index_dir)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
+    let after = dir_bytes(&index_dir);
     assert!(before == after, "the adopted index's files are untouched");
     // A merge folds it into a new segment (reading its vectors back from
     // the graph file) and retires it.

@@ -937,17 +937,23 @@ fn the_followers_file_is_laid_out_as_documented() {
 /// as 0 - 1 and panicked. No log ever starts at LSN 0; it is corruption.
 #[test]
 fn a_segment_starting_at_lsn_0_is_corrupt() {
+    assert_first_lsn_refused(0, &[0]);
+}
+
+/// A log of one segment with first LSN `first` followed by `tail` is
+/// refused as corrupt at the header's first-LSN field.
+fn assert_first_lsn_refused(first: u64, tail: &[u8]) {
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join(seg_name(0));
-    let mut b = header(0);
-    b.push(0);
+    let p = d.path().join(seg_name(first));
+    let mut b = header(first);
+    b.extend_from_slice(tail);
     std::fs::write(&p, &b).unwrap();
     let e = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1)
         .err()
         .expect("refused");
     assert!(
         matches!(&e, WalError::Corrupt { path, offset: 8, .. } if path == &p),
-        "{e}"
+        "first LSN {first}: {e}"
     );
 }
 
@@ -959,18 +965,7 @@ fn a_segment_starting_at_lsn_0_is_corrupt() {
 #[test]
 fn a_segment_starting_past_lsn_2_63_is_corrupt() {
     for first in [u64::MAX, u64::MAX - 1, (1 << 63) + 1] {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join(seg_name(first));
-        let mut b = header(first);
-        b.extend([0xff; 40]);
-        std::fs::write(&p, &b).unwrap();
-        let e = Wal::open(Arc::new(RealFs), d.path(), WalOptions::default(), 1)
-            .err()
-            .expect("refused");
-        assert!(
-            matches!(&e, WalError::Corrupt { path, offset: 8, .. } if path == &p),
-            "{e}"
-        );
+        assert_first_lsn_refused(first, &[0xff; 40]);
     }
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join(seg_name(1 << 63));

@@ -56,7 +56,7 @@ pub(super) fn ram_to_pb(r: &quarry_engine::index::RamUsage) -> pb::RamUsage {
     }
 }
 
-/// RAM of a mutable collection from one pass over it: (segment parts,
+/// RAM of a collection from one pass over it: (segment parts,
 /// with ids, slots and payloads counted as `ids`; the fresh index).
 pub(super) fn live_ram(l: &Live) -> (quarry_engine::index::RamUsage, u64) {
     let r = l.coll.ram();

@@ -168,22 +168,40 @@ pub async fn build_and_wait(ch: Channel, name: &str, source: &Path, first_id: u6
     }
 }
 
+/// The ids of the `k` nearest to `v` (any dimension) in collection `name`,
+/// at list size `l` and W 4.
+pub async fn search_ids(q: &mut QueryClient<Channel>, name: &str, v: &[f32], k: u32, l: u32) -> Vec<u64> {
+    q.search(pb::SearchRequest {
+        collection: name.into(),
+        vector: v.to_vec(),
+        params: Some(pb::SearchParams { k, l, w: 4 }),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .neighbors
+    .iter()
+    .map(|n| n.id)
+    .collect()
+}
+
+/// Every query of `queries` (DIM each) at k 10, L 40.
 pub async fn search_all(ch: Channel, name: &str, queries: &[f32]) -> Vec<Vec<u64>> {
     let mut q = QueryClient::new(ch);
     let mut out = Vec::new();
     for v in queries.chunks_exact(DIM) {
-        let r = q
-            .search(pb::SearchRequest {
-                collection: name.into(),
-                vector: v.to_vec(),
-                params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.push(r.neighbors.iter().map(|n| n.id).collect());
+        out.push(search_ids(&mut q, name, v, 10, 40).await);
     }
     out
+}
+
+/// DescribeCollection of `name`.
+pub async fn describe(ch: Channel, name: &str) -> pb::Collection {
+    quarry_proto::v1::collections_client::CollectionsClient::new(ch)
+        .describe_collection(pb::DescribeCollectionRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 pub fn recall(got: &[Vec<u64>], truth: &[Vec<u32>]) -> f64 {
