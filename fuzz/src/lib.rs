@@ -291,6 +291,38 @@ pub fn followers(data: &[u8]) {
     }
 }
 
+/// `wal::decode_epochs` (`epochs.bin`), encode → decode round trips, and
+/// the divergence arithmetic over what decodes: `end_of` never answers an
+/// epoch above the one asked, and `common_prefix` of a history with itself
+/// is the shorter log.
+pub fn epochs(data: &[u8]) {
+    let (fix, last_byte, rest) = mode(data);
+    let mut b = rest.to_vec();
+    if fix {
+        fix_trailing_crc(&mut b);
+    }
+    let Ok(h) = wal::decode_epochs(&b) else {
+        return;
+    };
+    assert_eq!(wal::encode_epochs(&h), b, "a decoded history re-encodes to its bytes");
+    let last = h.entries().last().map_or(0, |e| e.1).saturating_add(last_byte as u64);
+    for &(e, first) in h.entries() {
+        let (got, end) = h.end_of(e, last);
+        assert_eq!(got, e);
+        assert!(
+            first <= end && end <= last,
+            "epoch {e} from {first} ends at {end}, log at {last}"
+        );
+        assert_eq!(h.epoch_of(first), e);
+    }
+    let shorter = last / 2;
+    assert_eq!(wal::common_prefix(&h, shorter, &h, last), shorter);
+    assert_eq!(
+        wal::common_prefix(&h, last, &wal::EpochHistory::default(), last),
+        h.end_of(wal::Epoch::ZERO, last).1
+    );
+}
+
 /// `collection::Manifest::decode` (manifest.json), `check` against every
 /// metric, and encode → decode round trips.
 pub fn collection_manifest(data: &[u8]) {
@@ -645,6 +677,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wal_segment", wal_segment),
     ("wal_op", wal_op),
     ("followers", followers),
+    ("epochs", epochs),
     ("collection_manifest", collection_manifest),
     ("segment_files", segment_files),
     ("graph_file", graph_file),

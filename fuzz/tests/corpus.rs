@@ -161,6 +161,7 @@ smoke_tests!(
     wal_segment,
     wal_op,
     followers,
+    epochs,
     collection_manifest,
     segment_files,
     graph_file,

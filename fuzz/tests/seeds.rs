@@ -60,15 +60,26 @@ fn write_seeds() {
         w.append(&[&upsert(i, 4).encode()]).unwrap();
     }
     w.append(&[&Op::Delete { id: 2 }.encode()]).unwrap();
+    w.begin_epoch(wal::Epoch { term: 1, node: 0xfeed }).unwrap();
     w.register_follower("standby-1", 3).unwrap();
     w.register_follower("b", 1).unwrap();
     let seg = std::fs::read(w.newest_file()).unwrap();
     let fol = std::fs::read(one.join(wal::FOLLOWERS_FILE)).unwrap();
+    let eps = std::fs::read(one.join(wal::EPOCHS_FILE)).unwrap();
     drop(w);
     put("wal_segment", "five-records", &with(&[0], &seg));
     put("wal_segment", "torn-tail", &with(&[0], &seg[..seg.len() - 7]));
     put("wal_segment", "header-only", &with(&[0], &seg[..wal::HEADER]));
     put("followers", "two", &with(&[0], &fol));
+    put("epochs", "one", &with(&[6], &eps));
+    let three_epochs = wal::EpochHistory::from_entries(vec![
+        (wal::Epoch { term: 1, node: 1 }, 1),
+        (wal::Epoch { term: 2, node: 9 }, 40),
+        (wal::Epoch { term: 2, node: 10 }, 41),
+    ])
+    .unwrap();
+    put("epochs", "three", &with(&[20], &wal::encode_epochs(&three_epochs)));
+    put("epochs", "none", &with(&[0], &wal::encode_epochs(&Default::default())));
     put(
         "followers",
         "none",

@@ -76,12 +76,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+mod epochs;
 mod followers;
 mod record;
+mod replica;
+#[cfg(test)]
+mod replica_tests;
 mod retention;
 #[cfg(test)]
 mod tests;
 
+pub use epochs::{
+    common_prefix, decode_epochs, encode_epochs, Epoch, EpochHistory, EPOCHS_FILE, EPOCHS_MAGIC, EPOCHS_VERSION,
+    MAX_EPOCHS,
+};
 pub use followers::{
     decode_followers, encode_followers, Follower, FollowerInfo, ACK_PERSIST_EVERY, FOLLOWERS_FILE, FOLLOWERS_MAGIC,
     FOLLOWERS_VERSION, MAX_FOLLOWER_NAME,
@@ -89,6 +97,7 @@ pub use followers::{
 use followers::{load_followers, Registry};
 pub use record::{decode_record, encode_record, RecordHead, HEADER, MAGIC, RECORD_HEADER, VERSION};
 use record::{durable_record_after, header, parse_seg_name, seg_name};
+pub use replica::TruncateReport;
 pub use retention::RetainReport;
 
 /// Log sequence number: 1 for the first record ever, contiguous.
@@ -188,6 +197,25 @@ pub enum WalError {
     /// A follower name or position the caller passed is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Records offered at an LSN that is not the log's next one.
+    #[error("records from LSN {got} cannot be appended: the log's next LSN is {next}")]
+    Position {
+        /// The first LSN offered.
+        got: Lsn,
+        /// The log's next LSN.
+        next: Lsn,
+    },
+    /// The tail was cut while these records waited for their sync.
+    #[error("the write-ahead log was cut while LSNs {first}..={last} waited for their sync; whether they survived is unknown")]
+    Truncated {
+        /// First LSN of the batch.
+        first: Lsn,
+        /// Last LSN of the batch.
+        last: Lsn,
+    },
+    /// An epoch that cannot begin where it was asked to.
+    #[error("epoch history: {0}")]
+    Epoch(String),
     /// No follower is registered under this name.
     #[error("no follower named {0:?} is registered with the write-ahead log")]
     UnknownFollower(String),
@@ -288,6 +316,11 @@ struct Inner {
     stop: AtomicBool,
     /// Locked before `w` when both are needed.
     followers: Mutex<Registry>,
+    /// The epoch history; locked after `w` when both are needed.
+    epochs: Mutex<EpochHistory>,
+    /// Cuts of the tail so far: an append that waited for a sync across
+    /// one cannot know whether its records survived.
+    cuts: AtomicU64,
 }
 
 /// The write-ahead log.
@@ -445,6 +478,7 @@ impl Wal {
         report.first_lsn = segs[0].first;
         report.last_lsn = last;
         let registry = load_followers(fs.as_ref(), dir, segs[0].first, last, &mut report)?;
+        let epochs = replica::load_epochs(fs.as_ref(), dir, last)?;
         let inner = Arc::new(Inner {
             fs,
             dir: dir.to_path_buf(),
@@ -456,6 +490,8 @@ impl Wal {
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
             followers: Mutex::new(registry),
+            epochs: Mutex::new(epochs),
+            cuts: AtomicU64::new(0),
         });
         let flusher = match inner.opts.sync {
             SyncPolicy::Interval(every) => {
@@ -486,10 +522,18 @@ impl Wal {
     /// Append records (one body each); returns the LSN of the first. With
     /// the sync policy `Always` they are durable when this returns.
     pub fn append(&self, bodies: &[&[u8]]) -> Result<Lsn, WalError> {
-        let last = self.inner.write(bodies)?;
+        self.append_inner(bodies, None)
+    }
+
+    /// Append at the next LSN, which must be `at` when given.
+    fn append_inner(&self, bodies: &[&[u8]], at: Option<Lsn>) -> Result<Lsn, WalError> {
+        let (last, cuts) = self.inner.write(bodies, at)?;
         let first = last + 1 - bodies.len() as u64;
         if self.inner.opts.sync == SyncPolicy::Always {
             self.inner.wait_durable(last)?;
+            if self.inner.cuts.load(Ordering::Acquire) != cuts {
+                return Err(WalError::Truncated { first, last });
+            }
         }
         Ok(first)
     }
@@ -668,8 +712,9 @@ impl Inner {
         self.cv.notify_all();
     }
 
-    /// Write records; returns the last LSN written.
-    fn write(&self, bodies: &[&[u8]]) -> Result<Lsn, WalError> {
+    /// Write records at the next LSN (which must be `at` when given);
+    /// returns the last LSN written and the count of cuts at that moment.
+    fn write(&self, bodies: &[&[u8]], at: Option<Lsn>) -> Result<(Lsn, u64), WalError> {
         if let Some(p) = self.poisoned() {
             return Err(WalError::Poisoned(p));
         }
@@ -683,6 +728,10 @@ impl Inner {
         }
         let mut w = self.w.lock().expect("lock");
         let start = self.written.load(Ordering::Acquire) + 1;
+        if let Some(got) = at.filter(|&a| a != start) {
+            return Err(WalError::Position { got, next: start });
+        }
+        let cuts = self.cuts.load(Ordering::Acquire);
         let synced = self.durable.load(Ordering::Acquire);
         let mut buf = Vec::with_capacity(bodies.iter().map(|b| b.len() + RECORD_HEADER).sum());
         for (i, b) in bodies.iter().enumerate() {
@@ -728,7 +777,7 @@ impl Inner {
         seg.end += buf.len() as u64;
         seg.last = last;
         self.written.store(last, Ordering::Release);
-        Ok(last)
+        Ok((last, cuts))
     }
 
     /// Wait until `target` is durable, syncing if nobody else is.
