@@ -16,8 +16,12 @@
 #   benches/grpc/ab.sh INDEX_DIR DATA_DIR CONFIG_A CONFIG_B [PAIRS]
 #
 # CONFIG_A / CONFIG_B: quarryd TOML files ("-" for the defaults). PAIRS
-# defaults to 6. Env: DUR (seconds per round, default 5), L (25), W (8).
-# Results: one JSON line per round, then the summary line, on stdout.
+# defaults to 6. Env: DUR (seconds per round, default 5), L (25), W (8);
+# QUARRYD_A / QUARRYD_B: the quarryd binary of each side (default: this
+# tree's release build), to compare two releases on the same index with
+# the same client. Results: one JSON line per round, then the summary line
+# (medians per side of the added p50 and of the gRPC p50, p99 and recall),
+# on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ $# -lt 4 ]; then
@@ -38,8 +42,8 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 . benches/grpc/lib.sh
 for s in a b; do adopt_index "$IDX" "$work/$s"; done
-start_quarryd "$T/quarryd" "$work/a" 7790 "$work/a.log" "${CA[@]}"; pids+=("$QUARRYD_PID")
-start_quarryd "$T/quarryd" "$work/b" 7792 "$work/b.log" "${CB[@]}"; pids+=("$QUARRYD_PID")
+start_quarryd "${QUARRYD_A:-$T/quarryd}" "$work/a" 7790 "$work/a.log" "${CA[@]}"; pids+=("$QUARRYD_PID")
+start_quarryd "${QUARRYD_B:-$T/quarryd}" "$work/b" 7792 "$work/b.log" "${CB[@]}"; pids+=("$QUARRYD_PID")
 Q=(--queries "$DATA/queries.fbin" --gt "$DATA/gt.ibin" --k 10 --L "$L" --W "$W")
 one() {  # side (a|b), pair, position (1|2)
   local port=7790; [ "$1" = b ] && port=7792
@@ -54,14 +58,19 @@ for p in $(seq "$PAIRS"); do
     r=$(one "${order[$i]}" "$p" $((i + 1))); echo "$r"; rows+=("$r")
   done
 done
-python3 - "$3" "$4" "${rows[@]}" <<'PY'
+python3 - "$3${QUARRYD_A:+ @ $QUARRYD_A}" "$4${QUARRYD_B:+ @ $QUARRYD_B}" "${rows[@]}" <<'PY'
 import json, statistics, sys
 cfg_a, cfg_b = sys.argv[1], sys.argv[2]
 rows = [json.loads(x) for x in sys.argv[3:]]
-def pick(f):
-    v = [r["added_p50_us"] for r in rows if f(r["label"])]
+def pick(f, key="added_p50_us"):
+    v = [r[key] for r in rows if f(r["label"])]
     return v, statistics.median(v)
 out = {"label": "ab-summary", "config_a": cfg_a, "config_b": cfg_b, "pairs": len(rows) // 2}
+for side in "ab":
+    for key in ("grpc_p50_us", "grpc_p99_us", "grpc_recall_at_k", "in_process_p50_us"):
+        out[f"{side}_median_{key}"] = pick(lambda l: l.startswith(side + "-"), key)[1]
+out["b_over_a_grpc_p50"] = out["b_median_grpc_p50_us"] / out["a_median_grpc_p50_us"]
+out["b_over_a_grpc_p99"] = out["b_median_grpc_p99_us"] / out["a_median_grpc_p99_us"]
 for name, f in [("a", lambda l: l.startswith("a-")), ("b", lambda l: l.startswith("b-")),
                 ("first_in_pair", lambda l: l.endswith("pos1")), ("second_in_pair", lambda l: l.endswith("pos2"))]:
     v, m = pick(f)

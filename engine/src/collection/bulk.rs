@@ -148,6 +148,7 @@ impl Collection {
                 return Err(e.into());
             }
         };
+        self.pass_gate(lsn)?;
         let mut a = self.applied.lock().expect("lock");
         while *a + 1 != lsn {
             if self.broken.load(Ordering::Acquire) {

@@ -50,6 +50,9 @@ mod manifest;
 mod op;
 mod query;
 mod recovery;
+mod replica;
+#[cfg(test)]
+mod replica_tests;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -60,6 +63,7 @@ pub use manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
 pub use op::Op;
 pub use query::{CollectionResult, CollectionSearcher};
 pub use recovery::OpenReport;
+pub use replica::{CommitGate, GateError};
 pub use segment::{decode_records, decode_tombstones, encode_records, encode_tombstones, Segment};
 
 use crate::graph::{FreshIndex, InsertPlan};
@@ -125,6 +129,23 @@ pub enum CollectionError {
     /// The disk search of a segment failed.
     #[error(transparent)]
     Search(#[from] crate::search::SearchError),
+    /// The commit gate refused a logged write (see [`CommitGate`]): it is
+    /// in the log, not applied, and nothing later is applied until the
+    /// collection is reopened.
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// Cutting the log after `lsn` would reach into what the segments
+    /// already hold (the manifest's checkpoint): the collection must be
+    /// replaced from a snapshot instead.
+    #[error("{dir}: cannot cut the write-ahead log after LSN {lsn}: segments already hold records up to the checkpoint LSN {checkpoint}; this collection needs a snapshot from the primary")]
+    NeedsSnapshot {
+        /// The collection directory.
+        dir: PathBuf,
+        /// Where the cut was asked for.
+        lsn: Lsn,
+        /// The manifest's checkpoint.
+        checkpoint: Lsn,
+    },
 }
 
 type Result<T> = std::result::Result<T, CollectionError>;
@@ -248,11 +269,16 @@ pub struct Collection {
     /// The next bulk load's number (one more than any bulk slot in the
     /// segments or the replayed log).
     next_bulk: std::sync::atomic::AtomicU64,
+    /// What a logged write waits for before it is applied (`replica.rs`);
+    /// none: only the log's own durability.
+    gate: RwLock<Option<Arc<dyn CommitGate>>>,
 }
 
 /// The error every write gets once the log was poisoned under it.
 fn broken() -> CollectionError {
-    CollectionError::Wal(WalError::Poisoned("an earlier write failed to sync".into()))
+    CollectionError::Wal(WalError::Poisoned(
+        "an earlier write failed to sync, or the commit gate refused it".into(),
+    ))
 }
 
 impl Collection {
@@ -261,6 +287,11 @@ impl Collection {
         if let Op::AddSegment { name } = op {
             return Err(CollectionError::InvalidArgument(format!(
                 "segment {name:?} cannot be added by a write (use bulk_load)"
+            )));
+        }
+        if let Op::Epoch { epoch } = op {
+            return Err(CollectionError::InvalidArgument(format!(
+                "epoch {epoch} cannot begin by a write (use begin_epoch)"
             )));
         }
         if let Op::Upsert { id, vector, payload } = op {
@@ -304,7 +335,9 @@ impl Collection {
                 return Err(e.into());
             }
         };
-        // Apply strictly in LSN order.
+        // Visible only once the commit gate allows it (a sync standby has
+        // it durably), then applied strictly in LSN order.
+        self.pass_gate(first + ops.len() as u64 - 1)?;
         let mut a = self.applied.lock().expect("lock");
         while *a + 1 != first {
             if self.broken.load(Ordering::Acquire) {
@@ -322,7 +355,7 @@ impl Collection {
         for (i, op) in ops.into_iter().enumerate() {
             let plan = match &op {
                 Op::Upsert { vector, .. } => Some(self.state.read().expect("lock").active.plan(vector)),
-                Op::Delete { .. } | Op::AddSegment { .. } => None,
+                Op::Delete { .. } | Op::AddSegment { .. } | Op::Epoch { .. } => None,
             };
             apply(&mut self.state.write().expect("lock"), first + i as u64, op, plan);
         }
@@ -463,6 +496,7 @@ fn apply(st: &mut State, lsn: Lsn, op: Op, plan: Option<InsertPlan>) {
         }
         Op::Delete { id } => st.kill(id),
         Op::AddSegment { .. } => unreachable!("write refuses it; bulk_load and replay add segments"),
+        Op::Epoch { .. } => {}
     }
 }
 

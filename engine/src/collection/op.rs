@@ -30,6 +30,15 @@ pub enum Op {
         /// The segment directory's name.
         name: String,
     },
+    /// A leader's first record in its epoch (a promotion): changes no
+    /// vector. The log's epoch history (`wal/epochs.bin`) says where each
+    /// epoch begins; this record makes every epoch hold at least one
+    /// record, so a standby's log shows that it received the promotion.
+    /// Logged only by [`super::Collection::begin_epoch`]; `write` refuses it.
+    Epoch {
+        /// The epoch that began.
+        epoch: crate::wal::Epoch,
+    },
 }
 
 /// Whether `name` may name a bulk segment in a WAL record (a plain name in
@@ -62,6 +71,11 @@ impl Op {
                 b.push(3);
                 b.extend_from_slice(&(name.len() as u16).to_le_bytes());
                 b.extend_from_slice(name.as_bytes());
+            }
+            Op::Epoch { epoch } => {
+                b.push(4);
+                b.extend_from_slice(&epoch.term.to_le_bytes());
+                b.extend_from_slice(&epoch.node.to_le_bytes());
             }
         }
         b
@@ -103,6 +117,16 @@ impl Op {
                     .ok_or("segment record with an invalid name")?;
                 Ok(Op::AddSegment { name: name.to_string() })
             }
+            Some(4) if b.len() == 17 => {
+                let epoch = crate::wal::Epoch {
+                    term: u64_at(1).expect("17 bytes"),
+                    node: u64_at(9).expect("17 bytes"),
+                };
+                if epoch == crate::wal::Epoch::ZERO {
+                    return Err("epoch record for epoch 0/0".into());
+                }
+                Ok(Op::Epoch { epoch })
+            }
             other => Err(format!("unknown operation {other:?}")),
         }
     }
@@ -131,6 +155,9 @@ mod tests {
             Op::AddSegment {
                 name: "bulk-0000000003".into(),
             },
+            Op::Epoch {
+                epoch: crate::wal::Epoch { term: 3, node: 0xab },
+            },
         ];
         for op in &ops {
             let b = op.encode();
@@ -145,5 +172,13 @@ mod tests {
             assert!(Op::decode(&b, 3).is_err(), "{bad:?}");
         }
         assert!(Op::decode(&[9, 0, 0], 3).is_err());
+        assert!(Op::decode(
+            &Op::Epoch {
+                epoch: crate::wal::Epoch::ZERO
+            }
+            .encode(),
+            3
+        )
+        .is_err());
     }
 }

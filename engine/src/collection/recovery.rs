@@ -220,6 +220,7 @@ impl Collection {
                 broken: AtomicBool::new(false),
                 flush_lock: Mutex::new(manifest.generation),
                 next_bulk: std::sync::atomic::AtomicU64::new(next_bulk),
+                gate: RwLock::new(None),
             },
             report,
         ))

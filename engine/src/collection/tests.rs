@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 const DIM: usize = 16;
 
-fn opts() -> CollectionOptions {
+pub(super) fn opts() -> CollectionOptions {
     let mut build = crate::testutil::options(Metric::L2, StoredType::F32, 16, 8);
     build.graph.threads = 1;
     CollectionOptions {
@@ -40,7 +40,7 @@ fn opts() -> CollectionOptions {
     }
 }
 
-fn vec_of(seed: u64) -> Vec<f32> {
+pub(super) fn vec_of(seed: u64) -> Vec<f32> {
     let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
     (0..DIM).map(|_| r.random_range(-1.0f32..1.0)).collect()
 }
