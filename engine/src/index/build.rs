@@ -90,7 +90,9 @@ impl MemoryEstimate {
             graph: GraphEstimate::for_build(n, dim, &o.graph),
             pq_bytes: (n * o.pq_bytes) as u64 + (65_536 * dim * 4) as u64,
             ids_bytes: (n * 8) as u64,
-            nav_bytes: (o.nav_sample * dim * 6) as u64,
+            // A tier samples at most every point (`usize::MAX` asks each
+            // segment for the default of its size).
+            nav_bytes: (o.nav_sample.min(n) * dim * 6) as u64,
         }
     }
 
@@ -462,6 +464,14 @@ mod tests {
         o.graph.l = 100;
         o.graph.threads = 8;
         o.nav_sample = 10_000;
+        let mut unbounded = o.clone();
+        unbounded.nav_sample = usize::MAX;
+        let small = MemoryEstimate::for_build(1000, 1024, &unbounded);
+        assert_eq!(
+            small.nav_bytes,
+            1000 * 1024 * 6,
+            "the default-per-segment sentinel counts at most every point"
+        );
         let e = MemoryEstimate::for_build(1_000_000, 1024, &o);
         assert_eq!(
             e.graph,
