@@ -21,6 +21,7 @@
 //! ([`super::segment::bulk_slot`]): never an LSN, and unique because n is
 //! one more than any bulk number in the segments or the log.
 
+use super::apply::Pending;
 use super::segment::{bulk_slot, load_segment};
 use super::{apply_segment, broken, Collection, CollectionError, Op, Result};
 use crate::storage::write_atomic;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 pub struct BulkReport {
     /// Vectors loaded.
     pub vectors: usize,
-    /// Of them, ids that replaced a live version.
+    /// Of them, ids that had a live version when the load was logged.
     pub replaced: usize,
     /// The segment's directory name.
     pub segment: String,
@@ -133,32 +134,25 @@ impl Collection {
         // the segment is in it.
         let _switch = self.flush_lock.lock().expect("lock");
         let body = Op::AddSegment { name: name.clone() }.encode();
-        let logged = self.wal.append(&[&body]).and_then(|lsn| self.wal.sync().map(|_| lsn));
-        let lsn = match logged {
-            Ok(lsn) => lsn,
-            Err(e) => {
-                if matches!(e, crate::wal::WalError::Poisoned(_)) {
-                    self.broken.store(true, Ordering::Release);
-                    self.applied_cv.notify_all();
-                }
-                // Perhaps logged (a failed sync): the directory stays, and
-                // the next open keeps it if the record survived, or removes
-                // it.
-                drop(seg);
-                return Err(e.into());
-            }
+        let replaced = {
+            let st = self.state.read().expect("lock");
+            records.iter().filter(|r| st.ids.contains_key(&r.1)).count()
         };
-        self.pass_gate(lsn)?;
-        let mut a = self.applied.lock().expect("lock");
-        while *a + 1 != lsn {
-            if self.broken.load(Ordering::Acquire) {
-                return Err(broken());
-            }
-            a = self.applied_cv.wait(a).expect("lock");
+        // Perhaps logged when this fails (a failed sync): the directory
+        // stays, and the next open keeps it if the record survived, or
+        // removes it.
+        let lsn = self.log(
+            std::slice::from_ref(&body),
+            None,
+            std::iter::once(Pending::Segment(Arc::new(seg), records)),
+        )?;
+        if let Err(e) = self.wal.sync() {
+            self.broken.store(true, Ordering::Release);
+            self.applied_cv.notify_all();
+            return Err(e.into());
         }
-        let replaced = apply_segment(&mut self.state.write().expect("lock"), Arc::new(seg), records);
-        *a = lsn;
-        self.applied_cv.notify_all();
+        self.pass_gate(lsn, None)?;
+        self.apply_through(lsn)?;
         tracing::info!(dir = %self.dir.display(), segment = %name, vectors = n, replaced, lsn, "bulk load applied");
         Ok(BulkReport {
             vectors: n,

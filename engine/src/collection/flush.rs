@@ -88,7 +88,7 @@ impl Collection {
         let (checkpoint, merged, mut batch, old_rows) = {
             let applied = self.applied.lock().expect("lock");
             let mut st = self.state.write().expect("lock");
-            let checkpoint = *applied;
+            let checkpoint = applied.applied;
             let fresh = std::mem::replace(
                 &mut st.active,
                 FreshIndex::new(

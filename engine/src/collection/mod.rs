@@ -44,6 +44,7 @@
 //! flush (temporary or unreferenced segment directories, stale tombstone
 //! files) are removed.
 
+mod apply;
 mod bulk;
 mod flush;
 mod manifest;
@@ -74,7 +75,7 @@ use crate::wal::{Lsn, Wal, WalError, WalOptions};
 use crate::Metric;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// Errors of a collection.
@@ -260,7 +261,9 @@ pub struct Collection {
     opts: CollectionOptions,
     wal: Wal,
     state: RwLock<State>,
-    applied: Mutex<Lsn>,
+    /// The applied LSN and the records logged but not applied
+    /// (`apply.rs`).
+    applied: Mutex<apply::Applier>,
     applied_cv: Condvar,
     broken: AtomicBool,
     /// Held by the one flush, bulk load switch or adoption at a time
@@ -308,60 +311,6 @@ impl Collection {
             }
         }
         Ok(())
-    }
-
-    /// Apply a batch of writes atomically with respect to validation (all
-    /// or none are logged). Returns the LSN of the last; once this returns
-    /// every later search and get sees the batch.
-    pub fn write(&self, ops: Vec<Op>) -> Result<Lsn> {
-        if ops.is_empty() {
-            return Ok(self.wal.last_lsn());
-        }
-        for op in &ops {
-            self.validate(op)?;
-        }
-        if self.broken.load(Ordering::Acquire) {
-            return Err(broken());
-        }
-        let bodies: Vec<Vec<u8>> = ops.iter().map(Op::encode).collect();
-        let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
-        let first = match self.wal.append(&refs) {
-            Ok(f) => f,
-            Err(e) => {
-                if matches!(e, WalError::Poisoned(_)) {
-                    self.broken.store(true, Ordering::Release);
-                    self.applied_cv.notify_all();
-                }
-                return Err(e.into());
-            }
-        };
-        // Visible only once the commit gate allows it (a sync standby has
-        // it durably), then applied strictly in LSN order.
-        self.pass_gate(first + ops.len() as u64 - 1)?;
-        let mut a = self.applied.lock().expect("lock");
-        while *a + 1 != first {
-            if self.broken.load(Ordering::Acquire) {
-                return Err(broken());
-            }
-            a = self.applied_cv.wait(a).expect("lock");
-        }
-        let n = ops.len() as u64;
-        // Each insert is planned under the read lock (the graph search and
-        // prunes: most of the cost) and committed under the write lock (a
-        // copy), one op at a time, so searches are held up for
-        // microseconds, not for the batch. Holding `applied` keeps every
-        // other writer and the flush's freeze out, so a plan stays valid
-        // until its commit.
-        for (i, op) in ops.into_iter().enumerate() {
-            let plan = match &op {
-                Op::Upsert { vector, .. } => Some(self.state.read().expect("lock").active.plan(vector)),
-                Op::Delete { .. } | Op::AddSegment { .. } | Op::Epoch { .. } => None,
-            };
-            apply(&mut self.state.write().expect("lock"), first + i as u64, op, plan);
-        }
-        *a = first + n - 1;
-        self.applied_cv.notify_all();
-        Ok(first + n - 1)
     }
 
     /// Insert or replace one vector.

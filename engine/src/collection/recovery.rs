@@ -215,7 +215,10 @@ impl Collection {
                 opts,
                 wal,
                 state: RwLock::new(st),
-                applied: Mutex::new(applied),
+                applied: Mutex::new(super::apply::Applier {
+                    applied,
+                    pending: Default::default(),
+                }),
                 applied_cv: Condvar::new(),
                 broken: AtomicBool::new(false),
                 flush_lock: Mutex::new(manifest.generation),

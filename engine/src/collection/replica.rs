@@ -19,19 +19,22 @@
 //! write in the log unapplied and stops the collection applying: it must
 //! be cut and reopened ([`Collection::truncate_after`]).
 
+use super::apply::Pending;
 use super::op::Op;
 use super::segment::{bulk_of, load_segment};
-use super::{apply, apply_segment, broken, Collection, CollectionError, Result, MANIFEST_FILE};
-use crate::wal::{Epoch, Lsn, TruncateReport, WalError};
+use super::{broken, Collection, CollectionError, Result, MANIFEST_FILE};
+use crate::wal::{Epoch, Lsn, TruncateReport};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Decides when a write that is durable in the local log may be applied
 /// (made visible) and acknowledged.
 pub trait CommitGate: Send + Sync {
-    /// Block until the records up to `lsn` may be applied. An error means
-    /// they never may be on this node.
-    fn wait(&self, lsn: Lsn) -> std::result::Result<(), GateError>;
+    /// Block until the records up to `lsn` may be applied, or `deadline`
+    /// passes ([`GateError::Timeout`]). [`GateError::Fenced`] and
+    /// [`GateError::Closed`] mean they never may be on this node.
+    fn wait(&self, lsn: Lsn, deadline: Option<Instant>) -> std::result::Result<(), GateError>;
 }
 
 /// Why a gate refused.
@@ -43,6 +46,13 @@ pub enum GateError {
     Fenced {
         /// The epoch that fenced it.
         epoch: Epoch,
+        /// The write's last LSN.
+        lsn: Lsn,
+    },
+    /// The deadline passed first. The write is logged and stays pending:
+    /// it is applied once the gate opens, or cut if this node is fenced.
+    #[error("the standby had not confirmed LSN {lsn} by the deadline; the write is logged here and will be applied once the standby has it, or cut if another node is promoted first: its outcome is unknown")]
+    Timeout {
         /// The write's last LSN.
         lsn: Lsn,
     },
@@ -63,20 +73,23 @@ impl Collection {
         *self.gate.write().expect("lock") = gate;
     }
 
-    /// Wait at the gate for the records up to `lsn`; a refusal stops the
-    /// collection applying anything more.
-    pub(super) fn pass_gate(&self, lsn: Lsn) -> Result<()> {
+    /// Wait at the gate for the records up to `lsn`; a refusal (not a
+    /// timeout) stops the collection applying anything more.
+    pub(super) fn pass_gate(&self, lsn: Lsn, deadline: Option<Instant>) -> Result<()> {
         let gate = self.gate.read().expect("lock").clone();
         let Some(gate) = gate else { return Ok(()) };
-        gate.wait(lsn).map_err(|e| {
-            self.broken.store(true, Ordering::Release);
-            self.applied_cv.notify_all();
+        gate.wait(lsn, deadline).map_err(|e| {
+            if !matches!(e, GateError::Timeout { .. }) {
+                self.broken.store(true, Ordering::Release);
+                self.applied_cv.notify_all();
+            }
             CollectionError::Gate(e)
         })
     }
 
     /// Begin epoch `e` on a promoted node: record it in the log's epoch
-    /// history and log an [`Op::Epoch`] as its first record. Call it with
+    /// history and log an [`Op::Epoch`] as its first record. Only a node
+    /// that has applied its whole log may (a standby being promoted), with
     /// no write in flight (a racing append is refused, and nothing is
     /// logged). The record changes no vector and is applied at once,
     /// without the gate, so a promotion does not wait for a standby.
@@ -85,18 +98,21 @@ impl Collection {
         if self.broken.load(Ordering::Acquire) {
             return Err(broken());
         }
+        let (applied, last) = (self.applied_lsn(), self.wal.last_lsn());
+        if applied < last {
+            return Err(CollectionError::InvalidArgument(format!(
+                "cannot begin epoch {e}: records {}..={last} are logged but not applied; only a node that has applied its whole log may be promoted",
+                applied + 1
+            )));
+        }
         let first = self.wal.begin_epoch(e)?;
         let body = Op::Epoch { epoch: e }.encode();
-        self.wal.append_at(first, &[&body])?;
-        let mut a = self.applied.lock().expect("lock");
-        while *a + 1 != first {
-            if self.broken.load(Ordering::Acquire) {
-                return Err(broken());
-            }
-            a = self.applied_cv.wait(a).expect("lock");
-        }
-        *a = first;
-        self.applied_cv.notify_all();
+        self.log(
+            std::slice::from_ref(&body),
+            Some(first),
+            std::iter::once(Pending::Op(Op::Epoch { epoch: e })),
+        )?;
+        self.apply_through(first)?;
         Ok(first)
     }
 
@@ -115,79 +131,63 @@ impl Collection {
         if self.broken.load(Ordering::Acquire) {
             return Err(broken());
         }
-        let mut ops = Vec::with_capacity(bodies.len());
+        let mut items = Vec::with_capacity(bodies.len());
         for (i, b) in bodies.iter().enumerate() {
             let lsn = first + i as u64;
             let op = Op::decode(b, self.opts.dim).map_err(|why| {
                 CollectionError::Corrupt(format!("{}: replicated record {lsn}: {why}", self.dir.display()))
             })?;
-            match &op {
-                Op::AddSegment { name } if !self.fs.exists(&self.dir.join(name)) => {
-                    return Err(CollectionError::Corrupt(format!(
-                        "{}: replicated record {lsn} adds segment {name}, whose files have not arrived",
-                        self.dir.display()
-                    )));
-                }
-                Op::Upsert { id, vector, .. } => {
-                    crate::vector::check_vector(self.opts.dim, vector).map_err(|error| CollectionError::Vector {
-                        field: format!("replicated record {lsn}: vector for id {id}"),
-                        error,
-                    })?;
-                }
-                _ => {}
-            }
-            ops.push(op);
-        }
-        // Log in runs that end before each epoch record, beginning the
-        // epoch in the history just before its record is appended.
-        let mut start = 0;
-        while start < ops.len() {
-            if let Op::Epoch { epoch } = &ops[start] {
-                self.wal.begin_epoch_at(*epoch, first + start as u64)?;
-            }
-            let end = ops[start + 1..]
-                .iter()
-                .position(|o| matches!(o, Op::Epoch { .. }))
-                .map_or(ops.len(), |p| start + 1 + p);
-            let refs: Vec<&[u8]> = bodies[start..end].iter().map(|b| b.as_slice()).collect();
-            if let Err(e) = self.wal.append_at(first + start as u64, &refs) {
-                if matches!(e, WalError::Poisoned(_)) {
-                    self.broken.store(true, Ordering::Release);
-                    self.applied_cv.notify_all();
-                }
-                return Err(e.into());
-            }
-            start = end;
-        }
-        let mut a = self.applied.lock().expect("lock");
-        while *a + 1 != first {
-            if self.broken.load(Ordering::Acquire) {
-                return Err(broken());
-            }
-            a = self.applied_cv.wait(a).expect("lock");
-        }
-        for (i, op) in ops.into_iter().enumerate() {
-            let lsn = first + i as u64;
-            match op {
+            let item = match op {
                 Op::AddSegment { name } => {
+                    if !self.fs.exists(&self.dir.join(&name)) {
+                        return Err(CollectionError::Corrupt(format!(
+                            "{}: replicated record {lsn} adds segment {name}, whose files have not arrived",
+                            self.dir.display()
+                        )));
+                    }
                     let (seg, records) = load_segment(&self.fs, &self.dir, &name, &self.opts)?;
                     if let Some(b) = records.iter().filter_map(|r| bulk_of(r.0)).max() {
                         self.next_bulk.fetch_max(b + 1, Ordering::AcqRel);
                     }
-                    apply_segment(&mut self.state.write().expect("lock"), Arc::new(seg), records);
+                    Pending::Segment(Arc::new(seg), records)
                 }
-                op => {
-                    let plan = match &op {
-                        Op::Upsert { vector, .. } => Some(self.state.read().expect("lock").active.plan(vector)),
-                        _ => None,
-                    };
-                    apply(&mut self.state.write().expect("lock"), lsn, op, plan);
+                Op::Upsert { id, ref vector, .. } => {
+                    crate::vector::check_vector(self.opts.dim, vector).map_err(|error| CollectionError::Vector {
+                        field: format!("replicated record {lsn}: vector for id {id}"),
+                        error,
+                    })?;
+                    Pending::Op(op)
                 }
-            }
-            *a = lsn;
+                op => Pending::Op(op),
+            };
+            items.push(item);
         }
-        self.applied_cv.notify_all();
-        Ok(*a)
+        // Log in runs that end before each epoch record, beginning the
+        // epoch in the history just before its record is appended.
+        let epochs: Vec<Option<Epoch>> = items
+            .iter()
+            .map(|it| match it {
+                Pending::Op(Op::Epoch { epoch }) => Some(*epoch),
+                _ => None,
+            })
+            .collect();
+        let mut items = items.into_iter();
+        let mut start = 0;
+        while start < bodies.len() {
+            if let Some(epoch) = epochs[start] {
+                self.wal.begin_epoch_at(epoch, first + start as u64)?;
+            }
+            let end = epochs[start + 1..]
+                .iter()
+                .position(Option::is_some)
+                .map_or(bodies.len(), |p| start + 1 + p);
+            let run: Vec<Pending> = items.by_ref().take(end - start).collect();
+            self.log(&bodies[start..end], Some(first + start as u64), run.into_iter())?;
+            start = end;
+        }
+        let last = first + bodies.len() as u64 - 1;
+        self.apply_through(last)?;
+        Ok(last)
     }
 
     /// The manifest's checkpoint: every record up to it is in the segments.

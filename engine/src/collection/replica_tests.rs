@@ -155,7 +155,7 @@ impl HandGate {
 }
 
 impl CommitGate for HandGate {
-    fn wait(&self, lsn: Lsn) -> std::result::Result<(), GateError> {
+    fn wait(&self, lsn: Lsn, deadline: Option<std::time::Instant>) -> std::result::Result<(), GateError> {
         self.waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut g = self.open_to.lock().unwrap();
         loop {
@@ -168,7 +168,16 @@ impl CommitGate for HandGate {
             if g.0 >= lsn {
                 return Ok(());
             }
-            g = self.cv.wait(g).unwrap();
+            match deadline {
+                None => g = self.cv.wait(g).unwrap(),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return Err(GateError::Timeout { lsn });
+                    }
+                    g = self.cv.wait_timeout(g, d - now).unwrap().0;
+                }
+            }
         }
     }
 }
@@ -224,6 +233,52 @@ fn a_write_is_invisible_until_the_gate_opens_and_a_fenced_one_never_applies() {
     assert!(p.get(3).unwrap().is_none());
     p.upsert(5, vec_of(5), vec![]).unwrap();
     assert_eq!(p.wal().last_lsn(), 3);
+}
+
+#[test]
+fn a_write_that_times_out_at_the_gate_is_applied_once_it_opens() {
+    let (_d, p, _s) = pair();
+    let gate = Arc::new(HandGate::default());
+    p.set_gate(Some(gate.clone()));
+    let soon = || Some(std::time::Instant::now() + Duration::from_millis(30));
+    let one = vec![Op::Upsert {
+        id: 1,
+        vector: vec_of(1),
+        payload: vec![],
+    }];
+    let e = p.write_until(one, soon()).unwrap_err();
+    assert!(matches!(e, CollectionError::Gate(GateError::Timeout { lsn: 1 })), "{e}");
+    assert!(e.to_string().contains("outcome is unknown"), "{e}");
+    assert_eq!((p.wal().last_lsn(), p.applied_lsn()), (1, 0));
+    assert!(p.get(1).unwrap().is_none(), "logged, not visible");
+    // A timeout does not stop the collection: a second write also waits,
+    // and times out too.
+    assert!(p.write_until(vec![Op::Delete { id: 1 }], soon()).is_err());
+    // The standby confirms LSN 1 (the replication layer applies through it).
+    gate.open(1);
+    assert_eq!(p.apply_through(1).unwrap(), 1);
+    assert!(p.get(1).unwrap().is_some());
+    // A later write that passes the gate applies everything before it.
+    gate.open(3);
+    assert_eq!(p.upsert(2, vec_of(2), vec![]).unwrap(), 3);
+    assert!(
+        p.get(1).unwrap().is_none(),
+        "the delete at LSN 2 was applied on the way"
+    );
+    assert!(p.get(2).unwrap().is_some());
+    assert_eq!(p.applied_lsn(), 3);
+}
+
+#[test]
+fn only_a_node_that_applied_its_log_begins_an_epoch() {
+    let (_d, p, _s) = pair();
+    let gate = Arc::new(HandGate::default());
+    p.set_gate(Some(gate.clone()));
+    let soon = Some(std::time::Instant::now() + Duration::from_millis(10));
+    assert!(p.write_until(vec![Op::Delete { id: 5 }], soon).is_err());
+    let e = p.begin_epoch(Epoch { term: 1, node: 3 }).unwrap_err();
+    assert!(e.to_string().contains("logged but not applied"), "{e}");
+    assert!(p.wal().epochs().entries().is_empty(), "nothing recorded");
 }
 
 #[test]
