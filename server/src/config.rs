@@ -175,6 +175,8 @@ pub struct Config {
     /// Unary write requests (Upsert/Delete) being applied at once beyond
     /// which more get RESOURCE_EXHAUSTED.
     pub max_inflight_writes: usize,
+    /// The `[replication]` table (a warm standby; off by default).
+    pub replication: crate::replication::settings::ReplicationSettings,
 }
 
 impl Default for Config {
@@ -212,6 +214,7 @@ impl Default for Config {
             ram_segment_nodes: 100_000,
             max_payload_bytes: 64 << 10,
             max_inflight_writes: 64,
+            replication: Default::default(),
         }
     }
 }
@@ -285,6 +288,7 @@ impl Config {
     /// Check every range; the message names the key and the limit.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.replication.validate().map_err(ConfigError::Invalid)?;
         if self.shards > 256 {
             return bad(format!("shards = {} is more than 256", self.shards));
         }

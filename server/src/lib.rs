@@ -16,6 +16,8 @@
 //! - [`service`]: the gRPC handlers and every request limit;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`operations`]: builds and compactions as GetOperation reports them;
+//! - [`replication`]: the warm standby: node identity, handshake decisions,
+//!   the `[replication]` settings;
 //! - [`notify`]: systemd's notify protocol and watchdog.
 //!
 //! The gRPC server runs on a single-threaded tokio runtime that shard 0
@@ -35,6 +37,7 @@ pub mod meta;
 pub mod metrics;
 pub mod notify;
 pub mod operations;
+pub mod replication;
 pub mod service;
 pub mod shard;
 pub mod wake;
@@ -50,6 +53,12 @@ pub use error::ServiceError;
 /// Run quarryd until SIGTERM or SIGINT, then drain and return.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
+    if cfg.replication.role != replication::settings::Role::None {
+        anyhow::bail!(
+            "[replication] role = {:?}: this build does not serve replication yet (the engine's half and the node identity are in; the stream is not); remove the [replication] table to run one node",
+            cfg.replication.role
+        );
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
     // Held until this function returns (the process exits right after).

@@ -1,0 +1,17 @@
+//! Replication to a warm standby (issue 19, being built in layers).
+//!
+//! Owns: the node's identity in a pair (`identity`: `node.json`), the
+//! pure decisions of a standby's handshake (`handshake`: is this peer our
+//! pair's, is it fenced, and per collection stream / cut / snapshot), and
+//! the `[replication]` settings (`settings`). Does not own: the WAL's cut
+//! and epoch history (`quarry_engine::wal`) or a collection's commit gate
+//! and replicated apply (`quarry_engine::collection`), which this layer
+//! drives.
+//!
+//! Not built yet: the `Replication` gRPC stream, acks and the lease, the
+//! sync gate, snapshots, promotion (`quarryctl failover`). ARCHITECTURE.md
+//! ("Failover") says what is in place.
+
+pub mod handshake;
+pub mod identity;
+pub mod settings;
