@@ -55,6 +55,9 @@ mod replica;
 #[cfg(test)]
 mod replica_tests;
 mod segment;
+mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +69,7 @@ pub use query::{CollectionResult, CollectionSearcher};
 pub use recovery::OpenReport;
 pub use replica::{CommitGate, GateError};
 pub use segment::{decode_records, decode_tombstones, encode_records, encode_tombstones, Segment};
+pub use snapshot::{finish_install, install_snapshot, needs_snapshot, FetchFn, Snapshot, SnapshotFile, NEEDS_SNAPSHOT};
 
 use crate::graph::{FreshIndex, InsertPlan};
 use crate::index::{IndexBuildOptions, IndexError};

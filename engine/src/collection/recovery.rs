@@ -38,6 +38,7 @@ impl Collection {
                 "build.metric differs from metric".into(),
             ));
         }
+        super::snapshot::finish_install(fs.as_ref(), dir)?;
         if !fs.exists(dir) {
             fs.create_dir_all(dir).map_err(io_err(dir, "create"))?;
             if let Some(p) = dir.parent() {
