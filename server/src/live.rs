@@ -153,6 +153,9 @@ impl Live {
             split_l: true,
             ram_segment_nodes: s.ram_segment_nodes,
             cache_nodes: s.cache_nodes,
+            // Replication is not served yet (quarryd refuses a role);
+            // a sync primary will set this.
+            hold_unacked: false,
         };
         let t = Instant::now();
         let (coll, report) = Collection::open(fs, dir, opts).map_err(live_error)?;

@@ -201,6 +201,12 @@ pub struct CollectionOptions {
     /// Larger segments keep this many of their nodes (breadth-first from
     /// the entry points) in a hot-node cache; 0 = none.
     pub cache_nodes: usize,
+    /// A sync primary's setting: when opened, records after the lowest
+    /// registered follower's acknowledged LSN are replayed into the
+    /// pending map, not applied (they were never acknowledged to a client
+    /// and a failover may lose them), until [`Collection::apply_through`]
+    /// reaches them. With no follower registered, everything is applied.
+    pub hold_unacked: bool,
 }
 
 /// Where a live slot's vector is.

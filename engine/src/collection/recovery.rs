@@ -4,6 +4,7 @@
 //! Owns: recovery, and the removal of what an interrupted flush left.
 //! Does not own: the WAL's own torn-tail recovery (`crate::wal`).
 
+use super::apply::Pending;
 use super::manifest::{Manifest, MANIFEST_FILE};
 use super::segment::{bulk_of, decode_tombstones, load_segment};
 use super::{
@@ -11,7 +12,7 @@ use super::{
 };
 use crate::graph::FreshIndex;
 use crate::storage::{write_atomic, Vfs};
-use crate::wal::Wal;
+use crate::wal::{Lsn, Wal};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -151,6 +152,19 @@ impl Collection {
         }
         let mut replayed = 0u64;
         let mut logged_segments: Vec<String> = Vec::new();
+        // A sync primary's records after its standby's last ack were never
+        // acknowledged: they stay pending (invisible) until the standby
+        // confirms them or this node follows another and cuts them.
+        let hold_after: Option<Lsn> = if opts.hold_unacked {
+            wal.followers()
+                .iter()
+                .map(|f| f.acked)
+                .min()
+                .map(|a| a.max(manifest.checkpoint_lsn))
+        } else {
+            None
+        };
+        let mut pending = std::collections::BTreeMap::new();
         let mut cur = wal.cursor(from)?;
         loop {
             let recs = wal.read(&mut cur, 4 << 20)?;
@@ -169,8 +183,15 @@ impl Collection {
                             )));
                         }
                         let (seg, records) = load_segment(&fs, dir, &name, &opts)?;
-                        apply_segment(&mut st, Arc::new(seg), records);
+                        if hold_after.is_some_and(|h| lsn > h) {
+                            pending.insert(lsn, Pending::Segment(Arc::new(seg), records));
+                        } else {
+                            apply_segment(&mut st, Arc::new(seg), records);
+                        }
                         logged_segments.push(name);
+                    }
+                    op if hold_after.is_some_and(|h| lsn > h) => {
+                        pending.insert(lsn, Pending::Op(op));
                     }
                     op => apply(&mut st, lsn, op, None),
                 }
@@ -181,7 +202,10 @@ impl Collection {
         // short before its WAL record left.
         let mut removed = false;
         for name in fs.list(dir).map_err(io_err(dir, "list"))? {
-            if name.starts_with("bulk-") && !st.segments.iter().any(|s| s.name == name) {
+            if name.starts_with("bulk-")
+                && !st.segments.iter().any(|s| s.name == name)
+                && !logged_segments.contains(&name)
+            {
                 let p = dir.join(&name);
                 tracing::info!(path = %p.display(), "removing a bulk segment whose load did not finish");
                 fs.remove_dir_all(&p).map_err(io_err(&p, "remove"))?;
@@ -191,14 +215,25 @@ impl Collection {
         if removed {
             fs.sync_dir(dir).map_err(io_err(dir, "sync"))?;
         }
+        let held_slots = pending.values().flat_map(|p| match p {
+            Pending::Segment(_, records) => records.iter().map(|r| r.0).collect(),
+            Pending::Op(_) => Vec::new(),
+        });
         let next_bulk = st
             .segments
             .iter()
-            .flat_map(|s| s.rows.keys())
-            .filter_map(|&slot| bulk_of(slot))
+            .flat_map(|s| s.rows.keys().copied())
+            .chain(held_slots)
+            .filter_map(bulk_of)
             .max()
             .map_or(1, |b| b + 1);
-        let applied = wal.last_lsn();
+        let applied = hold_after.map_or(wal.last_lsn(), |h| h.min(wal.last_lsn()));
+        if !pending.is_empty() {
+            tracing::warn!(
+                dir = %dir.display(), applied, held = pending.len(),
+                "records after the standby's last acknowledgement are held back until it confirms them"
+            );
+        }
         let report = OpenReport {
             segments: st.segments.len(),
             replayed,
@@ -216,10 +251,7 @@ impl Collection {
                 opts,
                 wal,
                 state: RwLock::new(st),
-                applied: Mutex::new(super::apply::Applier {
-                    applied,
-                    pending: Default::default(),
-                }),
+                applied: Mutex::new(super::apply::Applier { applied, pending }),
                 applied_cv: Condvar::new(),
                 broken: AtomicBool::new(false),
                 flush_lock: Mutex::new(manifest.generation),

@@ -304,3 +304,40 @@ fn a_cut_below_the_checkpoint_needs_a_snapshot() {
     );
     assert!(e.to_string().contains("needs a snapshot"), "{e}");
 }
+
+#[test]
+fn a_sync_primary_reopens_with_unacknowledged_records_held_back() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Vfs> = Arc::new(RealFs);
+    let dir = d.path().join("p");
+    let held = CollectionOptions {
+        hold_unacked: true,
+        ..opts()
+    };
+    let (p, _) = Collection::open(fs.clone(), &dir, held.clone()).unwrap();
+    for i in 0..10u64 {
+        p.upsert(i, vec_of(i), vec![]).unwrap(); // LSN i + 1
+    }
+    p.delete(2).unwrap(); // LSN 11
+                          // The standby has everything up to LSN 6 (registering from 7 writes
+                          // that to followers.bin at once).
+    p.wal().register_follower("standby", 7).unwrap();
+    drop(p);
+    let (p, _) = Collection::open(fs.clone(), &dir, held.clone()).unwrap();
+    assert_eq!((p.applied_lsn(), p.wal().last_lsn()), (6, 11));
+    for i in 0..10u64 {
+        assert_eq!(p.get(i).unwrap().is_some(), i < 6, "id {i}");
+    }
+    assert!(!ids_near(&p, &vec_of(8)).contains(&8), "not searchable either");
+    // The standby confirms the rest.
+    assert_eq!(p.apply_through(11).unwrap(), 11);
+    assert!(p.get(8).unwrap().is_some() && p.get(2).unwrap().is_none());
+    drop(p);
+    // Without the setting, or with no follower, everything is applied.
+    let (p, _) = Collection::open(fs.clone(), &dir, opts()).unwrap();
+    assert_eq!(p.applied_lsn(), 11);
+    p.wal().unregister_follower("standby").unwrap();
+    drop(p);
+    let (p, _) = Collection::open(fs, &dir, held).unwrap();
+    assert_eq!(p.applied_lsn(), 11);
+}

@@ -37,6 +37,7 @@ pub(super) fn opts() -> CollectionOptions {
         split_l: true,
         ram_segment_nodes: 0,
         cache_nodes: 0,
+        hold_unacked: false,
     }
 }
 

@@ -289,6 +289,7 @@ fn main() -> Result<()> {
         split_l: !a.full_l,
         ram_segment_nodes: a.ram_segment_nodes,
         cache_nodes: 0,
+        hold_unacked: false,
     };
     let cmdline: Vec<String> = std::env::args().collect();
     emit(json!({
