@@ -2,16 +2,20 @@
 //!
 //! Owns: the node's identity in a pair (`identity`: `node.json`), the
 //! pure decisions of a standby's handshake (`handshake`: is this peer our
-//! pair's, is it fenced, and per collection stream / cut / snapshot), and
-//! the `[replication]` settings (`settings`). Does not own: the WAL's cut
+//! pair's, is it fenced, and per collection stream / cut / snapshot), the
+//! `[replication]` settings (`settings`), and one collection's log stream
+//! without I/O (`stream`: chunks, acks, flow control, the sync gate). Does not own: the WAL's cut
 //! and epoch history (`quarry_engine::wal`) or a collection's commit gate
 //! and replicated apply (`quarry_engine::collection`), which this layer
 //! drives.
 //!
-//! Not built yet: the `Replication` gRPC stream, acks and the lease, the
-//! sync gate, snapshots, promotion (`quarryctl failover`). ARCHITECTURE.md
+//! Not built yet: the `Replication` gRPC service that carries `stream`,
+//! the lease, snapshot transfer over it, promotion (`quarryctl failover`). ARCHITECTURE.md
 //! ("Failover") says what is in place.
 
 pub mod handshake;
 pub mod identity;
 pub mod settings;
+pub mod stream;
+#[cfg(test)]
+mod stream_tests;
