@@ -15,7 +15,10 @@
 
 pub mod handshake;
 pub mod identity;
+pub mod session;
 pub mod settings;
+#[cfg(test)]
+mod sim_tests;
 pub mod stream;
 #[cfg(test)]
 mod stream_tests;
