@@ -8,9 +8,12 @@
 //!
 //! Faults: power loss of either host (torn tails), a partitioned link,
 //! chunks lost with the connection, failover to the standby while the
-//! primary is down or partitioned (its late chunks are then refused),
-//! flushes on both sides, and a retention cap small enough to force
-//! snapshot catch-ups.
+//! primary is down, cut off or even up (its late chunks are then
+//! refused), a disk error on the standby under a chunk (it must not ack),
+//! a wiped data directory on either host (a new node with no pair: a
+//! wiped primary is refused by its standby, which is promoted with its
+//! log untouched), flushes on both sides, and a retention cap small
+//! enough to force snapshot catch-ups.
 //!
 //! Safety, checked after every failover and at the end: for every id, the
 //! primary's value is the effect of the id's last acknowledged write or of
@@ -31,7 +34,7 @@ use quarry_engine::format::StoredType;
 use quarry_engine::graph::BuildParams;
 use quarry_engine::index::IndexBuildOptions;
 use quarry_engine::io::IoBackend;
-use quarry_engine::storage::{CrashFs, Vfs};
+use quarry_engine::storage::{CrashFs, Fault, FaultKind, Vfs};
 use quarry_engine::wal::{Epoch, Lsn, WalOptions};
 use quarry_engine::Metric;
 use rand::{Rng, SeedableRng};
@@ -82,6 +85,9 @@ fn opts(hold_unacked: bool) -> CollectionOptions {
 
 struct Host {
     id: u64,
+    /// Its pair id ("" after its data directory was wiped, until it joins).
+    pair: String,
+    root: PathBuf,
     cfs: CrashFs,
     fs: Arc<dyn Vfs>,
     dir: PathBuf,
@@ -97,6 +103,8 @@ impl Host {
         let (c, _) = Collection::open(fs.clone(), &dir, opts(false)).unwrap();
         Host {
             id,
+            pair: PAIR.into(),
+            root,
             cfs,
             fs,
             dir,
@@ -111,12 +119,24 @@ impl Host {
     }
 
     fn report(&self) -> NodeReport {
+        let c = self.c();
         NodeReport {
-            pair_id: PAIR.into(),
+            pair_id: self.pair.clone(),
             node_id: self.id,
             epoch: self.epoch,
-            has_data: true,
+            has_data: c.wal().last_lsn() > 0 || c.segments() > 0,
         }
+    }
+
+    /// The data directory is lost (a new disk): a new node with no pair.
+    fn wipe(&mut self, new_id: u64) {
+        self.cfs.crash();
+        self.coll = None;
+        let fresh = Host::new(self.root.clone(), new_id);
+        *self = Host {
+            pair: String::new(),
+            ..fresh
+        };
     }
 
     fn crash(&mut self, seed: u64) {
@@ -169,6 +189,12 @@ struct Sim {
     /// Per id, the sequence number of its last acknowledged write.
     acked: HashMap<u64, Attempt>,
     acked_count: usize,
+    refusals: usize,
+    /// Disk failures may be injected (off once faults stop).
+    faults: bool,
+    wipes: usize,
+    eio: usize,
+    next_id: u64,
     /// The highest LSN ever acknowledged to a client: a standby is
     /// eligible for promotion only once it holds everything up to it.
     commit: Lsn,
@@ -200,6 +226,11 @@ impl Sim {
             attempts: Vec::new(),
             acked: HashMap::new(),
             acked_count: 0,
+            refusals: 0,
+            faults: true,
+            wipes: 0,
+            eio: 0,
+            next_id: 3,
             commit: 0,
             refused_failovers: 0,
             failovers: 0,
@@ -219,7 +250,10 @@ impl Sim {
 
     /// A client write on the primary, logged with a deadline of now.
     fn write(&mut self) {
-        if !self.p().up {
+        // A node with no pair (its data directory wiped) takes no writes
+        // until it belongs to one: it may not act as primary for the pair
+        // its peer belongs to.
+        if !self.p().up || self.p().pair.is_empty() {
             return;
         }
         self.seq += 1;
@@ -273,7 +307,21 @@ impl Sim {
         let w: Welcome = match welcome(&p.report(), p.epoch, &[("c", 1, p.c())], &hello) {
             Ok(w) => w,
             Err(Refusal::Fenced(e)) => panic!("the scheduler's primary is fenced by {e}"),
-            Err(Refusal::Refused(why)) => panic!("refused: {why}"),
+            Err(Refusal::Refused(why)) => {
+                // Only a wiped primary is refused here: it must never lead
+                // its old standby. The operator promotes the standby, whose
+                // data is untouched, and the wiped node joins it.
+                assert!(p.pair.is_empty(), "seed {}: refused a paired primary: {why}", self.seed);
+                self.refusals += 1;
+                let before = self.hosts[si].c().wal().last_lsn();
+                self.failover();
+                assert_eq!(
+                    self.hosts[self.primary].c().wal().last_lsn(),
+                    before + 1,
+                    "the standby's log was touched"
+                );
+                return false;
+            }
         };
         let from = match w.plans[0].2 {
             CollectionPlan::Stream { from } => from,
@@ -305,8 +353,15 @@ impl Sim {
             }
         };
         self.trace(&format!("connect {:?}", w.plans[0].2));
+        if self.hosts[pi].pair.is_empty() {
+            // Neither had a pair (both wiped before anything was
+            // acknowledged): the primary mints one.
+            self.hosts[pi].pair = PAIR.into();
+        }
+        let pair = self.hosts[pi].pair.clone();
         let s = &mut self.hosts[si];
         s.epoch = s.epoch.max(w.epoch);
+        s.pair = pair;
         // A standby applies everything it holds (an old primary reopened
         // holding its unacknowledged records back, now cut to the shared
         // prefix).
@@ -353,7 +408,21 @@ impl Sim {
             return;
         }
         let s = &self.hosts[si];
-        match link.recv.on_chunk(s.c(), s.epoch, &chunk) {
+        let eio = self.faults && self.rng.random_bool(0.02);
+        if eio {
+            // The standby's disk fails under this chunk (an fsync EIO or a
+            // failed write): it must not ack what is not durable.
+            s.cfs.set_fault(Some(Fault {
+                after_ops: self.rng.random_range(0..3),
+                kind: FaultKind::Io,
+                persistent: true,
+            }));
+        }
+        let got = link.recv.on_chunk(s.c(), s.epoch, &chunk);
+        if eio {
+            s.cfs.set_fault(None);
+        }
+        match got {
             Ok(Reply::Ack(a)) => {
                 let durable = link.ship.on_ack(self.hosts[pi].c(), &a).unwrap_or(a.durable);
                 self.standby_has(durable);
@@ -363,6 +432,12 @@ impl Sim {
                 self.link = None;
             }
             Err(StreamError::Gap { .. }) => self.link = None,
+            Err(StreamError::Collection(_)) if eio => {
+                // Its log is poisoned: no ack; it restarts (and recovers
+                // what really is on its disk) later.
+                self.eio += 1;
+                self.crash(si);
+            }
             Err(e) => panic!("standby refused a chunk: {e}"),
         }
     }
@@ -420,7 +495,9 @@ impl Sim {
         }
         // Eligibility: `quarryctl failover` refuses a standby that lacks an
         // acknowledged write (without --accept-loss, not modelled here).
-        if self.hosts[new].c().wal().durable_lsn() < self.commit {
+        // A node that belongs to no pair (wiped, not yet joined) is never
+        // eligible either.
+        if self.hosts[new].pair.is_empty() || self.hosts[new].c().wal().durable_lsn() < self.commit {
             self.refused_failovers += 1;
             return;
         }
@@ -538,8 +615,28 @@ impl Sim {
             _ if !faults => self.pump(),
             88..=90 => {
                 let who = self.rng.random_range(0..2);
+                let other = &self.hosts[1 - who];
+                // A wipe never takes the last copy of an acknowledged
+                // write (losing both disks loses data in any system).
+                let other_has_all = other.up && other.c().wal().durable_lsn() >= self.commit;
                 if self.hosts[who].up {
-                    self.crash(who);
+                    if other_has_all && self.rng.random_bool(0.1) {
+                        self.trace(&format!("wipe {who}"));
+                        self.link = None;
+                        if who == self.primary {
+                            self.pending.clear();
+                        }
+                        self.next_id += 1;
+                        let id = self.next_id;
+                        self.hosts[who].wipe(id);
+                        if who == self.primary {
+                            self.gate = Arc::new(SyncGate::new(0));
+                            self.hosts[who].c().set_gate(Some(self.gate.clone()));
+                        }
+                        self.wipes += 1;
+                    } else {
+                        self.crash(who);
+                    }
                 }
             }
             91..=94 => {
@@ -571,6 +668,7 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
     let steps = CrashFs::trials("QUARRY_SIM_STEPS", 400) as usize;
     let d = tempfile::tempdir().unwrap();
     let (mut failovers, mut snapshots, mut cuts, mut acked, mut fenced, mut refused) = (0, 0, 0, 0, 0, 0);
+    let (mut wipes, mut refusals, mut eio) = (0, 0, 0);
     for seed in 0..schedules {
         let root = d.path().join(format!("s{}", seed % 3));
         if root.exists() {
@@ -586,6 +684,7 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
         // Faults stop: both up, the link healed; the standby must reach
         // the primary's end within a bound.
         sim.partitioned = false;
+        sim.faults = false;
         for who in 0..2 {
             if !sim.hosts[who].up {
                 sim.restart(who);
@@ -620,9 +719,12 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
         acked += sim.acked_count;
         fenced += sim.fenced_chunks;
         refused += sim.refused_failovers;
+        wipes += sim.wipes;
+        refusals += sim.refusals;
+        eio += sim.eio;
     }
     eprintln!(
-        "simulation: {schedules} schedules x {steps} steps: {acked} writes acknowledged, {failovers} failovers ({refused} refused: standby not eligible), {cuts} cuts, {snapshots} snapshots, {fenced} late chunks fenced"
+        "simulation: {schedules} schedules x {steps} steps: {acked} writes acknowledged, {failovers} failovers ({refused} refused: standby not eligible), {cuts} cuts, {snapshots} snapshots, {fenced} late chunks fenced, {wipes} data directories wiped ({refusals} wiped primaries refused), {eio} standby disk failures"
     );
     assert!(schedules < 20 || (failovers > 0 && acked > 0), "schedules too tame");
 }
