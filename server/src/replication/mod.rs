@@ -3,8 +3,11 @@
 //! Owns: the node's identity in a pair (`identity`: `node.json`), the
 //! pure decisions of a standby's handshake (`handshake`: is this peer our
 //! pair's, is it fenced, and per collection stream / cut / snapshot), the
-//! `[replication]` settings (`settings`), and one collection's log stream
-//! without I/O (`stream`: chunks, acks, flow control, the sync gate). Does not own: the WAL's cut
+//! `[replication]` settings (`settings`), one collection's log stream
+//! without I/O (`stream`: chunks, acks, flow control, the sync gate), the
+//! handshake's messages (`session`), and what each end does with a plan
+//! and with acks (`link`). The simulation (`sim_tests`) drives exactly
+//! these. Does not own: the WAL's cut
 //! and epoch history (`quarry_engine::wal`) or a collection's commit gate
 //! and replicated apply (`quarry_engine::collection`), which this layer
 //! drives.
@@ -15,6 +18,7 @@
 
 pub mod handshake;
 pub mod identity;
+pub mod link;
 pub mod session;
 pub mod settings;
 #[cfg(test)]

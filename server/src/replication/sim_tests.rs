@@ -27,9 +27,10 @@
 //! collection), the transport (see the real-process tests, to come).
 
 use super::handshake::{CollectionPlan, NodeReport};
+use super::link::{follow_plan, install_from, PrimaryLink};
 use super::session::{collection_state, welcome, Hello, Refusal, Welcome};
 use super::stream::{Receiver, Reply, Shipper, StreamError, SyncGate};
-use quarry_engine::collection::{install_snapshot, Collection, CollectionError, CollectionOptions, GateError, Op};
+use quarry_engine::collection::{Collection, CollectionError, CollectionOptions, GateError, Op};
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::BuildParams;
 use quarry_engine::index::IndexBuildOptions;
@@ -169,7 +170,7 @@ fn vector(seq: u64) -> Vec<f32> {
 }
 
 struct Link {
-    ship: Shipper,
+    ship: PrimaryLink,
     recv: Receiver,
 }
 
@@ -323,36 +324,36 @@ impl Sim {
                 return false;
             }
         };
-        let from = match w.plans[0].2 {
-            CollectionPlan::Stream { from } => from,
-            CollectionPlan::Truncate { after } => {
-                let s = &mut self.hosts[si];
-                let c = s.coll.take().unwrap();
-                let (c, _) = c.truncate_after(after).unwrap();
-                s.coll = Some(c);
-                self.cuts += 1;
-                after + 1
-            }
+        let plan = w.plans[0].2;
+        let from = match plan {
             CollectionPlan::Snapshot(_) => {
                 let snap = self.hosts[pi].c().snapshot("standby").unwrap();
                 let s = &mut self.hosts[si];
                 s.coll = None;
-                install_snapshot(
-                    s.fs.as_ref(),
+                let (c, from) = install_from(
+                    s.fs.clone(),
                     &s.dir,
+                    opts(true),
+                    snap.checkpoint,
                     &snap.manifest,
                     &snap.epochs,
                     &snap.files,
-                    4096,
                     &mut |path, off, len| snap.read(path, off, len),
                 )
                 .unwrap();
-                s.reopen(false);
+                s.coll = Some(c);
                 self.snapshots += 1;
-                snap.checkpoint + 1
+                from
+            }
+            plan => {
+                let s = &mut self.hosts[si];
+                let (c, from) = follow_plan(s.coll.take().unwrap(), plan).unwrap();
+                s.coll = Some(c);
+                self.cuts += matches!(plan, CollectionPlan::Truncate { .. }) as usize;
+                from
             }
         };
-        self.trace(&format!("connect {:?}", w.plans[0].2));
+        self.trace(&format!("connect {plan:?}"));
         if self.hosts[pi].pair.is_empty() {
             // Neither had a pair (both wiped before anything was
             // acknowledged): the primary mints one.
@@ -362,24 +363,17 @@ impl Sim {
         let s = &mut self.hosts[si];
         s.epoch = s.epoch.max(w.epoch);
         s.pair = pair;
-        // A standby applies everything it holds (an old primary reopened
-        // holding its unacknowledged records back, now cut to the shared
-        // prefix).
-        s.c().apply_through(s.c().wal().last_lsn()).unwrap();
         let p = &self.hosts[pi];
-        let ship = match Shipper::start(p.c(), "standby", from, 2048) {
-            Ok(sh) => sh,
+        let (link, applied) = match PrimaryLink::start(p.c(), self.gate.clone(), "standby", from, 2048) {
+            Ok(x) => x,
             Err(StreamError::Wal(_)) => return false, // registered follower state moved on: next round
             Err(e) => panic!("{e}"),
         };
         self.link = Some(Link {
-            ship,
+            ship: link,
             recv: Receiver::default(),
         });
-        // What the standby reported durable, and shares with the primary,
-        // counts as acknowledged: a primary that restarted holds back the
-        // records after its last persisted ack until this moment.
-        self.standby_has(from - 1);
+        self.mark_acked(applied);
         true
     }
 
@@ -424,8 +418,8 @@ impl Sim {
         }
         match got {
             Ok(Reply::Ack(a)) => {
-                let durable = link.ship.on_ack(self.hosts[pi].c(), &a).unwrap_or(a.durable);
-                self.standby_has(durable);
+                let applied = link.ship.on_ack(self.hosts[pi].c(), &a).unwrap();
+                self.mark_acked(applied);
             }
             Ok(Reply::Fenced(_)) => {
                 self.fenced_chunks += 1;
@@ -442,11 +436,9 @@ impl Sim {
         }
     }
 
-    /// The standby holds everything up to `durable`: open the gate over
-    /// it and apply; the writes it covers are acknowledged.
-    fn standby_has(&mut self, durable: Lsn) {
-        self.gate.advance(durable);
-        let applied = self.hosts[self.primary].c().apply_through(durable).unwrap();
+    /// The primary applied through `applied`: the writes it covers are
+    /// answered OK.
+    fn mark_acked(&mut self, applied: Lsn) {
         for l in self
             .pending
             .keys()
