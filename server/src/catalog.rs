@@ -176,6 +176,10 @@ impl Catalog {
                 meta.state = State::Ready;
                 changed = true;
             }
+            if meta.incarnation == 0 {
+                meta.incarnation = crate::meta::new_incarnation();
+                changed = true;
+            }
             let live = cat.open_live(&meta)?;
             if !meta.mutable {
                 if let Some(d) = &meta.index_dir {
@@ -373,6 +377,7 @@ impl Catalog {
             error: String::new(),
             vector_count: 0,
             mutable: true,
+            incarnation: crate::meta::new_incarnation(),
         };
         let dir = self.dir(name);
         let fs = self.fs.as_ref();
@@ -681,7 +686,41 @@ mod tests {
         let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
         let e = c.get("a").unwrap();
         assert_eq!(e.meta.read().unwrap().state, State::Ready);
+        let first = e.meta.read().unwrap().incarnation;
+        assert_ne!(first, 0, "minted at create, kept across a reopen");
         c.drop_collection("a").unwrap();
         assert!(matches!(c.get("a"), Err(ServiceError::NotFound(_))));
+        c.create("a", 8, Metric::L2, z, None).unwrap();
+        let again = c.get("a").unwrap().meta.read().unwrap().incarnation;
+        assert!(
+            again != 0 && again != first,
+            "a re-created collection is another incarnation"
+        );
+    }
+
+    #[test]
+    fn a_collection_json_without_an_incarnation_gets_one_that_stays() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
+            c.create("old", 8, Metric::L2, IndexParams::default(), None).unwrap();
+        }
+        // As an earlier release wrote it: no incarnation field.
+        let path = d.path().join("collections/old/collection.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("incarnation");
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let inc = {
+            let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
+            let i = c.get("old").unwrap().meta.read().unwrap().incarnation;
+            assert_ne!(i, 0);
+            i
+        };
+        let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
+        assert_eq!(
+            c.get("old").unwrap().meta.read().unwrap().incarnation,
+            inc,
+            "written back at the first open"
+        );
     }
 }

@@ -118,10 +118,27 @@ pub struct CollectionMeta {
     /// Filled by writes (a `live/` directory) rather than by builds.
     #[serde(default)]
     pub mutable: bool,
+    /// Unique per create (random, never 0): a collection dropped and
+    /// created again under the same name is another incarnation, so a
+    /// standby never splices the old one's log into the new one. 0 in files
+    /// written before it was recorded; assigned (and written back) when
+    /// such a collection opens.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 fn meta_version_1() -> u32 {
     1
+}
+
+/// A new incarnation id: random, never 0.
+pub fn new_incarnation() -> u64 {
+    loop {
+        let x: u64 = rand::random();
+        if x != 0 {
+            return x;
+        }
+    }
 }
 
 impl CollectionMeta {
