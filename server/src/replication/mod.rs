@@ -6,8 +6,9 @@
 //! `[replication]` settings (`settings`), one collection's log stream
 //! without I/O (`stream`: chunks, acks, flow control, the sync gate), the
 //! handshake's messages (`session`), and what each end does with a plan
-//! and with acks (`link`). The simulation (`sim_tests`) drives exactly
-//! these. Does not own: the WAL's cut
+//! and with acks (`link`), and their conversions to and from
+//! `quarry.replication.v1` with every check of a peer's message (`wire`).
+//! The simulation (`sim_tests`) drives exactly these. Does not own: the WAL's cut
 //! and epoch history (`quarry_engine::wal`) or a collection's commit gate
 //! and replicated apply (`quarry_engine::collection`), which this layer
 //! drives.
@@ -26,3 +27,4 @@ mod sim_tests;
 pub mod stream;
 #[cfg(test)]
 mod stream_tests;
+pub mod wire;
