@@ -323,6 +323,62 @@ pub fn epochs(data: &[u8]) {
     );
 }
 
+/// A replication message from the peer (`quarry.replication.v1`): the
+/// first byte picks the direction; prost decodes the envelope and
+/// `quarry_server::replication::wire` checks and converts what it holds.
+/// Whatever is accepted converts back to an equal message.
+pub fn replication_msg(data: &[u8]) {
+    use prost::Message;
+    use quarry_proto::replication::v1 as pb;
+    use quarry_server::replication::wire;
+    let (_, which, rest) = mode(data);
+    if which % 2 == 0 {
+        let Ok(m) = pb::FromStandby::decode(rest) else { return };
+        match m.msg {
+            Some(pb::from_standby::Msg::Hello(h)) => {
+                if let Ok(hello) = wire::hello_from(h) {
+                    assert_eq!(
+                        wire::hello_from(wire::hello_to(&hello)).expect("re-encoded hello"),
+                        hello
+                    );
+                }
+            }
+            Some(pb::from_standby::Msg::Ack(a)) => {
+                if let Ok((name, ack)) = wire::ack_from(a) {
+                    assert_eq!(
+                        wire::ack_from(wire::ack_to(&name, &ack)).expect("re-encoded ack"),
+                        (name, ack)
+                    );
+                }
+            }
+            Some(pb::from_standby::Msg::Fenced(f)) => {
+                let _ = wire::epoch_from(f.epoch, "fenced.epoch");
+            }
+            None => {}
+        }
+    } else {
+        let Ok(m) = pb::FromPrimary::decode(rest) else { return };
+        let Ok(epoch) = wire::epoch_from(m.epoch, "epoch") else {
+            return;
+        };
+        match m.msg {
+            Some(pb::from_primary::Msg::Welcome(w)) => {
+                if let Ok(welcome) = wire::welcome_from(w, epoch) {
+                    let back = wire::welcome_from(wire::welcome_to(&welcome), epoch).expect("re-encoded welcome");
+                    assert_eq!(back, welcome);
+                }
+            }
+            Some(pb::from_primary::Msg::Chunk(c)) => {
+                if let Ok((name, chunk)) = wire::chunk_from(c, epoch) {
+                    let back = wire::chunk_from(wire::chunk_to(&name, &chunk), epoch).expect("re-encoded chunk");
+                    assert_eq!(back, (name, chunk));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `collection::Manifest::decode` (manifest.json), `check` against every
 /// metric, and encode → decode round trips.
 pub fn collection_manifest(data: &[u8]) {
@@ -678,6 +734,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wal_op", wal_op),
     ("followers", followers),
     ("epochs", epochs),
+    ("replication_msg", replication_msg),
     ("collection_manifest", collection_manifest),
     ("segment_files", segment_files),
     ("graph_file", graph_file),

@@ -162,6 +162,7 @@ smoke_tests!(
     wal_op,
     followers,
     epochs,
+    replication_msg,
     collection_manifest,
     segment_files,
     graph_file,

@@ -236,3 +236,98 @@ fn write_seeds() {
     v2.extend([1, 2, 3, 4]);
     put("dataset", "npy-v2-i1", &with(&[5], &v2));
 }
+
+#[test]
+#[ignore = "writes corpus/; run by hand"]
+fn write_replication_seeds() {
+    use prost::Message;
+    use quarry_proto::replication::v1 as pb;
+    use quarry_server::replication::handshake::{CollectionPlan, NodeReport, SnapshotReason};
+    use quarry_server::replication::session::{CollectionState, Hello, Welcome};
+    use quarry_server::replication::stream::{Ack, Chunk};
+    use quarry_server::replication::wire;
+    let e = |term, node| wal::Epoch { term, node };
+    let hello = Hello {
+        node: NodeReport {
+            pair_id: "0f".repeat(16),
+            node_id: 2,
+            epoch: e(3, 1),
+            has_data: true,
+        },
+        collections: vec![CollectionState {
+            name: "docs".into(),
+            incarnation: 9,
+            history: wal::EpochHistory::from_entries(vec![(e(1, 1), 1), (e(3, 1), 50)]).unwrap(),
+            durable: 70,
+            checkpoint: 40,
+            needs_snapshot: false,
+        }],
+    };
+    let up = |msg| {
+        pb::FromStandby {
+            epoch: Some(wire::epoch_to(e(3, 1))),
+            msg: Some(msg),
+        }
+        .encode_to_vec()
+    };
+    put(
+        "replication_msg",
+        "hello",
+        &with(&[0], &up(pb::from_standby::Msg::Hello(wire::hello_to(&hello)))),
+    );
+    let ack = Ack {
+        received: 71,
+        durable: 71,
+        applied: 71,
+        echo_sent_at_us: 5,
+    };
+    put(
+        "replication_msg",
+        "ack",
+        &with(&[0], &up(pb::from_standby::Msg::Ack(wire::ack_to("docs", &ack)))),
+    );
+    let down = |msg| {
+        pb::FromPrimary {
+            epoch: Some(wire::epoch_to(e(3, 1))),
+            msg: Some(msg),
+        }
+        .encode_to_vec()
+    };
+    let welcome = Welcome {
+        pair_id: "0f".repeat(16),
+        node_id: 1,
+        epoch: e(3, 1),
+        plans: vec![
+            ("docs".into(), 9, CollectionPlan::Stream { from: 71 }),
+            ("logs".into(), 4, CollectionPlan::Truncate { after: 12 }),
+            (
+                "img".into(),
+                5,
+                CollectionPlan::Snapshot(SnapshotReason::OtherIncarnation),
+            ),
+        ],
+        drop: vec!["gone".into()],
+    };
+    put(
+        "replication_msg",
+        "welcome",
+        &with(&[2], &down(pb::from_primary::Msg::Welcome(wire::welcome_to(&welcome)))),
+    );
+    let body = upsert(7, 4).encode();
+    let chunk = Chunk {
+        epoch: e(3, 1),
+        first_lsn: 71,
+        crcs: vec![crc32c::crc32c(&body)],
+        records: vec![body],
+        sent_at_us: 9,
+        primary_durable: 71,
+    };
+    put(
+        "replication_msg",
+        "chunk",
+        &with(
+            &[2],
+            &down(pb::from_primary::Msg::Chunk(wire::chunk_to("docs", &chunk))),
+        ),
+    );
+}
