@@ -13,12 +13,14 @@
 //! and replicated apply (`quarry_engine::collection`), which this layer
 //! drives.
 //!
-//! Not built yet: the `Replication` gRPC service that carries `stream`,
-//! the lease, snapshot transfer over it, promotion (`quarryctl failover`). ARCHITECTURE.md
+//! The lease's arithmetic is `lease`. Not built yet: the `Replication`
+//! gRPC service that carries all this, snapshot transfer over it,
+//! promotion (`quarryctl failover`, `switchover`), status and metrics. ARCHITECTURE.md
 //! ("Failover") says what is in place.
 
 pub mod handshake;
 pub mod identity;
+pub mod lease;
 pub mod link;
 pub mod session;
 pub mod settings;
