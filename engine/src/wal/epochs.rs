@@ -222,26 +222,8 @@ pub fn encode_epochs(h: &EpochHistory) -> Vec<u8> {
 
 /// Parse the file: Err((offset, why)) if it is damaged.
 pub fn decode_epochs(b: &[u8]) -> Result<EpochHistory, (u64, String)> {
-    if b.len() < 16 {
-        return Err((0, format!("{} bytes, shorter than the smallest history (16)", b.len())));
-    }
-    if &b[..4] != EPOCHS_MAGIC {
-        return Err((0, "bad magic (expected QWEP)".into()));
-    }
-    let body = b.len() - 4;
-    let stored = u32::from_le_bytes(b[body..].try_into().expect("4 bytes"));
-    let crc = crc32c::crc32c(&b[..body]);
-    if crc != stored {
-        return Err((
-            body as u64,
-            format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
-        ));
-    }
-    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-    if version != EPOCHS_VERSION {
-        return Err((4, format!("version {version} (this build reads {EPOCHS_VERSION})")));
-    }
-    let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")) as usize;
+    let (count, body) = super::record::small_file(b, EPOCHS_MAGIC, EPOCHS_VERSION, "history")?;
+    let count = count as usize;
     if count > MAX_EPOCHS || 12 + 24 * count != body {
         return Err((8, format!("{count} entries do not match the file's {} bytes", b.len())));
     }

@@ -126,26 +126,7 @@ pub fn encode_followers(map: &BTreeMap<String, Follower>) -> Vec<u8> {
 
 /// Parse the registry file: Err((offset, why)) if it is damaged.
 pub fn decode_followers(b: &[u8]) -> Result<BTreeMap<String, Follower>, (u64, String)> {
-    if b.len() < 16 {
-        return Err((0, format!("{} bytes, shorter than the smallest registry (16)", b.len())));
-    }
-    if &b[..4] != FOLLOWERS_MAGIC {
-        return Err((0, "bad magic (expected QWFL)".into()));
-    }
-    let body = b.len() - 4;
-    let stored = u32::from_le_bytes(b[body..].try_into().expect("4 bytes"));
-    let crc = crc32c::crc32c(&b[..body]);
-    if crc != stored {
-        return Err((
-            body as u64,
-            format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
-        ));
-    }
-    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-    if version != FOLLOWERS_VERSION {
-        return Err((4, format!("version {version} (this build reads {FOLLOWERS_VERSION})")));
-    }
-    let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    let (count, body) = super::record::small_file(b, FOLLOWERS_MAGIC, FOLLOWERS_VERSION, "registry")?;
     let mut map = BTreeMap::new();
     let mut off = 12;
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));

@@ -16,6 +16,34 @@ pub const HEADER: usize = 16;
 /// Record header bytes (len, crc, lsn, synced).
 pub const RECORD_HEADER: usize = 24;
 
+/// Check the framing shared by the log's small files (`followers.bin`,
+/// `epochs.bin`): `magic`, version u32, count u32, then the entries, then
+/// a crc32c of everything before it. Returns the entry count and the end
+/// of the entries (the trailer's offset), or Err((offset, why)); `what`
+/// names the file's contents in the message.
+pub(crate) fn small_file(b: &[u8], magic: &[u8; 4], version: u32, what: &str) -> Result<(u32, usize), (u64, String)> {
+    if b.len() < 16 {
+        return Err((0, format!("{} bytes, shorter than the smallest {what} (16)", b.len())));
+    }
+    if &b[..4] != magic {
+        return Err((0, format!("bad magic (expected {})", String::from_utf8_lossy(magic))));
+    }
+    let body = b.len() - 4;
+    let stored = u32::from_le_bytes(b[body..].try_into().expect("4 bytes"));
+    let crc = crc32c::crc32c(&b[..body]);
+    if crc != stored {
+        return Err((
+            body as u64,
+            format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
+        ));
+    }
+    let found = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+    if found != version {
+        return Err((4, format!("version {found} (this build reads {version})")));
+    }
+    Ok((u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")), body))
+}
+
 pub(crate) fn seg_name(first: Lsn) -> String {
     format!("wal-{first:020}.log")
 }
