@@ -22,11 +22,18 @@
 //! faults stop, the standby reaches the primary's end within a bound and
 //! the two hold the same state.
 //!
-//! What it does not model yet: the lease (a failover here is ordered by
-//! the scheduler, not by lease expiry), catalog operations (one
-//! collection), the transport (see the real-process tests, to come).
+//! The lease runs on virtual time (1 ms a step, a 50 ms lease renewed by
+//! acks and heartbeats): a primary whose lease ran out refuses writes; a
+//! lease-based failover waits lease x 1.1 after the standby last heard
+//! from the primary (or restarted), and then the old primary's lease must
+//! have run out; half the failovers instead assert --primary-down.
+//!
+//! What it does not model yet: catalog operations (one collection), the
+//! transport (see the real-process tests, to come), epochs learned only
+//! through the peer (an oracle hands out the next one).
 
 use super::handshake::{CollectionPlan, NodeReport};
+use super::lease::{Lease, PromotionWait};
 use super::link::{follow_plan, install_from, PrimaryLink};
 use super::session::{collection_state, welcome, Hello, Refusal, Welcome};
 use super::stream::{Receiver, Reply, Shipper, StreamError, SyncGate};
@@ -48,6 +55,7 @@ use std::time::Instant;
 const DIM: usize = 4;
 const IDS: u64 = 40;
 const PAIR: &str = "0123456789abcdef0123456789abcdef";
+const LEASE_MS: u64 = 50;
 
 fn opts(hold_unacked: bool) -> CollectionOptions {
     let mut graph = BuildParams::new(8, 16);
@@ -176,6 +184,15 @@ struct Link {
 
 struct Sim {
     seed: u64,
+    /// Virtual time, µs (one step = 1 ms); the lease runs on it.
+    now_us: u64,
+    /// The primary's write lease (2 s), renewed by acks of what it sent.
+    lease: Lease,
+    /// The standby's wait before a lease-based promotion (10 % drift).
+    wait: PromotionWait,
+    lease_refusals: usize,
+    lease_failovers: usize,
+    lease_waits: usize,
     rng: Xoshiro256PlusPlus,
     hosts: [Host; 2],
     primary: usize,
@@ -216,6 +233,12 @@ impl Sim {
         a.c().set_gate(Some(gate.clone()));
         Sim {
             seed,
+            now_us: 0,
+            lease: Lease::new(LEASE_MS),
+            wait: PromotionWait::new(LEASE_MS, 0.1),
+            lease_refusals: 0,
+            lease_failovers: 0,
+            lease_waits: 0,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             hosts: [a, b],
             primary: 0,
@@ -255,6 +278,11 @@ impl Sim {
         // until it belongs to one: it may not act as primary for the pair
         // its peer belongs to.
         if !self.p().up || self.p().pair.is_empty() {
+            return;
+        }
+        // A primary whose lease ran out accepts no write: it fences itself.
+        if !self.lease.valid(self.now_us) {
+            self.lease_refusals += 1;
             return;
         }
         self.seq += 1;
@@ -315,7 +343,10 @@ impl Sim {
                 assert!(p.pair.is_empty(), "seed {}: refused a paired primary: {why}", self.seed);
                 self.refusals += 1;
                 let before = self.hosts[si].c().wal().last_lsn();
-                self.failover();
+                self.failover(true);
+                if self.primary != si {
+                    return false; // not eligible yet
+                }
                 assert_eq!(
                     self.hosts[self.primary].c().wal().last_lsn(),
                     before + 1,
@@ -389,9 +420,15 @@ impl Sim {
         let (pi, si) = (self.primary, self.s_idx());
         let max = self.rng.random_range(32..1024);
         let link = self.link.as_mut().unwrap();
-        let chunk = match link.ship.next_chunk(self.hosts[pi].c(), self.hosts[pi].epoch, max, 0) {
+        let now = self.now_us;
+        let chunk = match link.ship.next_chunk(self.hosts[pi].c(), self.hosts[pi].epoch, max, now) {
             Ok(Some(c)) => c,
-            Ok(None) => return,
+            Ok(None) => {
+                // Idle: a heartbeat, heard by the standby and echoed.
+                self.wait.heard(now);
+                self.lease.renew(now);
+                return;
+            }
             Err(_) => {
                 self.link = None; // the follower was dropped by the cap: reconnect
                 return;
@@ -418,6 +455,8 @@ impl Sim {
         }
         match got {
             Ok(Reply::Ack(a)) => {
+                self.wait.heard(now);
+                self.lease.renew(a.echo_sent_at_us);
                 let applied = link.ship.on_ack(self.hosts[pi].c(), &a).unwrap();
                 self.mark_acked(applied);
             }
@@ -474,13 +513,22 @@ impl Sim {
         self.hosts[who].reopen(true);
         self.trace(&format!("restart {who}"));
         if primary {
+            // A restarted primary holds no lease until its standby acks.
+            self.lease = Lease::new(LEASE_MS);
             self.gate = Arc::new(SyncGate::new(0));
             self.hosts[who].c().set_gate(Some(self.gate.clone()));
+        } else {
+            // A restarted standby may have acked just before it went down:
+            // it waits a whole lease from its restart before a lease-based
+            // promotion.
+            self.wait.heard(self.now_us);
         }
     }
 
     /// Promote the standby (the primary is down or partitioned off).
-    fn failover(&mut self) {
+    /// `primary_down`: the operator asserts it (`--primary-down`); else the
+    /// promotion waits for the old primary's lease.
+    fn failover(&mut self, primary_down: bool) {
         let (old, new) = (self.primary, self.s_idx());
         if !self.hosts[new].up {
             return;
@@ -494,6 +542,23 @@ impl Sim {
             return;
         }
         let e = self.hosts[0].epoch.max(self.hosts[1].epoch).next(self.hosts[new].id);
+        // With the primary up and reachable, the promotion is lease-based:
+        // it waits until the old primary's lease has run out (the standby's
+        // own clock, lease x 1.1 after the last message it heard), and then
+        // the old primary must find its lease expired. Otherwise the
+        // operator asserted --primary-down.
+        if !primary_down {
+            if self.now_us < self.wait.writes_allowed_at_us() {
+                self.lease_waits += 1;
+                return;
+            }
+            assert!(
+                !self.lease.valid(self.now_us),
+                "seed {}: promoted while the old primary still held its lease",
+                self.seed
+            );
+            self.lease_failovers += 1;
+        }
         self.hosts[new].epoch = e;
         // A promotion applies the node's whole log first (records it holds
         // back are unacknowledged writes; they survive, as any may), then
@@ -502,6 +567,8 @@ impl Sim {
         c.apply_through(c.wal().last_lsn()).unwrap();
         c.begin_epoch(e).unwrap();
         self.gate.fence(e);
+        self.lease = Lease::new(LEASE_MS);
+        self.wait = PromotionWait::new(LEASE_MS, 0.1);
         self.gate = Arc::new(SyncGate::new(0));
         self.hosts[new].c().set_gate(Some(self.gate.clone()));
         self.primary = new;
@@ -594,6 +661,7 @@ impl Sim {
     }
 
     fn step(&mut self, faults: bool) {
+        self.now_us += 1000;
         let r = self.rng.random_range(0..100);
         match r {
             0..=39 => self.write(),
@@ -622,8 +690,11 @@ impl Sim {
                         let id = self.next_id;
                         self.hosts[who].wipe(id);
                         if who == self.primary {
+                            self.lease = Lease::new(LEASE_MS);
                             self.gate = Arc::new(SyncGate::new(0));
                             self.hosts[who].c().set_gate(Some(self.gate.clone()));
+                        } else {
+                            self.wait.heard(self.now_us);
                         }
                         self.wipes += 1;
                     } else {
@@ -646,8 +717,11 @@ impl Sim {
                 // Usually with the primary down or cut off; sometimes with
                 // it up and connected (an operator's wrong --primary-down):
                 // fencing must hold either way.
-                if !self.hosts[self.primary].up || self.partitioned || self.rng.random_bool(0.3) {
-                    self.failover();
+                let primary_lost = !self.hosts[self.primary].up || self.partitioned;
+                if primary_lost || self.rng.random_bool(0.3) {
+                    // Half lease-based, half with --primary-down asserted.
+                    let asserted = self.rng.random_bool(0.5);
+                    self.failover(asserted);
                 }
             }
         }
@@ -660,7 +734,8 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
     let steps = CrashFs::trials("QUARRY_SIM_STEPS", 400) as usize;
     let d = tempfile::tempdir().unwrap();
     let (mut failovers, mut snapshots, mut cuts, mut acked, mut fenced, mut refused) = (0, 0, 0, 0, 0, 0);
-    let (mut wipes, mut refusals, mut eio) = (0, 0, 0);
+    let (mut wipes, mut refusals, mut eio, mut lease_refusals, mut lease_failovers, mut lease_waits) =
+        (0, 0, 0, 0, 0, 0);
     for seed in 0..schedules {
         let root = d.path().join(format!("s{}", seed % 3));
         if root.exists() {
@@ -714,9 +789,12 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
         wipes += sim.wipes;
         refusals += sim.refusals;
         eio += sim.eio;
+        lease_refusals += sim.lease_refusals;
+        lease_failovers += sim.lease_failovers;
+        lease_waits += sim.lease_waits;
     }
     eprintln!(
-        "simulation: {schedules} schedules x {steps} steps: {acked} writes acknowledged, {failovers} failovers ({refused} refused: standby not eligible), {cuts} cuts, {snapshots} snapshots, {fenced} late chunks fenced, {wipes} data directories wiped ({refusals} wiped primaries refused), {eio} standby disk failures"
+        "simulation: {schedules} schedules x {steps} steps: {acked} writes acknowledged, {failovers} failovers ({refused} refused: standby not eligible), {cuts} cuts, {snapshots} snapshots, {fenced} late chunks fenced, {wipes} data directories wiped ({refusals} wiped primaries refused), {eio} standby disk failures, {lease_failovers} lease-based failovers ({lease_waits} made to wait for the old lease), {lease_refusals} writes refused for an expired lease"
     );
     assert!(schedules < 20 || (failovers > 0 && acked > 0), "schedules too tame");
 }
