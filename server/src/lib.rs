@@ -55,7 +55,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
     if cfg.replication.role != replication::settings::Role::None {
         anyhow::bail!(
-            "[replication] role = {:?}: this build does not serve replication yet (the engine's half and the node identity are in; the stream is not); remove the [replication] table to run one node",
+            "[replication] role = {:?}: this build does not serve replication yet (the engine's half, the node identity and the stream's logic are in; its network transport is not); remove the [replication] table to run one node",
             cfg.replication.role
         );
     }

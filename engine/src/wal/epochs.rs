@@ -160,10 +160,7 @@ impl EpochHistory {
     /// log that ends at `lsn`); an entry beginning at `lsn + 1` is an epoch
     /// that has not written yet and is kept. Returns whether anything went.
     pub fn forget_after(&mut self, lsn: Lsn) -> bool {
-        let keep = self.entries.partition_point(|x| x.1 <= lsn.saturating_add(1));
-        let changed = keep < self.entries.len();
-        self.entries.truncate(keep);
-        changed
+        self.cut_after(lsn.saturating_add(1))
     }
 
     /// Forget entries that begin after `lsn` (a cut after `lsn`: nothing of
