@@ -61,7 +61,16 @@ pub struct Catalog {
     next_key: AtomicU64,
     writes: WriteSettings,
     flusher: OnceLock<Arc<Flusher>>,
+    /// Bumped by every create, drop and replacement (a primary's Follow
+    /// session ends on a change, and the standby's next handshake carries it).
+    changes: AtomicU64,
+    /// In a replicated pair: loads from files are refused (their segments
+    /// are not shipped to the standby yet).
+    replicated: std::sync::atomic::AtomicBool,
 }
+
+#[path = "catalog_replica.rs"]
+mod replica;
 
 fn check_name(name: &str) -> Result<(), ServiceError> {
     let ok = !name.is_empty()
@@ -132,6 +141,8 @@ impl Catalog {
             next_key: AtomicU64::new(1),
             writes,
             flusher: OnceLock::new(),
+            changes: AtomicU64::new(0),
+            replicated: Default::default(),
         };
         let mut names = Vec::new();
         for n in fs.list(&cat.root).map_err(|e| internal("list", &cat.root, e))? {
@@ -415,6 +426,7 @@ impl Catalog {
                 live,
             }),
         );
+        self.changes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(collection = name, dim, %metric, "created");
         Ok(meta)
     }
@@ -446,6 +458,7 @@ impl Catalog {
         }
         self.entries.write().expect("lock").remove(name);
         entry.dropped.store(true, Ordering::SeqCst);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         self.remove_collection_dir(name)?;
         tracing::info!(collection = name, "dropped");
         Ok(())
@@ -484,6 +497,11 @@ impl Catalog {
         threads: usize,
     ) -> Result<Operation, ServiceError> {
         let entry = self.get(name)?;
+        if self.replicated.load(Ordering::SeqCst) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "collection {name:?}: builds from a file are not replicated to the standby yet (its segment files are not shipped); load the points with Upsert or BulkUpsert, which are"
+            )));
+        }
         let file = VectorFile::open(source)
             .map_err(|e| ServiceError::InvalidArgument(format!("source_path {}: {e}", source.display())))?;
         let (n, dim) = (file.len(), file.dim());

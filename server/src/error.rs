@@ -30,7 +30,21 @@ pub enum ServiceError {
     /// A server-side failure: I/O, corruption (INTERNAL).
     #[error("{0}")]
     Internal(String),
+    /// A write was logged but its wait for the standby ended without an
+    /// answer (timed out, fenced, or stopped): it may or may not survive.
+    /// DEADLINE_EXCEEDED (`timeout`) or UNAVAILABLE, with the trailer
+    /// `quarry-outcome: unknown` so clients can tell it from a refusal.
+    #[error("{message}")]
+    OutcomeUnknown {
+        /// The deadline passed (else the node was fenced or stopped).
+        timeout: bool,
+        /// What happened.
+        message: String,
+    },
 }
+
+/// The metadata key that marks an error whose write may have happened.
+pub const OUTCOME_KEY: &str = "quarry-outcome";
 
 impl ServiceError {
     /// The same error with `more` added to its message.
@@ -45,6 +59,10 @@ impl ServiceError {
             DeadlineExceeded(m) => DeadlineExceeded(m + more),
             Unavailable(m) => Unavailable(m + more),
             Internal(m) => Internal(m + more),
+            OutcomeUnknown { timeout, message } => OutcomeUnknown {
+                timeout,
+                message: message + more,
+            },
         }
     }
 }
@@ -61,6 +79,16 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Internal(m) => Status::internal(m),
+            ServiceError::OutcomeUnknown { timeout, message } => {
+                let mut md = tonic::metadata::MetadataMap::new();
+                md.insert(OUTCOME_KEY, tonic::metadata::MetadataValue::from_static("unknown"));
+                let code = if timeout {
+                    tonic::Code::DeadlineExceeded
+                } else {
+                    tonic::Code::Unavailable
+                };
+                Status::with_metadata(code, message, md)
+            }
         }
     }
 }

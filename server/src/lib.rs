@@ -53,12 +53,6 @@ pub use error::ServiceError;
 /// Run quarryd until SIGTERM or SIGINT, then drain and return.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
-    if cfg.replication.role != replication::settings::Role::None {
-        anyhow::bail!(
-            "[replication] role = {:?}: this build does not serve replication yet (the engine's half, the node identity and the stream's logic are in; its network transport is not); remove the [replication] table to run one node",
-            cfg.replication.role
-        );
-    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
     // Held until this function returns (the process exits right after).
@@ -78,6 +72,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let catalog = Arc::new(catalog);
     catalog.start_flusher().context("starting the flusher thread")?;
+    let replica = start_replication(&cfg, &catalog)?;
     let metrics = Arc::new(metrics::Metrics::default());
     // net_threads = 0: the network side runs on shard 0's thread (see
     // `shard`); otherwise on this runtime.
@@ -99,7 +94,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         draining: Default::default(),
         started: Instant::now(),
         write_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_writes)),
+        replica: replica.clone(),
     });
+
 
     // Bound here, registered with the runtime that serves it (below).
     let listener =
@@ -140,6 +137,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     health_reporter.set_serving::<WriteServer<service::WriteSvc>>().await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let replication_addr = match &replica {
+        Some(r) => Some(serve_replication(&cfg, r, &catalog, stop_rx.clone())?),
+        None => None,
+    };
     let mut grpc_stop = stop_rx.clone();
     let mut unix_stop = stop_rx.clone();
     let router = tonic::transport::Server::builder()
@@ -195,6 +196,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         data_dir = %cfg.data_dir.display(),
         shards = shards.len(),
         collections = catalog.list().len(),
+        replication = %replication_addr.map_or("-".into(), |a| a.to_string()),
+        role = replica.as_ref().map_or("none", |r| replication::node::role_name(r.role())),
         startup_ms = t0.elapsed().as_secs_f64() * 1e3,
         "quarryd listening"
     );
@@ -257,6 +260,91 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This node's part in a pair, when `[replication]` gives it one: its
+/// identity, role and epoch (a new primary takes its first epoch), loads
+/// from files refused, the follower and the peer watch started.
+fn start_replication(
+    cfg: &Config,
+    catalog: &Arc<catalog::Catalog>,
+) -> anyhow::Result<Option<Arc<replication::node::Replica>>> {
+    use replication::settings::Role;
+    if cfg.replication.role == Role::None {
+        return Ok(None);
+    }
+    let token = cfg
+        .replication
+        .token()
+        .map_err(|e| anyhow::anyhow!(e))?
+        .context("replication.token_file is required")?;
+    let r = replication::node::Replica::start(
+        cfg.replication.clone(),
+        token,
+        Arc::new(quarry_engine::storage::RealFs),
+        cfg.data_dir.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = r.identity();
+    if r.role() == Role::Primary && id.epoch() == quarry_engine::wal::Epoch::ZERO {
+        let first = quarry_engine::wal::Epoch::ZERO.next(id.node());
+        r.set_role(Role::Primary, first).map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(epoch = %first, "a new primary takes its first epoch");
+    }
+    catalog.set_replicated(true);
+    replication::standby::start(r.clone(), catalog.clone()).context("starting the replication threads")?;
+    let id = r.identity();
+    tracing::info!(
+        node_id = %id.node_id, pair_id = %id.pair_id, epoch = %id.epoch(),
+        role = replication::node::role_name(r.role()), mode = ?cfg.replication.mode,
+        peer = cfg.replication.peer.as_deref().unwrap_or("-"), "replication"
+    );
+    Ok(Some(r))
+}
+
+/// Serve the `Replication` service on `replication_listen` (token checked
+/// before any message is read) until `stop`.
+fn serve_replication(
+    cfg: &Config,
+    r: &Arc<replication::node::Replica>,
+    catalog: &Arc<catalog::Catalog>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use quarry_proto::replication::v1::replication_server::ReplicationServer;
+    let addr = cfg
+        .replication
+        .replication_listen
+        .context("replication.replication_listen is required")?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} (replication.replication_listen)"))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let svc = tonic::service::interceptor::InterceptedService::new(
+        ReplicationServer::new(replication::service::ReplicationSvc::new(r.clone(), catalog.clone()))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20),
+        replication::service::TokenCheck(r.token.as_str().into()),
+    );
+    tokio::spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "the replication listener failed");
+                return;
+            }
+        };
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let r = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "the replication service stopped");
+        }
+    });
+    Ok(bound)
 }
 
 /// Bind the Unix-socket listener (`listen_unix`). A socket file left by an

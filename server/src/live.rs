@@ -50,6 +50,9 @@ pub struct WriteSettings {
     pub max_payload: usize,
     /// Reader backend.
     pub io: IoBackend,
+    /// Hold back, at open, the records no follower acknowledged (a node
+    /// in a replicated pair: see `CollectionOptions::hold_unacked`).
+    pub hold_unacked: bool,
 }
 
 impl WriteSettings {
@@ -66,6 +69,7 @@ impl WriteSettings {
             cache_nodes: c.cache_nodes,
             max_payload: c.max_payload_bytes,
             io: c.io_backend(),
+            hold_unacked: c.replication.role != crate::replication::settings::Role::None,
         }
     }
 }
@@ -118,6 +122,10 @@ pub fn live_error(e: CollectionError) -> ServiceError {
         CollectionError::Search(se) => se.into(),
         CollectionError::Manifest(_) => ServiceError::FailedPrecondition(e.to_string()),
         CollectionError::Wal(WalError::TooLarge { .. }) => ServiceError::InvalidArgument(e.to_string()),
+        CollectionError::Gate(g) => ServiceError::OutcomeUnknown {
+            timeout: matches!(g, quarry_engine::collection::GateError::Timeout { .. }),
+            message: g.to_string(),
+        },
         other => ServiceError::Internal(other.to_string()),
     }
 }
@@ -134,7 +142,25 @@ impl Live {
         build: IndexBuildOptions,
         s: &WriteSettings,
     ) -> Result<Live, ServiceError> {
-        let opts = CollectionOptions {
+        let t = Instant::now();
+        let (coll, report) = Collection::open(fs, dir, Self::options_for(dim, &build, s)).map_err(live_error)?;
+        if let Some((path, offset, lsn)) = &report.wal_cut {
+            tracing::warn!(collection = name, file = %path.display(), offset, lsn, "cut a torn write-ahead log tail");
+        }
+        tracing::info!(
+            collection = name,
+            segments = report.segments,
+            replayed = report.replayed,
+            vectors = report.live,
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "opened a collection"
+        );
+        Ok(Live::wrap(key, name, coll, build, s))
+    }
+
+    /// The engine's options for a collection of `dim` built with `build`.
+    pub fn options_for(dim: usize, build: &IndexBuildOptions, s: &WriteSettings) -> CollectionOptions {
+        CollectionOptions {
             dim,
             metric: build.metric,
             fresh_r: build.graph.r,
@@ -153,24 +179,13 @@ impl Live {
             split_l: true,
             ram_segment_nodes: s.ram_segment_nodes,
             cache_nodes: s.cache_nodes,
-            // Replication is not served yet (quarryd refuses a role);
-            // a sync primary will set this.
-            hold_unacked: false,
-        };
-        let t = Instant::now();
-        let (coll, report) = Collection::open(fs, dir, opts).map_err(live_error)?;
-        if let Some((path, offset, lsn)) = &report.wal_cut {
-            tracing::warn!(collection = name, file = %path.display(), offset, lsn, "cut a torn write-ahead log tail");
+            hold_unacked: s.hold_unacked,
         }
-        tracing::info!(
-            collection = name,
-            segments = report.segments,
-            replayed = report.replayed,
-            vectors = report.live,
-            ms = t.elapsed().as_secs_f64() * 1e3,
-            "opened a collection"
-        );
-        Ok(Live {
+    }
+
+    /// Hold an open collection.
+    pub fn wrap(key: u64, name: &str, coll: Collection, build: IndexBuildOptions, s: &WriteSettings) -> Live {
+        Live {
             key,
             name: name.into(),
             coll,
@@ -179,7 +194,7 @@ impl Live {
             flushes: AtomicU64::new(0),
             last_flush_error: Mutex::new(String::new()),
             queued: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Why writes are held back now, if they are: the fresh index is at
@@ -202,9 +217,12 @@ impl Live {
         ))
     }
 
-    /// Apply a batch (blocking: WAL append, fsync, insert).
-    pub fn write(&self, ops: Vec<Op>) -> Result<Lsn, ServiceError> {
-        self.coll.write(ops).map_err(live_error)
+    /// Apply a batch (blocking: WAL append, fsync, the commit gate of a
+    /// replicated primary until `deadline`, insert). A refusal or timeout
+    /// at the gate leaves the batch logged: its outcome is unknown
+    /// ([`ServiceError::OutcomeUnknown`]).
+    pub fn write(&self, ops: Vec<Op>, deadline: Option<Instant>) -> Result<Lsn, ServiceError> {
+        self.coll.write_until(ops, deadline).map_err(live_error)
     }
 }
 

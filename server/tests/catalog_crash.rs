@@ -36,7 +36,7 @@ fn create(cat: &Catalog, name: &str, g: u64) -> Result<(), String> {
         id: g,
         vector: vector(g),
         payload: vec![],
-    }])
+    }], None)
     .map(|_| ())
     .map_err(|e| e.to_string())
 }

@@ -1,13 +1,15 @@
 //! quarryctl: Quarry's command-line tool — data sets (`gen`, `gt`, `lid`),
 //! index builds (`build`), measured searches (`search`) and integrity
 //! checks (`verify`); and, against a running quarryd over gRPC, `status`
-//! and `collections`.
+//! and `collections`; against a pair's replication listeners, `failover`,
+//! `switchover` and `replication`.
 
 mod cmd_build;
 mod cmd_gen;
 mod cmd_gt;
 mod cmd_relayout;
 mod cmd_remote;
+mod cmd_replication;
 mod cmd_search;
 mod cmd_verify;
 
@@ -41,6 +43,12 @@ enum Cmd {
     Status(cmd_remote::StatusArgs),
     /// Manage a running quarryd's collections: list, describe, create, build, drop.
     Collections(cmd_remote::CollectionsArgs),
+    /// Promote a standby to primary (sent to the standby's replication_listen).
+    Failover(cmd_replication::FailoverArgs),
+    /// Hand the primary role to the standby with no loss (sent to the primary).
+    Switchover(cmd_replication::SwitchoverArgs),
+    /// A node's replication status, or degrade a sync primary.
+    Replication(cmd_replication::ReplicationArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +66,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Relayout(a) => cmd_relayout::run(a),
         Cmd::Status(a) => cmd_remote::run_status(a),
         Cmd::Collections(a) => cmd_remote::run_collections(a),
+        Cmd::Failover(a) => cmd_replication::run_failover(a),
+        Cmd::Switchover(a) => cmd_replication::run_switchover(a),
+        Cmd::Replication(a) => cmd_replication::run_replication(a),
     }
 }

@@ -41,8 +41,9 @@ pub trait CommitGate: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     /// A newer primary exists. The write is in this node's log but was
-    /// never acknowledged; it will be cut when this node follows.
-    #[error("this node was fenced by epoch {epoch}: another node is primary; LSN {lsn} was logged here but not acknowledged, and will be cut when this node follows the new primary")]
+    /// never acknowledged: the new primary keeps it if its standby copy
+    /// arrived before the promotion, else it is cut when this node follows.
+    #[error("this node was fenced by epoch {epoch}: another node is primary; LSN {lsn} was logged here but not acknowledged: the new primary has it if it reached the standby before the promotion, else it is cut when this node follows; its outcome is unknown")]
     Fenced {
         /// The epoch that fenced it.
         epoch: Epoch,

@@ -74,6 +74,12 @@ pub struct NodeIdentity {
     /// (`quarryctl replication degrade`).
     #[serde(default)]
     pub degraded: bool,
+    /// The role this node last took: "primary" or "standby" (set by a
+    /// promotion, a demotion, or the first start from the config's
+    /// `role`); empty until then. It outranks the config's `role` at start,
+    /// so a failed-over node does not come back as the primary it was.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
 }
 
 fn hex_u64(s: &str) -> Option<u64> {
@@ -97,6 +103,7 @@ impl NodeIdentity {
             epoch_node: String::new(),
             eligible: false,
             degraded: false,
+            role: String::new(),
         }
     }
 
@@ -143,6 +150,9 @@ impl NodeIdentity {
             && (self.pair_id.len() != 32 || !self.pair_id.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(format!("pair_id {:?} is not 32 hex digits", self.pair_id));
+        }
+        if !["", "primary", "standby"].contains(&self.role.as_str()) {
+            return Err(format!("role {:?} is not \"primary\" or \"standby\"", self.role));
         }
         match (self.epoch_term, self.epoch_node.is_empty()) {
             (0, true) => {}
@@ -258,6 +268,7 @@ mod tests {
             ),
             (good.replace("\"pair_id\": \"\"", "\"pair_id\": \"abc\""), "pair_id"),
             (good.replace("\"eligible\"", "\"eligable\""), "unknown field"),
+            (good.replace("\"degraded\": false", "\"degraded\": false, \"role\": \"leader\""), "role \"leader\""),
             (good[..good.len() / 2].to_string(), "EOF"),
         ] {
             std::fs::write(&path, &bad).unwrap();

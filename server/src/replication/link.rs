@@ -55,6 +55,21 @@ impl PrimaryLink {
         self.ship.next_chunk(coll, epoch, max_bytes, now_us)
     }
 
+    /// The standby's durable LSN as last acknowledged.
+    pub fn acked(&self) -> Lsn {
+        self.ship.acked
+    }
+
+    /// Bytes sent and not yet acknowledged.
+    pub fn unacked_bytes(&self) -> usize {
+        self.ship.unacked_bytes()
+    }
+
+    /// The next LSN to send.
+    pub fn next_lsn(&self) -> Lsn {
+        self.ship.next_lsn()
+    }
+
     /// An ack arrived: the follower registry, the gate, the apply. A
     /// follower the retention cap dropped still counts for the gate (its
     /// records are durable there); its next chunk fails and it reconnects.

@@ -22,11 +22,17 @@ pub mod handshake;
 pub mod identity;
 pub mod lease;
 pub mod link;
+pub mod node;
+pub mod primary;
+pub mod promote;
+pub mod service;
 pub mod session;
 pub mod settings;
 #[cfg(test)]
 mod sim_tests;
+pub mod standby;
 pub mod stream;
 #[cfg(test)]
 mod stream_tests;
+pub mod switchover;
 pub mod wire;

@@ -54,6 +54,9 @@ pub struct Welcome {
     pub plans: Vec<(String, u64, CollectionPlan)>,
     /// The standby's collections the primary does not have: dropped.
     pub drop: Vec<String>,
+    /// Per collection, the primary's `collection.json` (a standby that
+    /// lacks one creates it from this); filled by the server.
+    pub metas: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// The answer when the primary does not accept the standby.
@@ -144,5 +147,6 @@ pub fn welcome(
         epoch,
         plans,
         drop,
+        metas: Default::default(),
     })
 }

@@ -60,6 +60,10 @@ pub struct ReplicationSettings {
     /// A standby within this many bytes of its primary's log is eligible
     /// for promotion (and, in sync mode, gates writes).
     pub eligible_lag_bytes: u64,
+    /// Most time a write waits for the standby when the client set no
+    /// shorter deadline, ms; then its outcome is unknown (DEADLINE_EXCEEDED
+    /// with `quarry-outcome: unknown`).
+    pub write_timeout_ms: u64,
 }
 
 impl Default for ReplicationSettings {
@@ -74,6 +78,7 @@ impl Default for ReplicationSettings {
             max_lag_bytes: 64 << 20,
             max_lag_ms: 5000,
             eligible_lag_bytes: 16 << 20,
+            write_timeout_ms: 10_000,
         }
     }
 }
@@ -94,13 +99,22 @@ impl ReplicationSettings {
                 "replication.token_file is required with role = \"{role}\" (the pair's shared secret)"
             ));
         }
-        if self.role == Role::Standby && self.peer.is_none() {
-            return Err(
-                "replication.peer is required with role = \"standby\" (the primary's replication listener)".into(),
-            );
+        // Roles swap at a failover, so both nodes need both.
+        if self.peer.is_none() {
+            return Err(format!(
+                "replication.peer is required with role = \"{role}\" (the other node's replication_listen: the standby dials it, the primary asks it whether it was failed over)"
+            ));
         }
-        if self.role == Role::Primary && self.replication_listen.is_none() {
-            return Err("replication.replication_listen is required with role = \"primary\"".into());
+        if self.replication_listen.is_none() {
+            return Err(format!(
+                "replication.replication_listen is required with role = \"{role}\" (a standby serves promotion on it, a primary its log)"
+            ));
+        }
+        if !(10..=600_000).contains(&self.write_timeout_ms) {
+            return Err(format!(
+                "replication.write_timeout_ms = {} is out of range 10..=600000",
+                self.write_timeout_ms
+            ));
         }
         if let Some(p) = &self.peer {
             if p.rsplit_once(':')
@@ -162,23 +176,27 @@ mod tests {
         let d = ReplicationSettings::default();
         assert_eq!(d.role, Role::None);
         assert!(d.validate().is_ok());
-        let s = parse("role = \"standby\"\npeer = \"10.0.0.1:7702\"\ntoken_file = \"/t\"\nmode = \"async\"").unwrap();
+        let s = parse("role = \"standby\"\npeer = \"10.0.0.1:7702\"\nreplication_listen = \"0.0.0.0:7702\"\ntoken_file = \"/t\"\nmode = \"async\"").unwrap();
         assert_eq!((s.role, s.mode), (Role::Standby, Mode::Async));
         assert!(s.validate().is_ok());
         for (t, want) in [
             ("role = \"primary\"", "token_file is required"),
             ("role = \"standby\"\ntoken_file = \"/t\"", "peer is required"),
             (
-                "role = \"primary\"\ntoken_file = \"/t\"",
+                "role = \"primary\"\ntoken_file = \"/t\"\npeer = \"h:1\"",
                 "replication_listen is required",
             ),
             (
-                "role = \"standby\"\ntoken_file = \"/t\"\npeer = \"nocolon\"",
+                "role = \"standby\"\ntoken_file = \"/t\"\npeer = \"nocolon\"\nreplication_listen = \"0.0.0.0:1\"",
                 "not host:port",
             ),
             (
-                "role = \"standby\"\ntoken_file = \"/t\"\npeer = \"h:1\"\nlease_ms = 5",
+                "role = \"standby\"\ntoken_file = \"/t\"\npeer = \"h:1\"\nreplication_listen = \"0.0.0.0:1\"\nlease_ms = 5",
                 "lease_ms = 5",
+            ),
+            (
+                "role = \"standby\"\ntoken_file = \"/t\"\npeer = \"h:1\"\nreplication_listen = \"0.0.0.0:1\"\nwrite_timeout_ms = 1",
+                "write_timeout_ms = 1",
             ),
         ] {
             let e = parse(t).unwrap().validate().unwrap_err();

@@ -184,6 +184,11 @@ impl Shipper {
         })
     }
 
+    /// The next LSN to send.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next
+    }
+
     /// Bytes sent and not yet acknowledged.
     pub fn unacked_bytes(&self) -> usize {
         self.in_flight.iter().map(|x| x.1).sum()
@@ -244,10 +249,14 @@ enum GateState {
 }
 
 /// A sync primary's commit gate for one collection: a write passes once
-/// the standby's durable LSN reaches it.
+/// the standby's durable LSN reaches it, or at once while the gate is not
+/// gating (the standby is catching up and is not eligible, the primary was
+/// degraded, or the mode is async).
 pub struct SyncGate {
     st: Mutex<(Lsn, GateState)>,
     cv: Condvar,
+    gating: std::sync::atomic::AtomicBool,
+    waker: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SyncGate {
@@ -256,7 +265,34 @@ impl SyncGate {
         SyncGate {
             st: Mutex::new((durable, GateState::Open)),
             cv: Condvar::new(),
+            gating: std::sync::atomic::AtomicBool::new(true),
+            waker: None,
         }
+    }
+
+    /// [`SyncGate::new`], calling `waker` whenever a write arrives at it
+    /// (the shipper sleeps until then).
+    pub fn with_waker(durable: Lsn, gating: bool, waker: Box<dyn Fn() + Send + Sync>) -> SyncGate {
+        let g = SyncGate {
+            waker: Some(waker),
+            ..SyncGate::new(durable)
+        };
+        g.set_gating(gating);
+        g
+    }
+
+    /// Gate writes on the standby (`true`), or let them pass once logged
+    /// (`false`: the standby is not eligible, so nothing it lacks can be
+    /// lost by promoting it). Waiters are re-checked.
+    pub fn set_gating(&self, on: bool) {
+        let _g = self.st.lock().expect("lock");
+        self.gating.store(on, std::sync::atomic::Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    /// Whether writes wait for the standby.
+    pub fn gating(&self) -> bool {
+        self.gating.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The standby is durable up to `lsn`.
@@ -288,12 +324,15 @@ impl SyncGate {
 
 impl CommitGate for SyncGate {
     fn wait(&self, lsn: Lsn, deadline: Option<Instant>) -> Result<(), GateError> {
+        if let Some(w) = &self.waker {
+            w();
+        }
         let mut g = self.st.lock().expect("lock");
         loop {
             match &g.1 {
                 GateState::Fenced(e) => return Err(GateError::Fenced { epoch: *e, lsn }),
                 GateState::Closed(why) => return Err(GateError::Closed { lsn, why: why.clone() }),
-                GateState::Open if g.0 >= lsn => return Ok(()),
+                GateState::Open if g.0 >= lsn || !self.gating() => return Ok(()),
                 GateState::Open => {}
             }
             g = match deadline {

@@ -142,6 +142,7 @@ pub fn welcome_to(w: &Welcome) -> pb::Welcome {
                     CollectionPlan::Truncate { after } => pb::plan::Action::TruncateAfter(after),
                     CollectionPlan::Snapshot(r) => pb::plan::Action::Snapshot(reason_name(r).into()),
                 }),
+                meta: w.metas.get(name).cloned().unwrap_or_default(),
             })
             .collect(),
         drop: w.drop.clone(),
@@ -151,7 +152,11 @@ pub fn welcome_to(w: &Welcome) -> pb::Welcome {
 /// A Welcome from the wire, with the envelope's epoch.
 pub fn welcome_from(w: pb::Welcome, epoch: Epoch) -> Result<Welcome, WireError> {
     let mut plans = Vec::with_capacity(w.plans.len());
+    let mut metas = std::collections::BTreeMap::new();
     for (i, p) in w.plans.into_iter().enumerate() {
+        if !p.meta.is_empty() {
+            metas.insert(p.collection.clone(), p.meta);
+        }
         let plan = match p.action {
             Some(pb::plan::Action::StreamFrom(0)) => return bad(format!("welcome.plans[{i}].stream_from is 0")),
             Some(pb::plan::Action::StreamFrom(from)) => CollectionPlan::Stream { from },
@@ -177,6 +182,7 @@ pub fn welcome_from(w: pb::Welcome, epoch: Epoch) -> Result<Welcome, WireError> 
         epoch,
         plans,
         drop: w.drop,
+        metas,
     })
 }
 
@@ -287,6 +293,7 @@ mod tests {
                 ("c".into(), 3, CollectionPlan::Snapshot(SnapshotReason::BehindRetention)),
             ],
             drop: vec!["old".into()],
+            metas: [("c".to_string(), b"{}".to_vec())].into_iter().collect(),
         };
         let bytes = welcome_to(&w).encode_to_vec();
         assert_eq!(
@@ -367,6 +374,7 @@ mod tests {
                 collection: "c".into(),
                 incarnation: 1,
                 action: Some(pb::plan::Action::Snapshot("why".into())),
+                meta: Vec::new(),
             }],
             ..Default::default()
         };

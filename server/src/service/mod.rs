@@ -6,8 +6,8 @@
 //! batch sizes). Does not own: the search (`shard`), the collections
 //! (`catalog`) or message-size limits (set on the tonic servers in
 //! `lib.rs`). One file per service; [`convert`] holds the proto
-//! conversions and [`gauges`] the Prometheus text. Replication will be a
-//! fifth service here, on its own listener.
+//! conversions and [`gauges`] the Prometheus text. Replication is served
+//! on its own listener (`crate::replication::service`).
 
 mod admin;
 mod collections;
@@ -54,6 +54,8 @@ pub struct AppState {
     pub started: Instant,
     /// Unary writes being applied (max_inflight_writes permits).
     pub write_permits: Arc<tokio::sync::Semaphore>,
+    /// This node's part in a replicated pair (None: a single node).
+    pub replica: Option<Arc<crate::replication::node::Replica>>,
 }
 
 /// The deadline a client set (the `grpc-timeout` header), if any.

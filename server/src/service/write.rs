@@ -9,7 +9,22 @@ impl AppState {
     /// The collection `name`, for a write.
     fn writable(&self, name: &str) -> Result<(Arc<Live>, u32), ServiceError> {
         self.check_open()?;
+        if let Some(r) = &self.replica {
+            r.admit_write(name)?;
+            let (live, dim) = self.serving(name)?;
+            crate::replication::promote::adopt(r, &live)?;
+            return Ok((live, dim));
+        }
         self.serving(name)
+    }
+
+    /// How long a write may wait for the standby: the client's deadline,
+    /// else `[replication] write_timeout_ms`, whichever comes first (a
+    /// single node has no gate: nothing waits).
+    fn write_deadline(&self, client: Option<Instant>) -> Option<Instant> {
+        let r = self.replica.as_ref()?;
+        let ours = Instant::now() + Duration::from_millis(r.settings.write_timeout_ms);
+        Some(client.map_or(ours, |c| c.min(ours)))
     }
 
     /// Check a batch of points whole and turn it into operations.
@@ -52,9 +67,10 @@ impl AppState {
     }
 
     /// Apply `ops` on a blocking thread, then queue a flush if one is due.
-    async fn apply(&self, live: Arc<Live>, ops: Vec<Op>) -> Result<u64, ServiceError> {
+    async fn apply(&self, live: Arc<Live>, ops: Vec<Op>, deadline: Option<Instant>) -> Result<u64, ServiceError> {
         let l = live.clone();
-        let lsn = tokio::task::spawn_blocking(move || l.write(ops))
+        let deadline = self.write_deadline(deadline);
+        let lsn = tokio::task::spawn_blocking(move || l.write(ops, deadline))
             .await
             .map_err(|e| ServiceError::Internal(format!("write task failed: {e}")))??;
         self.catalog.kick_flush(&live);
@@ -63,7 +79,12 @@ impl AppState {
 
     /// A unary write: refused at once when the collection is stalled or
     /// too many writes are in progress.
-    async fn unary_write(&self, live: Arc<Live>, ops: Vec<Op>) -> Result<pb::WriteResponse, ServiceError> {
+    async fn unary_write(
+        &self,
+        live: Arc<Live>,
+        ops: Vec<Op>,
+        deadline: Option<Instant>,
+    ) -> Result<pb::WriteResponse, ServiceError> {
         if let Some(why) = live.stalled() {
             self.catalog.kick_flush(&live);
             return Err(ServiceError::ResourceExhausted(why));
@@ -75,7 +96,7 @@ impl AppState {
             )));
         };
         let count = ops.len() as u64;
-        let last_lsn = self.apply(live, ops).await?;
+        let last_lsn = self.apply(live, ops, deadline).await?;
         self.metrics.writes.fetch_add(count, Ordering::Relaxed);
         Ok(pb::WriteResponse { count, last_lsn })
     }
@@ -89,11 +110,12 @@ pub struct WriteSvc(pub Arc<AppState>);
 impl pb::write_server::Write for WriteSvc {
     async fn upsert(&self, req: Request<pb::UpsertRequest>) -> Result<Response<pb::WriteResponse>, Status> {
         let st = &self.0;
+        let deadline = deadline_of(&req);
         let r = req.into_inner();
         let run = async {
             let (live, dim) = st.writable(&r.collection)?;
             let ops = st.upsert_ops(r, dim, 0)?;
-            st.unary_write(live, ops).await
+            st.unary_write(live, ops, deadline).await
         };
         match run.await {
             Ok(o) => Ok(Response::new(o)),
@@ -103,6 +125,7 @@ impl pb::write_server::Write for WriteSvc {
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
         let st = &self.0;
+        let deadline = deadline_of(&req);
         let r = req.into_inner();
         let run = async {
             let (live, _) = st.writable(&r.collection)?;
@@ -117,7 +140,7 @@ impl pb::write_server::Write for WriteSvc {
                 )));
             }
             let ops = r.ids.into_iter().map(|id| Op::Delete { id }).collect();
-            st.unary_write(live, ops).await
+            st.unary_write(live, ops, deadline).await
         };
         match run.await {
             Ok(o) => Ok(Response::new(o)),
@@ -130,6 +153,7 @@ impl pb::write_server::Write for WriteSvc {
         req: Request<tonic::Streaming<pb::UpsertRequest>>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let st = &self.0;
+        let deadline = deadline_of(&req);
         let mut stream = req.into_inner();
         let mut count = 0u64;
         let mut last_lsn = 0u64;
@@ -157,7 +181,9 @@ impl pb::write_server::Write for WriteSvc {
                 let (live, dim) = st.writable(&msg.collection)?;
                 let first_message = count == 0 && bulk.is_none();
                 let ops = st.upsert_ops(msg, dim, bulk.as_ref().map_or(count, |b| b.received))?;
-                if first_message && live.coll.is_empty() && live.coll.segments() == 0 {
+                // Not in a replicated pair: a bulk-loaded segment's files
+                // are not shipped to the standby yet.
+                if first_message && st.replica.is_none() && live.coll.is_empty() && live.coll.segments() == 0 {
                     bulk = Some(BulkBuffer::new(dim as usize));
                 }
                 if let Some(b) = bulk.as_mut() {
@@ -187,7 +213,7 @@ impl pb::write_server::Write for WriteSvc {
                     .await
                     .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
                 let k = ops.len() as u64;
-                last_lsn = st.apply(live, ops).await?;
+                last_lsn = st.apply(live, ops, deadline).await?;
                 count += k;
                 st.metrics.writes.fetch_add(k, Ordering::Relaxed);
             }
@@ -221,7 +247,7 @@ impl pb::write_server::Write for WriteSvc {
                             .collect();
                         let n = ops.len() as u64;
                         for chunk in ops.chunks(1024) {
-                            last_lsn = st.apply(live.clone(), chunk.to_vec()).await?;
+                            last_lsn = st.apply(live.clone(), chunk.to_vec(), deadline).await?;
                         }
                         count += n;
                         st.metrics.writes.fetch_add(n, Ordering::Relaxed);
