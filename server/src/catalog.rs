@@ -67,6 +67,9 @@ pub struct Catalog {
     /// In a replicated pair: loads from files are refused (their segments
     /// are not shipped to the standby yet).
     replicated: std::sync::atomic::AtomicBool,
+    /// Called while a collection taken out of service waits for its
+    /// holders (the shards: `Shards::nudge`).
+    retire_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 #[path = "catalog_replica.rs"]
@@ -143,6 +146,7 @@ impl Catalog {
             flusher: OnceLock::new(),
             changes: AtomicU64::new(0),
             replicated: Default::default(),
+            retire_hook: OnceLock::new(),
         };
         let mut names = Vec::new();
         for n in fs.list(&cat.root).map_err(|e| internal("list", &cat.root, e))? {
@@ -458,6 +462,7 @@ impl Catalog {
         }
         self.entries.write().expect("lock").remove(name);
         entry.dropped.store(true, Ordering::SeqCst);
+        entry.live.retired.store(true, Ordering::SeqCst);
         self.changes.fetch_add(1, Ordering::SeqCst);
         self.remove_collection_dir(name)?;
         tracing::info!(collection = name, "dropped");

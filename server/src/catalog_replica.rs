@@ -19,6 +19,11 @@ impl Catalog {
         self.changes.load(Ordering::SeqCst)
     }
 
+    /// Set what wakes the holders of a collection taken out of service.
+    pub fn set_retire_hook(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.retire_hook.set(f);
+    }
+
     /// Refuse loads from files (a replicated pair).
     pub fn set_replicated(&self, on: bool) {
         self.replicated.store(on, Ordering::SeqCst);
@@ -63,17 +68,26 @@ impl Catalog {
         self.changes.fetch_add(1, Ordering::SeqCst);
         let meta = entry.meta.read().expect("lock").clone();
         let mut live = entry.live.clone();
+        live.retired.store(true, Ordering::SeqCst);
         drop(entry);
         let t = Instant::now();
+        let mut nudged = None::<Instant>;
         let live = loop {
             match Arc::try_unwrap(live) {
                 Ok(l) => break l,
                 Err(back) if t.elapsed() < TAKE_WAIT => {
                     live = back;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    if nudged.is_none_or(|n| n.elapsed() > std::time::Duration::from_millis(100)) {
+                        if let Some(h) = self.retire_hook.get() {
+                            h();
+                        }
+                        nudged = Some(Instant::now());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
                 }
                 Err(back) => {
                     // Put it back rather than lose it.
+                    back.retired.store(false, Ordering::SeqCst);
                     let entry = Arc::new(Entry {
                         meta: RwLock::new(meta.clone()),
                         dropped: Default::default(),

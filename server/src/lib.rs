@@ -86,6 +86,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .context("starting the search shards")?;
     let shards = Arc::new(shards);
+    {
+        let s = Arc::downgrade(&shards);
+        catalog.set_retire_hook(Box::new(move || {
+            if let Some(s) = s.upgrade() {
+                s.nudge();
+            }
+        }));
+    }
     let state = Arc::new(service::AppState {
         config: cfg.clone(),
         catalog: catalog.clone(),

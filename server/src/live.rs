@@ -98,6 +98,9 @@ pub struct Live {
     pub last_flush_error: Mutex<String>,
     /// A flush is queued or running (so it is queued once).
     queued: AtomicBool,
+    /// Taken out of service (dropped, or being cut or replaced by a
+    /// standby): shards let go of it once idle, queued flushes skip it.
+    pub retired: AtomicBool,
 }
 
 /// Map an engine error to a status: the caller's mistakes are
@@ -194,6 +197,7 @@ impl Live {
             flushes: AtomicU64::new(0),
             last_flush_error: Mutex::new(String::new()),
             queued: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -305,6 +309,9 @@ impl Flusher {
             // Flushes and merges yield the cores to the search shards.
             let _background = quarry_engine::runtime::BackgroundPriority::enter();
             match task {
+                Task::Flush(live) if live.retired.load(Ordering::SeqCst) => {
+                    live.queued.store(false, Ordering::Release);
+                }
                 Task::Flush(live) => {
                     let r = run_flush(&live, budget.as_ref(), false, &mut |_, _, _| {});
                     live.queued.store(false, Ordering::Release);

@@ -233,6 +233,18 @@ impl Shards {
         true
     }
 
+    /// Wake every shard to let go of collections taken out of service
+    /// (without waiting for an answer; a full queue is skipped: that
+    /// shard is turning anyway).
+    pub fn nudge(&self) {
+        for sh in &self.shards {
+            let (tx, _rx) = oneshot::channel();
+            if sh.queue.push(Job::Ping(tx)).is_ok() {
+                sh.waker.wake();
+            }
+        }
+    }
+
     /// Per-shard (counters, queue length).
     pub fn counters(&self) -> Vec<(Arc<ShardCounters>, usize)> {
         self.shards
@@ -374,6 +386,8 @@ fn shard_main(
             let job = match job {
                 Job::Ping(tx) => {
                     let _ = tx.send(());
+                    // A ping also runs the lanes' collection next turn.
+                    last_gc = Instant::now() - Duration::from_secs(2);
                     continue;
                 }
                 Job::Search(j) => j,
@@ -436,7 +450,12 @@ fn shard_main(
         // Forget lanes of indexes nobody else holds (dropped or rebuilt
         // collections), so their files and rings are released.
         if last_gc.elapsed() > Duration::from_secs(1) {
-            live_lanes.retain(|_, l| l.searcher.active() > 0 || Arc::strong_count(&l.live) > 1);
+            // A lane lets go of an idle collection nobody else holds, or
+            // one taken out of service (its holder waits for that).
+            live_lanes.retain(|_, l| {
+                l.searcher.active() > 0
+                    || (Arc::strong_count(&l.live) > 1 && !l.live.retired.load(Ordering::SeqCst))
+            });
             last_gc = Instant::now();
         }
         if stop.load(Ordering::SeqCst) && active == 0 && queue.is_empty() {

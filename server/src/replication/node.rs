@@ -111,8 +111,10 @@ pub struct Replica {
     gates: Mutex<BTreeMap<String, Arc<SyncGate>>>,
     /// Rung when there may be something to ship.
     pub bell: Arc<Doorbell>,
-    /// A standby follows now (primary) / this standby is connected.
+    /// Primary: a standby follows now.
     pub connected: AtomicBool,
+    /// Standby: following its primary now.
+    pub following: AtomicBool,
     /// The primary's current Follow session (a newer one supersedes it).
     pub session: AtomicU64,
     /// Primary: the gates gate on the standby now (it is caught up).
@@ -190,6 +192,7 @@ impl Replica {
             gates: Mutex::new(BTreeMap::new()),
             bell: Arc::new(Doorbell::default()),
             connected: AtomicBool::new(false),
+            following: AtomicBool::new(false),
             session: AtomicU64::new(0),
             in_sync: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -209,7 +209,10 @@ pub fn run_session(
     );
     replica.connected.store(true, Ordering::SeqCst);
     let r = stream(replica, catalog, &inbound, send, demote, &mut streamed, snapshots, sid, role_gen, changes);
-    replica.connected.store(false, Ordering::SeqCst);
+    // Only the newest session says whether a standby follows.
+    if replica.session.load(Ordering::SeqCst) == sid {
+        replica.connected.store(false, Ordering::SeqCst);
+    }
     r
 }
 

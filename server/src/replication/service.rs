@@ -176,7 +176,10 @@ pub fn status(r: &Replica, catalog: &Catalog) -> pb::PeerReply {
         }
         .into(),
         collections,
-        connected: r.connected.load(Ordering::SeqCst),
+        connected: match r.role() {
+            Role::Primary => r.connected.load(Ordering::SeqCst),
+            _ => r.following.load(Ordering::SeqCst),
+        },
         last_heard_ms: r.last_heard_ms().unwrap_or(0),
         acks: r.counters.acks.load(Ordering::Relaxed),
         snapshots_sent: r.counters.snapshots_sent.load(Ordering::Relaxed),
@@ -207,11 +210,20 @@ impl pb::replication_server::Replication for ReplicationSvc {
         let (out_tx, out_rx) = tokio::sync::mpsc::channel(16);
         let bell = self.replica.bell.clone();
         tokio::spawn(async move {
-            while let Ok(Some(m)) = inbound.message().await {
-                if in_tx.send(m).is_err() {
-                    break;
+            loop {
+                match inbound.message().await {
+                    Ok(Some(m)) => {
+                        if in_tx.send(m).is_err() {
+                            break;
+                        }
+                        bell.ring();
+                    }
+                    Ok(None) => break,
+                    Err(s) => {
+                        tracing::warn!(code = ?s.code(), error = %s.message(), "the standby's stream broke");
+                        break;
+                    }
                 }
-                bell.ring();
             }
             drop(in_tx);
             bell.ring();

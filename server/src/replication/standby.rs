@@ -66,12 +66,15 @@ fn follow_forever(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::ru
             continue;
         }
         let t = Instant::now();
-        match session(replica, catalog, rt) {
+        let r = session(replica, catalog, rt);
+        replica.following.store(false, Ordering::SeqCst);
+        match r {
             Ok(why) => {
                 tracing::info!(reason = %why, "left the primary's stream");
                 backoff = Duration::from_millis(100);
             }
             Err(why) => {
+                tracing::debug!(reason = %why, "the session with the primary failed");
                 replica.set_problem(why);
                 if t.elapsed() > Duration::from_secs(5) {
                     backoff = Duration::from_millis(100);
@@ -80,7 +83,6 @@ fn follow_forever(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::ru
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
-        replica.connected.store(false, Ordering::SeqCst);
     }
 }
 
@@ -228,7 +230,7 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
         }
         return Ok("snapshots installed; reconnecting to stream after them".into());
     }
-    replica.connected.store(true, Ordering::SeqCst);
+    replica.following.store(true, Ordering::SeqCst);
     let mut receivers: HashMap<String, Receiver> = HashMap::new();
     loop {
         if replica.promoting.load(Ordering::SeqCst) || replica.role() != Role::Standby {

@@ -1,0 +1,600 @@
+//! `quarry-failover`: two real quarryd processes in a pair, under
+//! concurrent writes and searches, failed over again and again; every
+//! acknowledged write is checked on the new primary after each round.
+//!
+//! ```text
+//! quarry-failover --quarryd PATH --dir DIR [--rounds N] [--fault kill|stop|switchover]
+//!                 [--primary-down] [--writers W] [--ids N] [--lease-ms L] [--seed S]
+//! ```
+//! Faults: `kill` (kill -9 the primary, promote the standby, restart the
+//! old primary, which learns it was failed over and follows), `stop`
+//! (SIGSTOP the primary past its lease, promote the standby by lease,
+//! SIGCONT the old one and check it accepts no write), `switchover` (the
+//! planned handover under load). Without `--primary-down` a kill's
+//! promotion waits for the old primary's lease.
+//!
+//! Prints one JSON line: rounds, acknowledged writes, ids checked, lost
+//! (must be 0), writes accepted by a fenced node (must be 0), the time
+//! from the fault to the first write accepted by the new primary, the
+//! longest write pause, refusals and outcome-unknown answers. Exits 1 on
+//! any loss or violation.
+
+use anyhow::{bail, Context, Result};
+use quarry_proto::replication::v1 as rpb;
+use quarry_proto::v1 as pb;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DIM: usize = 16;
+const TOKEN: &str = "failover-harness-token-0123456789";
+
+struct Args {
+    quarryd: PathBuf,
+    dir: PathBuf,
+    rounds: usize,
+    fault: String,
+    primary_down: bool,
+    writers: usize,
+    ids: u64,
+    lease_ms: u64,
+    seed: u64,
+    base_port: u16,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        quarryd: PathBuf::new(),
+        dir: PathBuf::new(),
+        rounds: 5,
+        fault: "kill".into(),
+        primary_down: false,
+        writers: 4,
+        ids: 2000,
+        lease_ms: 1000,
+        seed: 1,
+        base_port: 17800,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().with_context(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--quarryd" => a.quarryd = v()?.into(),
+            "--dir" => a.dir = v()?.into(),
+            "--rounds" => a.rounds = v()?.parse()?,
+            "--fault" => a.fault = v()?,
+            "--primary-down" => a.primary_down = true,
+            "--writers" => a.writers = v()?.parse()?,
+            "--ids" => a.ids = v()?.parse()?,
+            "--lease-ms" => a.lease_ms = v()?.parse()?,
+            "--seed" => a.seed = v()?.parse()?,
+            "--base-port" => a.base_port = v()?.parse()?,
+            "-h" | "--help" => {
+                println!("see the module documentation: quarry-failover --quarryd PATH --dir DIR [--rounds N] [--fault kill|stop|switchover] [--primary-down] [--writers W] [--ids N] [--lease-ms L] [--seed S] [--base-port P]");
+                std::process::exit(0);
+            }
+            _ => bail!("unknown argument {k}"),
+        }
+    }
+    if a.quarryd.as_os_str().is_empty() || a.dir.as_os_str().is_empty() {
+        bail!("--quarryd and --dir are required");
+    }
+    if !["kill", "stop", "switchover"].contains(&a.fault.as_str()) {
+        bail!("--fault must be kill, stop or switchover");
+    }
+    Ok(a)
+}
+
+struct Node {
+    conf: PathBuf,
+    log: PathBuf,
+    public: String,
+    repl: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn start(&mut self, quarryd: &Path) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(quarryd)
+            .arg("--config")
+            .arg(&self.conf)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", quarryd.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send `sig` ("STOP", "CONT") with kill(1).
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.kill();
+    }
+}
+
+fn write_conf(dir: &Path, i: usize, port: u16, peer: u16, lease_ms: u64) -> Result<Node> {
+    let d = dir.join(format!("node{i}"));
+    std::fs::create_dir_all(&d)?;
+    let token = dir.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n"))?;
+    let conf = d.join("quarryd.toml");
+    let role = if i == 0 { "primary" } else { "standby" };
+    std::fs::write(
+        &conf,
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nmemory_budget_mb = 512\nflush_at = 3000\nwrite_stall_at = 50000\n\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = {lease_ms}\nwrite_timeout_ms = 3000\n",
+            d.join("data").display(),
+            port + 1,
+            peer + 2,
+            port + 2,
+            token.display()
+        ),
+    )?;
+    Ok(Node {
+        conf,
+        log: d.join("quarryd.log"),
+        public: format!("http://127.0.0.1:{port}"),
+        repl: format!("127.0.0.1:{}", port + 2),
+        child: None,
+    })
+}
+
+type ReplClient = rpb::replication_client::ReplicationClient<tonic::transport::Channel>;
+
+async fn repl(addr: &str) -> Result<ReplClient> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await?;
+    Ok(rpb::replication_client::ReplicationClient::new(ch))
+}
+
+fn req<T>(m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut().insert("x-quarry-token", TOKEN.parse().expect("ascii"));
+    r
+}
+
+async fn peer(addr: &str) -> Option<rpb::PeerReply> {
+    let mut c = repl(addr).await.ok()?;
+    c.peer(req(rpb::PeerRequest {})).await.ok().map(|r| r.into_inner())
+}
+
+async fn public(addr: &str) -> Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(addr.to_string())?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await?)
+}
+
+fn vector(seq: u64) -> Vec<f32> {
+    (0..DIM).map(|d| ((seq * 31 + d as u64 * 7) % 97) as f32).collect()
+}
+
+#[derive(Default)]
+struct Book {
+    /// Per id, the highest sequence number acknowledged.
+    acked: HashMap<u64, u64>,
+    /// Every sequence number attempted, with its id.
+    attempted: HashMap<u64, u64>,
+    acked_writes: u64,
+    refused: u64,
+    unknown: u64,
+}
+
+struct Shared {
+    nodes: Vec<String>,
+    primary: AtomicUsize,
+    stop: AtomicBool,
+    seq: AtomicU64,
+    book: Mutex<Book>,
+    /// The fault's time, and the first write accepted after it.
+    fault_at: Mutex<Option<Instant>>,
+    first_ok: Mutex<Option<Instant>>,
+    /// The node whose first accepted write ends the fault's clock.
+    awaited: AtomicUsize,
+    last_ok: Mutex<Instant>,
+    longest_gap: Mutex<Duration>,
+    searches_ok: AtomicU64,
+    searches_failed: AtomicU64,
+}
+
+/// Writer `w` of `n` writes ids `w, w + n, w + 2n, …` below `ids`, one
+/// at a time, so an id's acknowledged writes are in sequence order.
+async fn writer(sh: Arc<Shared>, seed: u64, w: u64, n: u64, ids: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut chans: HashMap<usize, tonic::transport::Channel> = HashMap::new();
+    while !sh.stop.load(Ordering::SeqCst) {
+        let p = sh.primary.load(Ordering::SeqCst);
+        let ch = match chans.get(&p) {
+            Some(c) => c.clone(),
+            None => match public(&sh.nodes[p]).await {
+                Ok(c) => {
+                    chans.insert(p, c.clone());
+                    c
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let id = rng.random_range(0..ids.div_ceil(n)) * n + w;
+        let seq = sh.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        sh.book.lock().expect("lock").attempted.insert(seq, id);
+        let mut r = tonic::Request::new(pb::UpsertRequest {
+            collection: "c".into(),
+            points: vec![pb::Point {
+                id,
+                vector: vector(seq),
+                payload: seq.to_le_bytes().to_vec(),
+            }],
+        });
+        r.set_timeout(Duration::from_secs(3));
+        let got = pb::write_client::WriteClient::new(ch).upsert(r).await;
+        let now = Instant::now();
+        match got {
+            Ok(_) => record_ok(&sh, p, id, seq, now),
+            Err(s) => {
+                let unknown = s.metadata().get("quarry-outcome").is_some();
+                {
+                    let mut b = sh.book.lock().expect("lock");
+                    if unknown {
+                        b.unknown += 1;
+                    } else {
+                        b.refused += 1;
+                    }
+                }
+                if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
+                    chans.remove(&p);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn record_ok(sh: &Shared, node: usize, id: u64, seq: u64, now: Instant) {
+    let mut b = sh.book.lock().expect("lock");
+    let e = b.acked.entry(id).or_insert(0);
+    *e = (*e).max(seq);
+    b.acked_writes += 1;
+    drop(b);
+    let gap = {
+        let mut last = sh.last_ok.lock().expect("lock");
+        let gap = now.saturating_duration_since(*last);
+        *last = now;
+        gap
+    };
+    let mut g = sh.longest_gap.lock().expect("lock");
+    *g = (*g).max(gap);
+    drop(g);
+    let mut f = sh.first_ok.lock().expect("lock");
+    if sh.fault_at.lock().expect("lock").is_some() && f.is_none() && node == sh.awaited.load(Ordering::SeqCst) {
+        *f = Some(now);
+    }
+}
+
+async fn searcher(sh: Arc<Shared>) {
+    let mut chans: HashMap<usize, tonic::transport::Channel> = HashMap::new();
+    let mut n = 0u64;
+    while !sh.stop.load(Ordering::SeqCst) {
+        n += 1;
+        let i = (n % 2) as usize;
+        if !chans.contains_key(&i) {
+            if let Ok(c) = public(&sh.nodes[i]).await {
+                chans.insert(i, c);
+            }
+        }
+        let Some(ch) = chans.get(&i).cloned() else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let r = pb::query_client::QueryClient::new(ch)
+            .search(pb::SearchRequest {
+                collection: "c".into(),
+                vector: vector(n),
+                params: None,
+            })
+            .await;
+        match r {
+            Ok(_) => sh.searches_ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                chans.remove(&i);
+                sh.searches_failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every acknowledged write, read back from node `p`: (ids checked, lost).
+async fn verify(sh: &Shared, p: usize) -> Result<(usize, Vec<String>)> {
+    // Acknowledged before the reads; attempted (by any write the reads
+    // may see) after them.
+    let acked = sh.book.lock().expect("lock").acked.clone();
+    let ch = public(&sh.nodes[p]).await?;
+    let mut q = pb::query_client::QueryClient::new(ch);
+    let ids: Vec<u64> = acked.keys().copied().collect();
+    let mut lost = Vec::new();
+    let mut got = Vec::new();
+    for batch in ids.chunks(500) {
+        let recs = match q
+            .get(pb::GetRequest {
+                collection: "c".into(),
+                ids: batch.to_vec(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().records,
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                let mut v = Vec::new();
+                for &id in batch {
+                    match q
+                        .get(pb::GetRequest {
+                            collection: "c".into(),
+                            ids: vec![id],
+                        })
+                        .await
+                    {
+                        Ok(r) => v.extend(r.into_inner().records),
+                        Err(_) => lost.push(format!("id {id}: missing (acked seq {})", acked[&id])),
+                    }
+                }
+                v
+            }
+            Err(s) => bail!("Get on node {p}: {s}"),
+        };
+        got.extend(recs);
+    }
+    let attempted = sh.book.lock().expect("lock").attempted.clone();
+    {
+        for r in got {
+            let seq = u64::from_le_bytes(r.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+            let want = acked[&r.id];
+            if seq < want || attempted.get(&seq) != Some(&r.id) || r.vector != vector(seq) {
+                lost.push(format!("id {}: holds seq {seq}, acked seq {want}", r.id));
+            }
+        }
+    }
+    Ok((ids.len(), lost))
+}
+
+async fn wait_in_sync(p: &str, s: &str, within: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if let (Some(a), Some(b)) = (peer(p).await, peer(s).await) {
+            if a.role == "primary" && a.connected && b.role == "standby" && b.eligible {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let a = parse()?;
+    std::fs::create_dir_all(&a.dir)?;
+    let (p0, p1) = (a.base_port, a.base_port + 10);
+    let mut nodes = vec![
+        write_conf(&a.dir, 0, p0, p1, a.lease_ms)?,
+        write_conf(&a.dir, 1, p1, p0, a.lease_ms)?,
+    ];
+    for n in &mut nodes {
+        n.start(&a.quarryd)?;
+    }
+    let t_start = Instant::now();
+    if !wait_in_sync(&nodes[0].repl, &nodes[1].repl, Duration::from_secs(30)).await {
+        for n in &mut nodes {
+            n.kill();
+        }
+        bail!("the pair did not form within 30 s (logs in {})", a.dir.display());
+    }
+    let ch = public(&nodes[0].public).await?;
+    pb::collections_client::CollectionsClient::new(ch)
+        .create_collection(pb::CreateCollectionRequest {
+            name: "c".into(),
+            dim: DIM as u32,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("creating the collection: {:?}: {}", s.code(), s.message()))?;
+    let sh = Arc::new(Shared {
+        nodes: nodes.iter().map(|n| n.public.clone()).collect(),
+        primary: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        seq: AtomicU64::new(0),
+        book: Mutex::new(Book::default()),
+        fault_at: Mutex::new(None),
+        first_ok: Mutex::new(None),
+        awaited: AtomicUsize::new(usize::MAX),
+        last_ok: Mutex::new(Instant::now()),
+        longest_gap: Mutex::new(Duration::ZERO),
+        searches_ok: AtomicU64::new(0),
+        searches_failed: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::new();
+    for w in 0..a.writers {
+        tasks.push(tokio::spawn(writer(
+            sh.clone(),
+            a.seed * 1000 + w as u64,
+            w as u64,
+            a.writers as u64,
+            a.ids,
+        )));
+    }
+    tasks.push(tokio::spawn(searcher(sh.clone())));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
+    let mut to_first_write = Vec::new();
+    let mut pauses = Vec::new();
+    let mut lost_total = Vec::new();
+    let mut fenced_accepts = 0u64;
+    let mut checked = 0usize;
+    let mut rounds = 0;
+    let mut problem = None;
+    // Wait for the standby to be in sync with the collection, then go.
+    wait_in_sync(&nodes[0].repl, &nodes[1].repl, Duration::from_secs(30)).await;
+    for round in 0..a.rounds {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
+        let p = sh.primary.load(Ordering::SeqCst);
+        let s = 1 - p;
+        *sh.first_ok.lock().expect("lock") = None;
+        sh.awaited.store(s, Ordering::SeqCst);
+        *sh.longest_gap.lock().expect("lock") = Duration::ZERO;
+        *sh.last_ok.lock().expect("lock") = Instant::now();
+        let t0 = Instant::now();
+        *sh.fault_at.lock().expect("lock") = Some(t0);
+        match a.fault.as_str() {
+            "kill" | "stop" => {
+                if a.fault == "kill" {
+                    nodes[p].kill();
+                } else {
+                    nodes[p].signal("STOP");
+                }
+                let mut c = repl(&nodes[s].repl).await?;
+                let r = c
+                    .promote(req(rpb::PromoteRequest {
+                        primary_down: a.primary_down && a.fault == "kill",
+                        accept_loss: false,
+                        degraded: false,
+                    }))
+                    .await;
+                if let Err(e) = r {
+                    problem = Some(format!("round {round}: the promotion failed: {}", e.message()));
+                    break;
+                }
+                sh.primary.store(s, Ordering::SeqCst);
+                if a.fault == "kill" {
+                    nodes[p].start(&a.quarryd)?;
+                } else {
+                    nodes[p].signal("CONT");
+                    // The old primary must accept nothing now.
+                    let ch = public(&nodes[p].public).await?;
+                    let mut w = pb::write_client::WriteClient::new(ch);
+                    for k in 0..20u64 {
+                        let mut r = tonic::Request::new(pb::UpsertRequest {
+                            collection: "c".into(),
+                            points: vec![pb::Point {
+                                id: 1 << 40 | (round as u64) << 8 | k,
+                                vector: vector(k),
+                                payload: vec![],
+                            }],
+                        });
+                        r.set_timeout(Duration::from_millis(500));
+                        if w.upsert(r).await.is_ok() {
+                            fenced_accepts += 1;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let mut c = repl(&nodes[p].repl).await?;
+                match c
+                    .switchover(req(rpb::SwitchoverRequest { timeout_ms: 10_000 }))
+                    .await
+                {
+                    Ok(_) => sh.primary.store(s, Ordering::SeqCst),
+                    Err(e) => {
+                        problem = Some(format!("round {round}: the switchover failed: {}", e.message()));
+                        break;
+                    }
+                }
+            }
+        }
+        // The first write the new primary accepts.
+        let tw = Instant::now();
+        loop {
+            if let Some(f) = *sh.first_ok.lock().expect("lock") {
+                to_first_write.push((f - t0).as_secs_f64() * 1e3);
+                break;
+            }
+            if tw.elapsed() > Duration::from_secs(60) {
+                problem = Some(format!("round {round}: no write accepted within 60 s of the fault"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if problem.is_some() {
+            break;
+        }
+        if !wait_in_sync(&nodes[s].repl, &nodes[p].repl, Duration::from_secs(60)).await {
+            problem = Some(format!("round {round}: the old primary did not rejoin in sync within 60 s"));
+            break;
+        }
+        pauses.push(sh.longest_gap.lock().expect("lock").as_secs_f64() * 1e3);
+        let (n, lost) = verify(&sh, s).await?;
+        checked = n;
+        lost_total.extend(lost);
+        rounds += 1;
+        *sh.fault_at.lock().expect("lock") = None;
+    }
+    sh.stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+    // A last check once the writers stopped.
+    let p = sh.primary.load(Ordering::SeqCst);
+    if problem.is_none() {
+        let (n, lost) = verify(&sh, p).await?;
+        checked = n;
+        lost_total.extend(lost);
+    }
+    for n in &mut nodes {
+        n.kill();
+    }
+    let b = sh.book.lock().expect("lock");
+    let out = serde_json::json!({
+        "fault": a.fault, "primary_down": a.primary_down, "lease_ms": a.lease_ms,
+        "rounds_asked": a.rounds, "failovers": rounds,
+        "acked_writes": b.acked_writes, "ids_checked": checked,
+        "lost": lost_total.len(), "lost_examples": lost_total.iter().take(5).collect::<Vec<_>>(),
+        "fenced_node_accepted": fenced_accepts,
+        "refused": b.refused, "outcome_unknown": b.unknown,
+        "fault_to_first_write_ms_p50": pct(&mut to_first_write.clone(), 0.5),
+        "fault_to_first_write_ms_max": pct(&mut to_first_write.clone(), 1.0),
+        "longest_write_pause_ms_max": pct(&mut pauses.clone(), 1.0),
+        "searches_ok": sh.searches_ok.load(Ordering::Relaxed),
+        "searches_failed": sh.searches_failed.load(Ordering::Relaxed),
+        "seconds": t_start.elapsed().as_secs_f64(),
+        "problem": problem,
+    });
+    println!("{out}");
+    if !lost_total.is_empty() || fenced_accepts > 0 || problem.is_some() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
