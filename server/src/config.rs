@@ -400,6 +400,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_files_parse_and_validate_and_name_each_other() {
+        use crate::replication::settings::Role;
+        let one = Config::from_toml(include_str!("../../ops/quarryd.toml")).unwrap();
+        one.validate().unwrap();
+        assert_eq!(one.replication.role, Role::None);
+        let p = Config::from_toml(include_str!("../../ops/primary.toml")).unwrap();
+        let s = Config::from_toml(include_str!("../../ops/standby.toml")).unwrap();
+        p.validate().unwrap();
+        s.validate().unwrap();
+        assert_eq!((p.replication.role, s.replication.role), (Role::Primary, Role::Standby));
+        assert_eq!(p.replication.peer, s.replication.replication_listen.map(|a| a.to_string()));
+        assert_eq!(s.replication.peer, p.replication.replication_listen.map(|a| a.to_string()));
+        assert_eq!(p.replication.token_file, s.replication.token_file);
+    }
+
+    #[test]
     fn empty_file_gives_the_defaults() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.listen.port(), 7700);

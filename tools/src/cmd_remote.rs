@@ -28,6 +28,13 @@ pub struct Conn {
 pub struct StatusArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Also show the node's part in a pair: its replication_listen,
+    /// host:port (or QUARRY_REPLICATION), with --token-file.
+    #[arg(long, env = "QUARRY_REPLICATION")]
+    replication: Option<String>,
+    /// The pair's token file (or QUARRY_TOKEN_FILE).
+    #[arg(long, env = "QUARRY_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// `quarryctl collections`.
@@ -323,6 +330,13 @@ pub fn run_status(a: StatusArgs) -> Result<()> {
         }
         for c in &s.collections {
             print_collection(c, false);
+        }
+        if let Some(addr) = &a.replication {
+            let Some(token_file) = &a.token_file else {
+                bail!("--replication needs --token-file (or QUARRY_TOKEN_FILE)");
+            };
+            let r = crate::cmd_replication::fetch_status(addr, token_file).await?;
+            crate::cmd_replication::print_status(&r, false);
         }
         Ok(())
     })

@@ -166,12 +166,7 @@ pub fn run_replication(a: ReplicationArgs) -> Result<()> {
     runtime()?.block_on(async {
         match a.cmd {
             ReplicationCmd::Status(c) => {
-                let r = client(&c)
-                    .await?
-                    .peer(with_token(&c, pb::PeerRequest {})?)
-                    .await
-                    .map_err(fail)?
-                    .into_inner();
+                let r = fetch_status(&c.server, &c.token_file).await?;
                 print_status(&r, c.json);
             }
             ReplicationCmd::Degrade { conn, undo } => {
@@ -193,6 +188,21 @@ pub fn run_replication(a: ReplicationArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// A node's replication status (Peer) at `addr` with the token in `token_file`.
+pub async fn fetch_status(addr: &str, token_file: &std::path::Path) -> Result<pb::PeerReply> {
+    let c = ReplConn {
+        server: addr.to_string(),
+        token_file: token_file.to_path_buf(),
+        json: false,
+    };
+    Ok(client(&c)
+        .await?
+        .peer(with_token(&c, pb::PeerRequest {})?)
+        .await
+        .map_err(fail)?
+        .into_inner())
 }
 
 /// Print a node's replication status.

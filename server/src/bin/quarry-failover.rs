@@ -13,6 +13,11 @@
 //! planned handover under load). Without `--primary-down` a kill's
 //! promotion waits for the old primary's lease.
 //!
+//! `--measure SECS --mode sync|async|single` runs no fault: the writers
+//! and a searcher on the standby for SECS, then prints write throughput and
+//! latency, the standby's search latency and the standby's lag (the
+//! replication overhead; `single` is one node without replication).
+//!
 //! Prints one JSON line: rounds, acknowledged writes, ids checked, lost
 //! (must be 0), writes accepted by a fenced node (must be 0), the time
 //! from the fault to the first write accepted by the new primary, the
@@ -44,6 +49,8 @@ struct Args {
     lease_ms: u64,
     seed: u64,
     base_port: u16,
+    measure: u64,
+    mode: String,
 }
 
 fn parse() -> Result<Args> {
@@ -58,6 +65,8 @@ fn parse() -> Result<Args> {
         lease_ms: 1000,
         seed: 1,
         base_port: 17800,
+        measure: 0,
+        mode: "sync".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -73,6 +82,8 @@ fn parse() -> Result<Args> {
             "--lease-ms" => a.lease_ms = v()?.parse()?,
             "--seed" => a.seed = v()?.parse()?,
             "--base-port" => a.base_port = v()?.parse()?,
+            "--measure" => a.measure = v()?.parse()?,
+            "--mode" => a.mode = v()?,
             "-h" | "--help" => {
                 println!("see the module documentation: quarry-failover --quarryd PATH --dir DIR [--rounds N] [--fault kill|stop|switchover] [--primary-down] [--writers W] [--ids N] [--lease-ms L] [--seed S] [--base-port P]");
                 std::process::exit(0);
@@ -82,6 +93,9 @@ fn parse() -> Result<Args> {
     }
     if a.quarryd.as_os_str().is_empty() || a.dir.as_os_str().is_empty() {
         bail!("--quarryd and --dir are required");
+    }
+    if !["sync", "async", "single"].contains(&a.mode.as_str()) {
+        bail!("--mode must be sync, async or single");
     }
     if !["kill", "stop", "switchover"].contains(&a.fault.as_str()) {
         bail!("--fault must be kill, stop or switchover");
@@ -134,24 +148,27 @@ impl Drop for Node {
     }
 }
 
-fn write_conf(dir: &Path, i: usize, port: u16, peer: u16, lease_ms: u64) -> Result<Node> {
+fn write_conf(dir: &Path, i: usize, port: u16, peer: u16, lease_ms: u64, mode: &str) -> Result<Node> {
     let d = dir.join(format!("node{i}"));
     std::fs::create_dir_all(&d)?;
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n"))?;
     let conf = d.join("quarryd.toml");
     let role = if i == 0 { "primary" } else { "standby" };
-    std::fs::write(
-        &conf,
-        format!(
-            "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nmemory_budget_mb = 512\nflush_at = 3000\nwrite_stall_at = 50000\n\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = {lease_ms}\nwrite_timeout_ms = 3000\n",
-            d.join("data").display(),
-            port + 1,
+    let mut text = format!(
+        "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nmemory_budget_mb = 512\nflush_at = 3000\nwrite_stall_at = 50000\n",
+        d.join("data").display(),
+        port + 1,
+    );
+    if mode != "single" {
+        text += &format!(
+            "\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = {lease_ms}\nwrite_timeout_ms = 3000\nmode = \"{mode}\"\n",
             peer + 2,
             port + 2,
             token.display()
-        ),
-    )?;
+        );
+    }
+    std::fs::write(&conf, text)?;
     Ok(Node {
         conf,
         log: d.join("quarryd.log"),
@@ -220,6 +237,11 @@ struct Shared {
     longest_gap: Mutex<Duration>,
     searches_ok: AtomicU64,
     searches_failed: AtomicU64,
+    /// Latency of acknowledged writes and of searches, µs.
+    write_us: Mutex<hdrhistogram::Histogram<u64>>,
+    search_us: Mutex<hdrhistogram::Histogram<u64>>,
+    /// The node the searcher asks (usize::MAX: both in turn).
+    search_node: AtomicUsize,
 }
 
 /// Writer `w` of `n` writes ids `w, w + n, w + 2n, …` below `ids`, one
@@ -254,10 +276,14 @@ async fn writer(sh: Arc<Shared>, seed: u64, w: u64, n: u64, ids: u64) {
             }],
         });
         r.set_timeout(Duration::from_secs(3));
+        let t = Instant::now();
         let got = pb::write_client::WriteClient::new(ch).upsert(r).await;
         let now = Instant::now();
         match got {
-            Ok(_) => record_ok(&sh, p, id, seq, now),
+            Ok(_) => {
+                let _ = sh.write_us.lock().expect("lock").record((now - t).as_micros() as u64);
+                record_ok(&sh, p, id, seq, now)
+            }
             Err(s) => {
                 let unknown = s.metadata().get("quarry-outcome").is_some();
                 {
@@ -303,16 +329,20 @@ async fn searcher(sh: Arc<Shared>) {
     let mut n = 0u64;
     while !sh.stop.load(Ordering::SeqCst) {
         n += 1;
-        let i = (n % 2) as usize;
-        if !chans.contains_key(&i) {
+        let i = match sh.search_node.load(Ordering::SeqCst) {
+            usize::MAX => (n % 2) as usize,
+            i => i,
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = chans.entry(i) {
             if let Ok(c) = public(&sh.nodes[i]).await {
-                chans.insert(i, c);
+                slot.insert(c);
             }
         }
         let Some(ch) = chans.get(&i).cloned() else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
+        let t = Instant::now();
         let r = pb::query_client::QueryClient::new(ch)
             .search(pb::SearchRequest {
                 collection: "c".into(),
@@ -321,13 +351,18 @@ async fn searcher(sh: Arc<Shared>) {
             })
             .await;
         match r {
-            Ok(_) => sh.searches_ok.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                let _ = sh.search_us.lock().expect("lock").record(t.elapsed().as_micros() as u64);
+                sh.searches_ok.fetch_add(1, Ordering::Relaxed)
+            }
             Err(_) => {
                 chans.remove(&i);
                 sh.searches_failed.fetch_add(1, Ordering::Relaxed)
             }
         };
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if sh.search_node.load(Ordering::SeqCst) == usize::MAX {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -396,6 +431,68 @@ async fn wait_in_sync(p: &str, s: &str, within: Duration) -> bool {
     false
 }
 
+async fn public_ready(addr: &str) -> Result<()> {
+    let t = Instant::now();
+    while public(addr).await.is_err() {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("{addr} did not listen within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// No fault: writers and a searcher for `--measure` seconds; the
+/// standby's lag sampled every 50 ms.
+async fn measure(a: &Args, sh: &Arc<Shared>, nodes: &[Node], tasks: Vec<tokio::task::JoinHandle<()>>) -> Result<()> {
+    if nodes.len() > 1 {
+        wait_in_sync(&nodes[0].repl, &nodes[1].repl, Duration::from_secs(30)).await;
+    }
+    sh.write_us.lock().expect("lock").reset();
+    sh.search_us.lock().expect("lock").reset();
+    let acked0 = sh.book.lock().expect("lock").acked_writes;
+    let t = Instant::now();
+    let (mut lag_max, mut lag_sum, mut lag_n, mut lag_s_max) = (0u64, 0u64, 0u64, 0f64);
+    while t.elapsed() < Duration::from_secs(a.measure) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if nodes.len() > 1 {
+            if let Some(p) = peer(&nodes[0].repl).await {
+                for c in &p.collections {
+                    let l = c.last_lsn.saturating_sub(c.peer_lsn);
+                    lag_max = lag_max.max(l);
+                    lag_sum += l;
+                    lag_n += 1;
+                    lag_s_max = lag_s_max.max(c.lag_seconds);
+                }
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let acked = sh.book.lock().expect("lock").acked_writes - acked0;
+    sh.stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let w = sh.write_us.lock().expect("lock").clone();
+    let q = sh.search_us.lock().expect("lock").clone();
+    let b = sh.book.lock().expect("lock");
+    println!(
+        "{}",
+        serde_json::json!({
+            "mode": a.mode, "writers": a.writers, "seconds": secs,
+            "writes_per_s": acked as f64 / secs,
+            "write_p50_us": w.value_at_quantile(0.5), "write_p99_us": w.value_at_quantile(0.99),
+            "write_max_us": w.max(),
+            "search_node": if nodes.len() > 1 { "standby" } else { "single" },
+            "searches": q.len(), "search_p50_us": q.value_at_quantile(0.5), "search_p99_us": q.value_at_quantile(0.99),
+            "lag_records_max": lag_max, "lag_records_mean": if lag_n > 0 { lag_sum as f64 / lag_n as f64 } else { 0.0 },
+            "lag_seconds_max": lag_s_max,
+            "refused": b.refused, "outcome_unknown": b.unknown,
+        })
+    );
+    Ok(())
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -409,15 +506,17 @@ async fn main() -> Result<()> {
     let a = parse()?;
     std::fs::create_dir_all(&a.dir)?;
     let (p0, p1) = (a.base_port, a.base_port + 10);
-    let mut nodes = vec![
-        write_conf(&a.dir, 0, p0, p1, a.lease_ms)?,
-        write_conf(&a.dir, 1, p1, p0, a.lease_ms)?,
-    ];
+    let mut nodes = vec![write_conf(&a.dir, 0, p0, p1, a.lease_ms, &a.mode)?];
+    if a.mode != "single" {
+        nodes.push(write_conf(&a.dir, 1, p1, p0, a.lease_ms, &a.mode)?);
+    }
     for n in &mut nodes {
         n.start(&a.quarryd)?;
     }
     let t_start = Instant::now();
-    if !wait_in_sync(&nodes[0].repl, &nodes[1].repl, Duration::from_secs(30)).await {
+    if a.mode == "single" {
+        public_ready(&nodes[0].public).await?;
+    } else if !wait_in_sync(&nodes[0].repl, &nodes[1].repl, Duration::from_secs(30)).await {
         for n in &mut nodes {
             n.kill();
         }
@@ -446,6 +545,9 @@ async fn main() -> Result<()> {
         longest_gap: Mutex::new(Duration::ZERO),
         searches_ok: AtomicU64::new(0),
         searches_failed: AtomicU64::new(0),
+        write_us: Mutex::new(hdrhistogram::Histogram::new(3)?),
+        search_us: Mutex::new(hdrhistogram::Histogram::new(3)?),
+        search_node: AtomicUsize::new(if a.measure > 0 { nodes.len() - 1 } else { usize::MAX }),
     });
     let mut tasks = Vec::new();
     for w in 0..a.writers {
@@ -458,6 +560,9 @@ async fn main() -> Result<()> {
         )));
     }
     tasks.push(tokio::spawn(searcher(sh.clone())));
+    if a.measure > 0 {
+        return measure(&a, &sh, &nodes, tasks).await;
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     let mut to_first_write = Vec::new();
     let mut pauses = Vec::new();

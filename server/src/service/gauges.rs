@@ -69,6 +69,87 @@ impl AppState {
             "quarry_process_resident_bytes {}",
             quarry_engine::runtime::rss_bytes()
         );
+        if let Some(r) = &self.replica {
+            o.push_str(&replication_gauges(r, &self.catalog));
+        }
         o
     }
+}
+
+/// The pair's gauges and counters: role, epoch, lease, eligibility, lag
+/// per collection, acks, snapshots, fenced messages.
+fn replication_gauges(r: &crate::replication::node::Replica, catalog: &Catalog) -> String {
+    use std::fmt::Write as _;
+    let st = crate::replication::service::status(r, catalog);
+    let mut o = String::new();
+    let mut one = |name: &str, kind: &str, help: &str, v: String| {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        let _ = writeln!(o, "{name} {v}");
+    };
+    one(
+        "quarry_replication_role",
+        "gauge",
+        "This node's role: 1 primary, 2 standby.",
+        if st.role == "primary" { "1" } else { "2" }.into(),
+    );
+    one(
+        "quarry_replication_epoch_term",
+        "gauge",
+        "The newest epoch's term this node knows.",
+        st.epoch.map_or(0, |e| e.term).to_string(),
+    );
+    one(
+        "quarry_replication_connected",
+        "gauge",
+        "1 while a standby follows this primary, or this standby follows its primary.",
+        (st.connected as u8).to_string(),
+    );
+    one(
+        "quarry_replication_eligible",
+        "gauge",
+        "Standby: 1 when it may be promoted without --accept-loss.",
+        (st.eligible as u8).to_string(),
+    );
+    one(
+        "quarry_replication_degraded",
+        "gauge",
+        "Primary: 1 while it acknowledges writes without its standby.",
+        (st.degraded as u8).to_string(),
+    );
+    one(
+        "quarry_replication_lease_left_seconds",
+        "gauge",
+        "Primary: time left on its write lease.",
+        format!("{}", st.lease_left_ms as f64 / 1e3),
+    );
+    for (name, help, v) in [
+        ("quarry_replication_acks_total", "Acks received (primary) or sent (standby).", st.acks),
+        ("quarry_replication_snapshots_sent_total", "Snapshots sent to a standby.", st.snapshots_sent),
+        ("quarry_replication_snapshots_received_total", "Snapshots installed from the primary.", st.snapshots_received),
+        ("quarry_replication_fenced_total", "Messages refused or answered Fenced for a stale epoch.", st.fenced),
+    ] {
+        one(name, "counter", help, v.to_string());
+    }
+    let _ = writeln!(o, "# HELP quarry_replication_lag_records Records the peer lags by (primary: the standby's ack; standby: the primary's durable LSN).");
+    let _ = writeln!(o, "# TYPE quarry_replication_lag_records gauge");
+    for c in &st.collections {
+        let lag = if st.role == "primary" {
+            c.last_lsn.saturating_sub(c.peer_lsn)
+        } else {
+            c.peer_lsn.saturating_sub(c.durable_lsn)
+        };
+        let _ = writeln!(o, "quarry_replication_lag_records{{collection=\"{}\"}} {lag}", c.name);
+    }
+    let _ = writeln!(o, "# HELP quarry_replication_lag_bytes Primary: bytes of log the standby has not acknowledged (estimated for records not yet sent).");
+    let _ = writeln!(o, "# TYPE quarry_replication_lag_bytes gauge");
+    for c in &st.collections {
+        let _ = writeln!(o, "quarry_replication_lag_bytes{{collection=\"{}\"}} {}", c.name, c.lag_bytes);
+    }
+    let _ = writeln!(o, "# HELP quarry_replication_lag_seconds How long the peer has been behind (0 when caught up).");
+    let _ = writeln!(o, "# TYPE quarry_replication_lag_seconds gauge");
+    for c in &st.collections {
+        let _ = writeln!(o, "quarry_replication_lag_seconds{{collection=\"{}\"}} {}", c.name, c.lag_seconds);
+    }
+    o
 }

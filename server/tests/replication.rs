@@ -1,0 +1,263 @@
+//! The warm standby with real processes: two `quarryd` binaries on
+//! loopback, failed over by `quarry-failover` (kill -9, SIGSTOP past the
+//! lease, switchover) with every acknowledged write checked; the token;
+//! a standby's refusal of writes; a sync primary without its standby
+//! (outcome unknown, then no lease, then degrade, then back in sync).
+
+use quarry_proto::replication::v1 as rpb;
+use quarry_proto::v1 as pb;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Ports no other test of this file uses (each test takes its own block).
+fn ports(block: u16) -> u16 {
+    20000 + (std::process::id() as u16 % 200) * 100 + block * 20
+}
+
+fn failover(dir: &Path, args: &[&str], port: u16) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry-failover"))
+        .arg("--quarryd")
+        .arg(env!("CARGO_BIN_EXE_quarryd"))
+        .arg("--dir")
+        .arg(dir)
+        .arg("--base-port")
+        .arg(port.to_string())
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("quarry-failover runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(out.status.success(), "{args:?}: {v}");
+    v
+}
+
+#[test]
+fn failovers_of_every_kind_lose_no_acknowledged_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (args, rounds)) in [
+        (vec!["--fault", "kill", "--primary-down", "--rounds", "3"], 3),
+        (vec!["--fault", "kill", "--rounds", "2", "--lease-ms", "500"], 2),
+        (vec!["--fault", "stop", "--rounds", "2", "--lease-ms", "500"], 2),
+        (vec!["--fault", "switchover", "--rounds", "3"], 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = failover(&tmp.path().join(format!("run{i}")), &args, ports(i as u16));
+        eprintln!("{v}");
+        assert_eq!(v["failovers"], rounds, "{v}");
+        assert_eq!(v["lost"], 0, "{v}");
+        assert_eq!(v["fenced_node_accepted"], 0, "{v}");
+        assert!(v["acked_writes"].as_u64().unwrap() > 100, "{v}");
+        assert!(v["ids_checked"].as_u64().unwrap() > 50, "{v}");
+    }
+}
+
+struct Node {
+    child: Child,
+    public: String,
+    repl: String,
+}
+
+impl Node {
+    fn start(dir: &Path, role: &str, port: u16, peer: u16) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let conf = dir.join("quarryd.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = 2000\n",
+                dir.join("data").display(),
+                port + 1,
+                peer + 2,
+                port + 2,
+                token.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_quarryd"))
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Node {
+            child,
+            public: format!("http://127.0.0.1:{port}"),
+            repl: format!("http://127.0.0.1:{}", port + 2),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn channel(addr: &str) -> tonic::transport::Channel {
+    let t = Instant::now();
+    loop {
+        match tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap().connect().await {
+            Ok(c) => return c,
+            Err(e) if t.elapsed() > Duration::from_secs(30) => panic!("{addr}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn with_token<T>(m: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut().insert("x-quarry-token", token.parse().unwrap());
+    r
+}
+
+async fn status(n: &Node) -> rpb::PeerReply {
+    rpb::replication_client::ReplicationClient::new(channel(&n.repl).await)
+        .peer(with_token(rpb::PeerRequest {}, TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn upsert(n: &Node, id: u64, timeout: Duration) -> Result<pb::WriteResponse, tonic::Status> {
+    let mut r = tonic::Request::new(pb::UpsertRequest {
+        collection: "c".into(),
+        points: vec![pb::Point {
+            id,
+            vector: vec![id as f32; 4],
+            payload: vec![],
+        }],
+    });
+    r.set_timeout(timeout);
+    pb::write_client::WriteClient::new(channel(&n.public).await)
+        .upsert(r)
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < within, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_standby_refusal_lost_standby_and_degrade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pa, pb_) = (ports(5), ports(5) + 10);
+    let a = Node::start(&tmp.path().join("a"), "primary", pa, pb_);
+    let mut b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
+
+    // The replication listener: no token, a wrong one, then the right one.
+    let mut rc = rpb::replication_client::ReplicationClient::new(channel(&a.repl).await);
+    let e = rc.peer(rpb::PeerRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = rc
+        .promote(with_token(rpb::PromoteRequest::default(), "wrong-token-0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // The public port does not serve it at all.
+    let e = rpb::replication_client::ReplicationClient::new(channel(&a.public).await)
+        .peer(with_token(rpb::PeerRequest {}, TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+
+    until("the pair forms", Duration::from_secs(30), async || {
+        status(&b).await.eligible
+    })
+    .await;
+    pb::collections_client::CollectionsClient::new(channel(&a.public).await)
+        .create_collection(pb::CreateCollectionRequest {
+            name: "c".into(),
+            dim: 4,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    until("the standby has the collection in sync", Duration::from_secs(30), async || {
+        let s = status(&b).await;
+        s.eligible && s.collections.iter().any(|c| c.name == "c")
+    })
+    .await;
+    for id in 0..20 {
+        upsert(&a, id, Duration::from_secs(5)).await.unwrap();
+    }
+    // The standby has them durably and serves them, and refuses writes.
+    let got = pb::query_client::QueryClient::new(channel(&b.public).await)
+        .get(pb::GetRequest {
+            collection: "c".into(),
+            ids: (0..20).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.records.len(), 20);
+    let e = upsert(&b, 99, Duration::from_secs(5)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("standby"), "{}", e.message());
+
+    // The standby dies. Within the lease a write waits for it and ends
+    // with its outcome unknown; past the lease writes are refused up front.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let t = Instant::now();
+    let e = upsert(&a, 100, Duration::from_millis(150)).await.unwrap_err();
+    if t.elapsed() < Duration::from_millis(350) {
+        assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+        assert_eq!(
+            e.metadata().get("quarry-outcome").map(|v| v.to_str().unwrap()),
+            Some("unknown"),
+            "{e:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e = upsert(&a, 101, Duration::from_secs(2)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("no write lease"), "{}", e.message());
+    assert!(e.metadata().get("quarry-outcome").is_none(), "refused, not unknown");
+
+    // Degraded, the primary acknowledges alone.
+    let d = rpb::replication_client::ReplicationClient::new(channel(&a.repl).await)
+        .degrade(with_token(rpb::DegradeRequest { degraded: true }, TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(d.degraded);
+    upsert(&a, 102, Duration::from_secs(2)).await.unwrap();
+    assert!(status(&a).await.degraded);
+
+    // The standby comes back, catches up (the writes acknowledged alone
+    // included), and the primary is no longer degraded.
+    b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
+    until("the standby is back in sync", Duration::from_secs(30), async || {
+        status(&b).await.eligible
+    })
+    .await;
+    assert!(!status(&a).await.degraded);
+    let got = pb::query_client::QueryClient::new(channel(&b.public).await)
+        .get(pb::GetRequest {
+            collection: "c".into(),
+            ids: vec![100, 102],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.records.len(), 2, "the outcome-unknown write and the degraded one");
+    drop(b);
+    drop(a);
+}
