@@ -332,7 +332,16 @@ pub fn replication_msg(data: &[u8]) {
     use quarry_proto::replication::v1 as pb;
     use quarry_server::replication::wire;
     let (_, which, rest) = mode(data);
-    if which % 2 == 0 {
+    if which % 3 == 2 {
+        // A primary's collection.json, as its standby reads it.
+        if let Ok(m) = quarry_server::meta::CollectionMeta::from_peer(rest) {
+            let again = serde_json::to_vec(&m).expect("serializable");
+            let back = quarry_server::meta::CollectionMeta::from_peer(&again).expect("re-encoded metadata");
+            assert_eq!((back.name, back.incarnation, back.dim), (m.name, m.incarnation, m.dim));
+        }
+        return;
+    }
+    if which % 3 == 0 {
         let Ok(m) = pb::FromStandby::decode(rest) else { return };
         match m.msg {
             Some(pb::from_standby::Msg::Hello(h)) => {

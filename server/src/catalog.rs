@@ -75,7 +75,8 @@ pub struct Catalog {
 #[path = "catalog_replica.rs"]
 mod replica;
 
-fn check_name(name: &str) -> Result<(), ServiceError> {
+/// A collection name: 1..=64 characters from `[A-Za-z0-9_-]`.
+pub(crate) fn check_name(name: &str) -> Result<(), ServiceError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -136,7 +136,7 @@ impl Catalog {
     }
 
     /// On a standby: make collection `meta.name` the primary's incarnation
-    /// `meta` (from its `collection.json`), its engine files put in place by
+    /// `meta` (checked by [`CollectionMeta::from_peer`]), its engine files put in place by
     /// `install(fs, live_dir, options)`, which returns the opened
     /// collection. An existing collection of another incarnation is
     /// dropped first; one of the same incarnation is taken out and handed
@@ -144,21 +144,12 @@ impl Catalog {
     pub fn install_replica(
         &self,
         meta: CollectionMeta,
-        install: impl FnOnce(Arc<dyn Vfs>, &Path, quarry_engine::collection::CollectionOptions) -> Result<Collection, ServiceError>,
+        install: impl FnOnce(
+            Arc<dyn Vfs>,
+            &Path,
+            quarry_engine::collection::CollectionOptions,
+        ) -> Result<Collection, ServiceError>,
     ) -> Result<Arc<Entry>, ServiceError> {
-        check_name(&meta.name)?;
-        if meta.version != META_VERSION {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "the primary's collection.json of {:?} is version {}; this build reads version {META_VERSION}",
-                meta.name, meta.version
-            )));
-        }
-        meta.metric.parse::<Metric>().map_err(|e| {
-            ServiceError::InvalidArgument(format!("the primary's collection {:?}: metric: {e}", meta.name))
-        })?;
-        meta.stored.parse::<StoredType>().map_err(|e| {
-            ServiceError::InvalidArgument(format!("the primary's collection {:?}: stored: {e}", meta.name))
-        })?;
         let existing = self.get(&meta.name).ok();
         match existing {
             Some(e) if e.meta.read().expect("lock").incarnation == meta.incarnation => {

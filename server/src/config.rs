@@ -410,8 +410,14 @@ mod tests {
         p.validate().unwrap();
         s.validate().unwrap();
         assert_eq!((p.replication.role, s.replication.role), (Role::Primary, Role::Standby));
-        assert_eq!(p.replication.peer, s.replication.replication_listen.map(|a| a.to_string()));
-        assert_eq!(s.replication.peer, p.replication.replication_listen.map(|a| a.to_string()));
+        assert_eq!(
+            p.replication.peer,
+            s.replication.replication_listen.map(|a| a.to_string())
+        );
+        assert_eq!(
+            s.replication.peer,
+            p.replication.replication_listen.map(|a| a.to_string())
+        );
         assert_eq!(p.replication.token_file, s.replication.token_file);
     }
 

@@ -105,7 +105,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         replica: replica.clone(),
     });
 
-
     // Bound here, registered with the runtime that serves it (below).
     let listener =
         std::net::TcpListener::bind(cfg.listen).with_context(|| format!("cannot listen on {} (listen)", cfg.listen))?;

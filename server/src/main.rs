@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! quarryd [--config FILE] [--data-dir DIR] [--listen ADDR] [--metrics-listen ADDR] [--listen-unix PATH]
+//!         [--role primary|standby --peer HOST:PORT --replication-listen ADDR --token-file F
+//!          --replication-mode sync|async]
 //! ```
 //! With no arguments it serves on 127.0.0.1:7700 (metrics on :7701) from
 //! `$STATE_DIRECTORY` or `~/.local/share/quarry`. Flags override the file.
@@ -38,6 +40,24 @@ struct Args {
     /// Drain timeout in seconds (overrides drain_timeout_secs).
     #[arg(long)]
     drain_timeout_secs: Option<f64>,
+    /// This node's role in a pair at its first start: none, primary or
+    /// standby (overrides [replication] role).
+    #[arg(long)]
+    role: Option<String>,
+    /// The other node's replication listener, host:port (overrides
+    /// [replication] peer).
+    #[arg(long)]
+    peer: Option<String>,
+    /// This node's replication listener (overrides [replication]
+    /// replication_listen).
+    #[arg(long)]
+    replication_listen: Option<SocketAddr>,
+    /// The pair's token file (overrides [replication] token_file).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// sync or async (overrides [replication] mode).
+    #[arg(long)]
+    replication_mode: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +86,26 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = a.drain_timeout_secs {
         cfg.drain_timeout_secs = v;
+    }
+    let r = &mut cfg.replication;
+    if let Some(v) = a.role {
+        r.role = toml::Value::String(v)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    }
+    if let Some(v) = a.peer {
+        r.peer = Some(v);
+    }
+    if let Some(v) = a.replication_listen {
+        r.replication_listen = Some(v);
+    }
+    if let Some(v) = a.token_file {
+        r.token_file = Some(v);
+    }
+    if let Some(v) = a.replication_mode {
+        r.mode = toml::Value::String(v)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("--replication-mode: {e}"))?;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));

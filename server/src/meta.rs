@@ -142,6 +142,36 @@ pub fn new_incarnation() -> u64 {
 }
 
 impl CollectionMeta {
+    /// A peer's `collection.json` (a primary's, sent to its standby in a
+    /// Welcome or a snapshot), every field checked as a create checks it;
+    /// the message names the field.
+    pub fn from_peer(b: &[u8]) -> Result<CollectionMeta, ServiceError> {
+        let bad = |m: String| ServiceError::InvalidArgument(format!("the primary's collection.json: {m}"));
+        let m: CollectionMeta = serde_json::from_slice(b).map_err(|e| bad(e.to_string()))?;
+        if m.version != META_VERSION {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "the primary's collection.json of {:?} is version {}; this build reads version {META_VERSION}",
+                m.name, m.version
+            )));
+        }
+        crate::catalog::check_name(&m.name).map_err(|e| bad(e.to_string()))?;
+        if !(1..=4096).contains(&m.dim) {
+            return Err(bad(format!("dim = {} is out of range 1..=4096", m.dim)));
+        }
+        m.metric.parse::<Metric>().map_err(|e| bad(format!("metric: {e}")))?;
+        m.stored
+            .parse::<StoredType>()
+            .map_err(|e| bad(format!("stored: {e}")))?;
+        let resolved = m.params.resolve(m.dim).map_err(|e| bad(e.to_string()))?;
+        if resolved != m.params {
+            return Err(bad("params are not resolved (a zero where a value belongs)".into()));
+        }
+        if m.incarnation == 0 {
+            return Err(bad("incarnation is 0".into()));
+        }
+        Ok(m)
+    }
+
     /// The metric.
     pub fn metric(&self) -> Metric {
         self.metric.parse().expect("validated when created")
@@ -149,5 +179,55 @@ impl CollectionMeta {
     /// The stored-vector type.
     pub fn stored(&self) -> StoredType {
         self.stored.parse().expect("validated when created")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> CollectionMeta {
+        CollectionMeta {
+            version: META_VERSION,
+            name: "docs".into(),
+            dim: 8,
+            metric: "l2".into(),
+            params: IndexParams::default().resolve(8).unwrap(),
+            stored: "f32".into(),
+            state: State::Ready,
+            index_dir: None,
+            generation: 0,
+            operation_id: String::new(),
+            error: String::new(),
+            vector_count: 0,
+            mutable: true,
+            incarnation: 7,
+        }
+    }
+
+    #[test]
+    fn a_peers_metadata_is_checked_field_by_field() {
+        let ok = serde_json::to_vec(&good()).unwrap();
+        assert_eq!(CollectionMeta::from_peer(&ok).unwrap().incarnation, 7);
+        let cases: Vec<(Box<dyn Fn(&mut CollectionMeta)>, &str)> = vec![
+            (Box::new(|m| m.version = 2), "version 2"),
+            (Box::new(|m| m.name = "../x".into()), "name"),
+            (Box::new(|m| m.dim = 0), "dim = 0"),
+            (Box::new(|m| m.metric = "hamming".into()), "metric"),
+            (Box::new(|m| m.stored = "f8".into()), "stored"),
+            (Box::new(|m| m.params.max_degree = 0), "not resolved"),
+            (Box::new(|m| m.params.alpha = 9.0), "alpha"),
+            (Box::new(|m| m.incarnation = 0), "incarnation is 0"),
+        ];
+        for (f, want) in cases {
+            let mut m = good();
+            f(&mut m);
+            let e = CollectionMeta::from_peer(&serde_json::to_vec(&m).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let e = CollectionMeta::from_peer(&ok[..ok.len() / 2]).unwrap_err().to_string();
+        assert!(e.contains("collection.json"), "{e}");
     }
 }

@@ -453,8 +453,7 @@ fn shard_main(
             // A lane lets go of an idle collection nobody else holds, or
             // one taken out of service (its holder waits for that).
             live_lanes.retain(|_, l| {
-                l.searcher.active() > 0
-                    || (Arc::strong_count(&l.live) > 1 && !l.live.retired.load(Ordering::SeqCst))
+                l.searcher.active() > 0 || (Arc::strong_count(&l.live) > 1 && !l.live.retired.load(Ordering::SeqCst))
             });
             last_gc = Instant::now();
         }

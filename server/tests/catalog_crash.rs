@@ -32,11 +32,14 @@ fn create(cat: &Catalog, name: &str, g: u64) -> Result<(), String> {
     cat.create(name, DIM, Metric::L2, IndexParams::default(), None)
         .map_err(|e| e.to_string())?;
     let live = cat.get(name).map_err(|e| e.to_string())?.live.clone();
-    live.write(vec![Op::Upsert {
-        id: g,
-        vector: vector(g),
-        payload: vec![],
-    }], None)
+    live.write(
+        vec![Op::Upsert {
+            id: g,
+            vector: vector(g),
+            payload: vec![],
+        }],
+        None,
+    )
     .map(|_| ())
     .map_err(|e| e.to_string())
 }

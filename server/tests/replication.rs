@@ -107,7 +107,11 @@ impl Drop for Node {
 async fn channel(addr: &str) -> tonic::transport::Channel {
     let t = Instant::now();
     loop {
-        match tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap().connect().await {
+        match tonic::transport::Endpoint::from_shared(addr.to_string())
+            .unwrap()
+            .connect()
+            .await
+        {
             Ok(c) => return c,
             Err(e) if t.elapsed() > Duration::from_secs(30) => panic!("{addr}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -189,10 +193,14 @@ async fn token_standby_refusal_lost_standby_and_degrade() {
         })
         .await
         .unwrap();
-    until("the standby has the collection in sync", Duration::from_secs(30), async || {
-        let s = status(&b).await;
-        s.eligible && s.collections.iter().any(|c| c.name == "c")
-    })
+    until(
+        "the standby has the collection in sync",
+        Duration::from_secs(30),
+        async || {
+            let s = status(&b).await;
+            s.eligible && s.collections.iter().any(|c| c.name == "c")
+        },
+    )
     .await;
     for id in 0..20 {
         upsert(&a, id, Duration::from_secs(5)).await.unwrap();
@@ -260,4 +268,118 @@ async fn token_standby_refusal_lost_standby_and_degrade() {
     assert_eq!(got.records.len(), 2, "the outcome-unknown write and the degraded one");
     drop(b);
     drop(a);
+}
+
+async fn create_c(n: &Node) {
+    pb::collections_client::CollectionsClient::new(channel(&n.public).await)
+        .create_collection(pb::CreateCollectionRequest {
+            name: "c".into(),
+            dim: 4,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn drop_c(n: &Node) {
+    pb::collections_client::CollectionsClient::new(channel(&n.public).await)
+        .drop_collection(pb::DropCollectionRequest { name: "c".into() })
+        .await
+        .unwrap();
+}
+
+/// Which of `ids` node `n` holds in collection c (None: no collection).
+async fn held(n: &Node, ids: std::ops::Range<u64>) -> Option<Vec<u64>> {
+    let mut q = pb::query_client::QueryClient::new(channel(&n.public).await);
+    let mut out = Vec::new();
+    for id in ids {
+        match q
+            .get(pb::GetRequest {
+                collection: "c".into(),
+                ids: vec![id],
+            })
+            .await
+        {
+            Ok(_) => out.push(id),
+            Err(s) if s.code() == Code::NotFound && s.message().contains("does not exist") => return None,
+            Err(_) => {}
+        }
+    }
+    Some(out)
+}
+
+async fn incarnation(n: &Node) -> Option<u64> {
+    status(n)
+        .await
+        .collections
+        .iter()
+        .find(|c| c.name == "c")
+        .map(|c| c.incarnation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_and_recreated_collection_reaches_the_standby_as_a_new_incarnation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pa, pb_) = (ports(7), ports(7) + 10);
+    let a = Node::start(&tmp.path().join("a"), "primary", pa, pb_);
+    let mut b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
+    until("the pair forms", Duration::from_secs(30), async || {
+        status(&b).await.eligible
+    })
+    .await;
+    create_c(&a).await;
+    until("c reaches the standby", Duration::from_secs(30), async || {
+        let s = status(&b).await;
+        s.eligible && s.collections.iter().any(|c| c.name == "c")
+    })
+    .await;
+    for id in 0..10 {
+        upsert(&a, id, Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(held(&b, 0..10).await, Some((0..10).collect()));
+
+    // Connected: dropped and created again, with other writes.
+    let first = incarnation(&a).await.unwrap();
+    drop_c(&a).await;
+    create_c(&a).await;
+    let second = incarnation(&a).await.unwrap();
+    assert_ne!(first, second);
+    until(
+        "the new incarnation reaches the standby",
+        Duration::from_secs(30),
+        async || incarnation(&b).await == Some(second) && status(&b).await.eligible,
+    )
+    .await;
+    for id in 100..105 {
+        upsert(&a, id, Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(held(&b, 0..10).await, Some(vec![]), "nothing of the old incarnation");
+    assert_eq!(held(&b, 100..105).await, Some((100..105).collect()));
+
+    // Lagging: the standby is down meanwhile; the primary, degraded,
+    // drops and recreates it and writes. The standby comes back holding
+    // the older incarnation and is given the new one, not spliced.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    rpb::replication_client::ReplicationClient::new(channel(&a.repl).await)
+        .degrade(with_token(rpb::DegradeRequest { degraded: true }, TOKEN))
+        .await
+        .unwrap();
+    drop_c(&a).await;
+    create_c(&a).await;
+    let third = incarnation(&a).await.unwrap();
+    for id in 200..205 {
+        upsert(&a, id, Duration::from_secs(5)).await.unwrap();
+    }
+    b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
+    until(
+        "the standby catches up to the third incarnation",
+        Duration::from_secs(30),
+        async || incarnation(&b).await == Some(third) && status(&b).await.eligible,
+    )
+    .await;
+    assert_eq!(held(&b, 100..105).await, Some(vec![]));
+    assert_eq!(held(&b, 200..205).await, Some((200..205).collect()));
+    assert!(status(&b).await.snapshots_received >= 1);
 }

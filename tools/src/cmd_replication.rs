@@ -88,8 +88,8 @@ async fn client(c: &ReplConn) -> Result<pb::replication_client::ReplicationClien
 }
 
 fn with_token<T>(c: &ReplConn, msg: T) -> Result<tonic::Request<T>> {
-    let text = std::fs::read_to_string(&c.token_file)
-        .with_context(|| format!("--token-file {}", c.token_file.display()))?;
+    let text =
+        std::fs::read_to_string(&c.token_file).with_context(|| format!("--token-file {}", c.token_file.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
     let mut r = tonic::Request::new(msg);
     r.metadata_mut().insert(

@@ -13,8 +13,8 @@
 //! planned handover under load). Without `--primary-down` a kill's
 //! promotion waits for the old primary's lease.
 //!
-//! `--measure SECS --mode sync|async|single` runs no fault: the writers
-//! and a searcher on the standby for SECS, then prints write throughput and
+//! `--measure SECS --mode sync|async|single [--no-search]` runs no fault:
+//! the writers and a searcher on the standby for SECS, then prints write throughput and
 //! latency, the standby's search latency and the standby's lag (the
 //! replication overhead; `single` is one node without replication).
 //!
@@ -51,6 +51,7 @@ struct Args {
     base_port: u16,
     measure: u64,
     mode: String,
+    no_search: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -67,6 +68,7 @@ fn parse() -> Result<Args> {
         base_port: 17800,
         measure: 0,
         mode: "sync".into(),
+        no_search: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -84,6 +86,7 @@ fn parse() -> Result<Args> {
             "--base-port" => a.base_port = v()?.parse()?,
             "--measure" => a.measure = v()?.parse()?,
             "--mode" => a.mode = v()?,
+            "--no-search" => a.no_search = true,
             "-h" | "--help" => {
                 println!("see the module documentation: quarry-failover --quarryd PATH --dir DIR [--rounds N] [--fault kill|stop|switchover] [--primary-down] [--writers W] [--ids N] [--lease-ms L] [--seed S] [--base-port P]");
                 std::process::exit(0);
@@ -136,7 +139,10 @@ impl Node {
     /// Send `sig` ("STOP", "CONT") with kill(1).
     fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
         }
     }
 }
@@ -240,7 +246,8 @@ struct Shared {
     /// Latency of acknowledged writes and of searches, µs.
     write_us: Mutex<hdrhistogram::Histogram<u64>>,
     search_us: Mutex<hdrhistogram::Histogram<u64>>,
-    /// The node the searcher asks (usize::MAX: both in turn).
+    /// The node the searcher asks (usize::MAX: both in turn; usize::MAX -
+    /// 1: none, no searcher).
     search_node: AtomicUsize,
 }
 
@@ -352,7 +359,11 @@ async fn searcher(sh: Arc<Shared>) {
             .await;
         match r {
             Ok(_) => {
-                let _ = sh.search_us.lock().expect("lock").record(t.elapsed().as_micros() as u64);
+                let _ = sh
+                    .search_us
+                    .lock()
+                    .expect("lock")
+                    .record(t.elapsed().as_micros() as u64);
                 sh.searches_ok.fetch_add(1, Ordering::Relaxed)
             }
             Err(_) => {
@@ -422,7 +433,8 @@ async fn wait_in_sync(p: &str, s: &str, within: Duration) -> bool {
     let t = Instant::now();
     while t.elapsed() < within {
         if let (Some(a), Some(b)) = (peer(p).await, peer(s).await) {
-            if a.role == "primary" && a.connected && b.role == "standby" && b.eligible {
+            // An async standby is never eligible (it may lack writes).
+            if a.role == "primary" && a.connected && b.role == "standby" && (b.eligible || b.mode == "async") {
                 return true;
             }
         }
@@ -559,7 +571,9 @@ async fn main() -> Result<()> {
             a.ids,
         )));
     }
-    tasks.push(tokio::spawn(searcher(sh.clone())));
+    if !a.no_search {
+        tasks.push(tokio::spawn(searcher(sh.clone())));
+    }
     if a.measure > 0 {
         return measure(&a, &sh, &nodes, tasks).await;
     }
@@ -628,10 +642,7 @@ async fn main() -> Result<()> {
             }
             _ => {
                 let mut c = repl(&nodes[p].repl).await?;
-                match c
-                    .switchover(req(rpb::SwitchoverRequest { timeout_ms: 10_000 }))
-                    .await
-                {
+                match c.switchover(req(rpb::SwitchoverRequest { timeout_ms: 10_000 })).await {
                     Ok(_) => sh.primary.store(s, Ordering::SeqCst),
                     Err(e) => {
                         problem = Some(format!("round {round}: the switchover failed: {}", e.message()));
@@ -657,7 +668,9 @@ async fn main() -> Result<()> {
             break;
         }
         if !wait_in_sync(&nodes[s].repl, &nodes[p].repl, Duration::from_secs(60)).await {
-            problem = Some(format!("round {round}: the old primary did not rejoin in sync within 60 s"));
+            problem = Some(format!(
+                "round {round}: the old primary did not rejoin in sync within 60 s"
+            ));
             break;
         }
         pauses.push(sh.longest_gap.lock().expect("lock").as_secs_f64() * 1e3);

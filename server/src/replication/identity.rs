@@ -268,7 +268,10 @@ mod tests {
             ),
             (good.replace("\"pair_id\": \"\"", "\"pair_id\": \"abc\""), "pair_id"),
             (good.replace("\"eligible\"", "\"eligable\""), "unknown field"),
-            (good.replace("\"degraded\": false", "\"degraded\": false, \"role\": \"leader\""), "role \"leader\""),
+            (
+                good.replace("\"degraded\": false", "\"degraded\": false, \"role\": \"leader\""),
+                "role \"leader\"",
+            ),
             (good[..good.len() / 2].to_string(), "EOF"),
         ] {
             std::fs::write(&path, &bad).unwrap();

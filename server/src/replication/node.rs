@@ -155,8 +155,8 @@ impl Replica {
         fs: Arc<dyn Vfs>,
         data_dir: PathBuf,
     ) -> Result<Arc<Replica>, ServiceError> {
-        let (mut ident, minted) = NodeIdentity::load_or_mint(fs.as_ref(), &data_dir)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (mut ident, minted) =
+            NodeIdentity::load_or_mint(fs.as_ref(), &data_dir).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let role = match ident.role.as_str() {
             "primary" => Role::Primary,
             "standby" => Role::Standby,
@@ -415,5 +415,107 @@ pub fn role_name(r: Role) -> &'static str {
         Role::None => "none",
         Role::Primary => "primary",
         Role::Standby => "standby",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_engine::storage::RealFs;
+
+    fn replica(dir: &std::path::Path, role: Role, mode: Mode) -> Arc<Replica> {
+        let s = ReplicationSettings {
+            role,
+            mode,
+            lease_ms: 200,
+            max_lag_bytes: 1 << 20,
+            max_lag_ms: 50,
+            ..Default::default()
+        };
+        Replica::start(s, "t".repeat(16), Arc::new(RealFs), dir.to_path_buf()).unwrap()
+    }
+
+    fn code(r: Result<(), ServiceError>) -> String {
+        match r {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("{e:?}").split('(').next().unwrap().to_string(),
+        }
+    }
+
+    #[test]
+    fn writes_are_admitted_only_by_a_paired_primary_with_its_lease() {
+        let d = tempfile::tempdir().unwrap();
+        let r = replica(d.path(), Role::Primary, Mode::Sync);
+        assert_eq!(code(r.admit_write("c")), "Unavailable", "no pair yet");
+        r.update_identity(|i| i.pair_id = NodeIdentity::mint_pair_id()).unwrap();
+        let e = r.admit_write("c").unwrap_err().to_string();
+        assert!(e.contains("no write lease"), "{e}");
+        r.renew_lease(r.now_us());
+        assert_eq!(code(r.admit_write("c")), "ok");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(code(r.admit_write("c")), "Unavailable", "the lease ran out");
+        r.update_identity(|i| i.degraded = true).unwrap();
+        assert_eq!(code(r.admit_write("c")), "ok", "degraded: alone");
+        r.draining.store(true, Ordering::SeqCst);
+        assert_eq!(code(r.admit_write("c")), "Unavailable", "a switchover drains");
+        r.draining.store(false, Ordering::SeqCst);
+        r.set_role(Role::Standby, Epoch { term: 9, node: 3 }).unwrap();
+        assert_eq!(code(r.admit_write("c")), "FailedPrecondition", "a standby");
+        // The role and epoch are durable: a restart comes back as standby
+        // whatever the config says.
+        drop(r);
+        let again = replica(d.path(), Role::Primary, Mode::Sync);
+        assert_eq!(again.role(), Role::Standby);
+        assert_eq!(again.identity().epoch(), Epoch { term: 9, node: 3 });
+    }
+
+    #[test]
+    fn an_async_primary_refuses_writes_past_the_lag_bounds() {
+        let d = tempfile::tempdir().unwrap();
+        let r = replica(d.path(), Role::Primary, Mode::Async);
+        r.update_identity(|i| i.pair_id = NodeIdentity::mint_pair_id()).unwrap();
+        r.renew_lease(r.now_us());
+        assert_eq!(code(r.admit_write("c")), "ok", "no lag known");
+        r.lag.lock().unwrap().insert(
+            "c".into(),
+            Lag {
+                peer_lsn: 5,
+                bytes: 2 << 20,
+                behind_since: None,
+            },
+        );
+        let e = r.admit_write("c").unwrap_err().to_string();
+        assert!(e.contains("max_lag_bytes"), "{e}");
+        assert_eq!(code(r.admit_write("other")), "ok", "per collection");
+        r.lag.lock().unwrap().insert(
+            "c".into(),
+            Lag {
+                peer_lsn: 5,
+                bytes: 10,
+                behind_since: Some(Instant::now() - Duration::from_millis(100)),
+            },
+        );
+        let e = r.admit_write("c").unwrap_err().to_string();
+        assert!(e.contains("max_lag_ms"), "{e}");
+    }
+
+    #[test]
+    fn gates_gate_only_when_in_sync_in_sync_mode_and_not_degraded() {
+        use quarry_engine::collection::CommitGate;
+        let d = tempfile::tempdir().unwrap();
+        let r = replica(d.path(), Role::Primary, Mode::Sync);
+        let g = r.gate("c");
+        assert!(!g.gating(), "a session starts catching up");
+        assert!(g.wait(10, Some(Instant::now())).is_ok());
+        r.in_sync.store(true, Ordering::SeqCst);
+        r.regate();
+        assert!(g.gating());
+        assert!(g.wait(10, Some(Instant::now())).is_err(), "waits for the standby");
+        r.update_identity(|i| i.degraded = true).unwrap();
+        r.regate();
+        assert!(!g.gating());
+        r.fence_gates(Epoch { term: 5, node: 1 });
+        let e = g.wait(10, None).unwrap_err().to_string();
+        assert!(e.contains("fenced"), "{e}");
     }
 }

@@ -98,7 +98,10 @@ pub fn run_session(
     let hello = wire::hello_from(h).map_err(|e| e.to_string())?;
     if replica.role() != super::settings::Role::Primary {
         let why = "this node is not the primary (it is a standby): follow the primary instead".to_string();
-        send(envelope(my_epoch, pb::from_primary::Msg::Refused(pb::Refused { reason: why.clone() })));
+        send(envelope(
+            my_epoch,
+            pb::from_primary::Msg::Refused(pb::Refused { reason: why.clone() }),
+        ));
         return Err(why);
     }
     let mut me = report(replica, catalog);
@@ -120,11 +123,16 @@ pub fn run_session(
                 }),
             ));
             demote(epoch);
-            return Err(format!("the standby knows the newer epoch {epoch}: this node was failed over; following"));
+            return Err(format!(
+                "the standby knows the newer epoch {epoch}: this node was failed over; following"
+            ));
         }
         PairVerdict::Refuse(why) => {
             replica.set_problem(why.clone());
-            send(envelope(my_epoch, pb::from_primary::Msg::Refused(pb::Refused { reason: why.clone() })));
+            send(envelope(
+                my_epoch,
+                pb::from_primary::Msg::Refused(pb::Refused { reason: why.clone() }),
+            ));
             return Err(why);
         }
         PairVerdict::Follow { .. } => {}
@@ -150,7 +158,10 @@ pub fn run_session(
             return Err(format!("fenced by epoch {e}"));
         }
         Err(Refusal::Refused(why)) => {
-            send(envelope(my_epoch, pb::from_primary::Msg::Refused(pb::Refused { reason: why.clone() })));
+            send(envelope(
+                my_epoch,
+                pb::from_primary::Msg::Refused(pb::Refused { reason: why.clone() }),
+            ));
             return Err(why);
         }
     };
@@ -188,7 +199,13 @@ pub fn run_session(
         let gate = replica.gate(name);
         let (link, _) =
             PrimaryLink::start(&entry.live.coll, gate, &follower, from, WINDOW_BYTES).map_err(|e| e.to_string())?;
-        replica.lag.lock().expect("lock").entry(name.clone()).or_default().peer_lsn = from - 1;
+        replica
+            .lag
+            .lock()
+            .expect("lock")
+            .entry(name.clone())
+            .or_default()
+            .peer_lsn = from - 1;
         streamed.insert(
             name.clone(),
             Streamed {
@@ -208,7 +225,18 @@ pub fn run_session(
         "a standby follows"
     );
     replica.connected.store(true, Ordering::SeqCst);
-    let r = stream(replica, catalog, &inbound, send, demote, &mut streamed, snapshots, sid, role_gen, changes);
+    let r = stream(
+        replica,
+        catalog,
+        &inbound,
+        send,
+        demote,
+        &mut streamed,
+        snapshots,
+        sid,
+        role_gen,
+        changes,
+    );
     // Only the newest session says whether a standby follows.
     if replica.session.load(Ordering::SeqCst) == sid {
         replica.connected.store(false, Ordering::SeqCst);
@@ -349,7 +377,9 @@ fn handle(
     if their > epoch {
         replica.counters.fenced.fetch_add(1, Ordering::Relaxed);
         demote(their);
-        return Err(format!("the standby is in the newer epoch {their}: this node was failed over; following"));
+        return Err(format!(
+            "the standby is in the newer epoch {their}: this node was failed over; following"
+        ));
     }
     match m.msg {
         Some(pb::from_standby::Msg::Ack(a)) => {
@@ -364,7 +394,9 @@ fn handle(
             }
             Err(format!("the standby answered Fenced (epoch {e})"))
         }
-        Some(pb::from_standby::Msg::Hello(_)) | None => Err("the standby sent a second Hello or an empty message".into()),
+        Some(pb::from_standby::Msg::Hello(_)) | None => {
+            Err("the standby sent a second Hello or an empty message".into())
+        }
     }
 }
 
@@ -375,7 +407,9 @@ fn on_ack(replica: &Replica, streamed: &mut BTreeMap<String, Streamed>, name: &s
         return Ok(()); // a heartbeat's echo
     }
     let Some(s) = streamed.get_mut(name) else {
-        return Err(format!("an ack for collection {name:?}, which this session does not stream"));
+        return Err(format!(
+            "an ack for collection {name:?}, which this session does not stream"
+        ));
     };
     s.link
         .on_ack(&s.entry.live.coll, ack)

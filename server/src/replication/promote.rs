@@ -147,7 +147,8 @@ pub fn adopt(replica: &Replica, live: &Live) -> Result<(), ServiceError> {
         )));
     }
     if cur < epoch {
-        coll.apply_through(coll.wal().last_lsn()).map_err(crate::live::live_error)?;
+        coll.apply_through(coll.wal().last_lsn())
+            .map_err(crate::live::live_error)?;
         coll.begin_epoch(epoch).map_err(crate::live::live_error)?;
     }
     replica.install_gate(live);

@@ -82,9 +82,11 @@ pub async fn connect_peer(addr: &str, token: &str, timeout: Duration) -> Result<
         .connect()
         .await
         .map_err(|e| format!("cannot reach the peer at {addr}: {e}"))?;
-    Ok(pb::replication_client::ReplicationClient::with_interceptor(ch, TokenAdd(value))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+    Ok(
+        pb::replication_client::ReplicationClient::with_interceptor(ch, TokenAdd(value))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20),
+    )
 }
 
 struct Held {
@@ -190,7 +192,9 @@ pub fn status(r: &Replica, catalog: &Catalog) -> pb::PeerReply {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("task failed: {e}")))?
@@ -319,7 +323,10 @@ impl pb::replication_server::Replication for ReplicationSvc {
         Ok(Response::new(pb::SnapshotPiece { data }))
     }
 
-    async fn end_snapshot(&self, req: Request<pb::EndSnapshotRequest>) -> Result<Response<pb::EndSnapshotReply>, Status> {
+    async fn end_snapshot(
+        &self,
+        req: Request<pb::EndSnapshotRequest>,
+    ) -> Result<Response<pb::EndSnapshotReply>, Status> {
         self.snaps.lock().expect("lock").remove(&req.into_inner().snapshot_id);
         Ok(Response::new(pb::EndSnapshotReply {}))
     }
@@ -365,10 +372,7 @@ impl pb::replication_server::Replication for ReplicationSvc {
         Ok(Response::new(pb::DegradeReply { degraded: id.degraded }))
     }
 
-    async fn switchover(
-        &self,
-        req: Request<pb::SwitchoverRequest>,
-    ) -> Result<Response<pb::SwitchoverReply>, Status> {
+    async fn switchover(&self, req: Request<pb::SwitchoverRequest>) -> Result<Response<pb::SwitchoverReply>, Status> {
         let r = req.into_inner();
         let timeout = Duration::from_millis(if r.timeout_ms == 0 { 10_000 } else { r.timeout_ms });
         super::switchover::run(&self.replica, &self.catalog, timeout)

@@ -134,19 +134,22 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
         .block_on(client.follow(tokio_stream::wrappers::ReceiverStream::new(rx)))
         .map_err(|s| format!("the primary at {peer} refused Follow: {}", s.message()))?
         .into_inner();
-    let next = |inbound: &mut tonic::Streaming<pb::FromPrimary>, wait: Duration| -> Result<Option<pb::FromPrimary>, String> {
-        match rt.block_on(async { tokio::time::timeout(wait, inbound.message()).await }) {
-            Err(_) => Ok(None),
-            Ok(Ok(Some(m))) => Ok(Some(m)),
-            Ok(Ok(None)) => Err("the primary closed the stream".into()),
-            Ok(Err(s)) => Err(format!("the stream broke: {}", s.message())),
-        }
-    };
+    let next =
+        |inbound: &mut tonic::Streaming<pb::FromPrimary>, wait: Duration| -> Result<Option<pb::FromPrimary>, String> {
+            match rt.block_on(async { tokio::time::timeout(wait, inbound.message()).await }) {
+                Err(_) => Ok(None),
+                Ok(Ok(Some(m))) => Ok(Some(m)),
+                Ok(Ok(None)) => Err("the primary closed the stream".into()),
+                Ok(Err(s)) => Err(format!("the stream broke: {}", s.message())),
+            }
+        };
     let first = next(&mut inbound, Duration::from_secs(10))?.ok_or("no Welcome within 10 s")?;
     let their = wire::epoch_from(first.epoch, "epoch").map_err(|e| e.to_string())?;
     let w = match first.msg {
         Some(pb::from_primary::Msg::Welcome(w)) => wire::welcome_from(w, their).map_err(|e| e.to_string())?,
-        Some(pb::from_primary::Msg::Refused(r)) => return Err(format!("the primary refused this standby: {}", r.reason)),
+        Some(pb::from_primary::Msg::Refused(r)) => {
+            return Err(format!("the primary refused this standby: {}", r.reason))
+        }
         Some(pb::from_primary::Msg::Fenced(f)) => {
             let e = wire::epoch_from(f.epoch, "fenced.epoch").map_err(|e| e.to_string())?;
             replica.learn_epoch(e).map_err(|e| e.to_string())?;
@@ -162,7 +165,9 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                 epoch: Some(wire::epoch_to(my_epoch)),
             }),
         ));
-        return Err(format!("the peer at {peer} leads in the older epoch {their}: it was failed over"));
+        return Err(format!(
+            "the peer at {peer} leads in the older epoch {their}: it was failed over"
+        ));
     }
     replica.heard();
     replica
@@ -184,7 +189,9 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
             return Ok("a promotion began".into());
         }
         for name in &w.drop {
-            catalog.drop_collection(name).map_err(|e| format!("dropping {name:?}: {e}"))?;
+            catalog
+                .drop_collection(name)
+                .map_err(|e| format!("dropping {name:?}: {e}"))?;
             replica.forget_gate(name);
             tracing::info!(collection = %name, "dropped: the primary no longer has it");
         }
@@ -210,7 +217,9 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                                 &catalog.live_dir(name),
                                 catalog.options_of(&meta),
                             )
-                            .map_err(|e2| format!("collection {name:?}: the cut failed ({e}) and reopening failed: {e2}"))?;
+                            .map_err(|e2| {
+                                format!("collection {name:?}: the cut failed ({e}) and reopening failed: {e2}")
+                            })?;
                             catalog.put(meta, c);
                             return Err(format!("collection {name:?}: cutting after {after}: {e}"));
                         }
@@ -253,8 +262,13 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                 let recv = receivers.entry(name.clone()).or_default();
                 match recv.on_chunk(&entry.live.coll, mine, &chunk) {
                     Ok(Reply::Ack(a)) => {
-                        replica.lag.lock().expect("lock").entry(name.clone()).or_default().peer_lsn =
-                            chunk.primary_durable;
+                        replica
+                            .lag
+                            .lock()
+                            .expect("lock")
+                            .entry(name.clone())
+                            .or_default()
+                            .peer_lsn = chunk.primary_durable;
                         replica.counters.acks.fetch_add(1, Ordering::Relaxed);
                         pb::from_standby::Msg::Ack(wire::ack_to(&name, &a))
                     }
@@ -266,7 +280,9 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                                 epoch: Some(wire::epoch_to(e)),
                             }),
                         ));
-                        return Err(format!("a chunk of the older epoch {their}: its sender was failed over"));
+                        return Err(format!(
+                            "a chunk of the older epoch {their}: its sender was failed over"
+                        ));
                     }
                     Err(e) => {
                         if matches!(
@@ -345,10 +361,15 @@ fn install(
             incarnation,
             node_id: replica.identity().node(),
         }))
-        .map_err(|s| format!("collection {name:?}: the primary could not begin a snapshot: {}", s.message()))?
+        .map_err(|s| {
+            format!(
+                "collection {name:?}: the primary could not begin a snapshot: {}",
+                s.message()
+            )
+        })?
         .into_inner();
-    let meta: CollectionMeta = serde_json::from_slice(if meta.is_empty() { &info.meta } else { meta })
-        .map_err(|e| format!("collection {name:?}: the primary's collection.json: {e}"))?;
+    let meta = CollectionMeta::from_peer(if meta.is_empty() { &info.meta } else { meta })
+        .map_err(|e| format!("collection {name:?}: {e}"))?;
     if meta.name != name || meta.incarnation != incarnation {
         return Err(format!(
             "collection {name:?}: the primary's metadata names {:?} incarnation {}",
@@ -444,7 +465,9 @@ fn watch_peer(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtim
             continue;
         };
         let reply = reply.into_inner();
-        let Ok(theirs) = wire::epoch_from(reply.epoch, "epoch") else { continue };
+        let Ok(theirs) = wire::epoch_from(reply.epoch, "epoch") else {
+            continue;
+        };
         let mine = replica.identity().epoch();
         if reply.role == "primary" && theirs > mine && reply.pair_id == replica.identity().pair_id {
             demote(replica, catalog, theirs);

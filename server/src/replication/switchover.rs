@@ -65,7 +65,8 @@ async fn drain_and_promote(
         let lag = replica.lag.lock().expect("lock").clone();
         let done = catalog.list().iter().all(|e| {
             let last = e.live.coll.wal().last_lsn();
-            last == 0 || (lag.get(&e.live.name).is_some_and(|l| l.peer_lsn >= last) && e.live.coll.applied_lsn() >= last)
+            last == 0
+                || (lag.get(&e.live.name).is_some_and(|l| l.peer_lsn >= last) && e.live.coll.applied_lsn() >= last)
         });
         quiet = if done { quiet + 1 } else { 0 };
     }

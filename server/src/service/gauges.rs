@@ -124,10 +124,26 @@ fn replication_gauges(r: &crate::replication::node::Replica, catalog: &Catalog) 
         format!("{}", st.lease_left_ms as f64 / 1e3),
     );
     for (name, help, v) in [
-        ("quarry_replication_acks_total", "Acks received (primary) or sent (standby).", st.acks),
-        ("quarry_replication_snapshots_sent_total", "Snapshots sent to a standby.", st.snapshots_sent),
-        ("quarry_replication_snapshots_received_total", "Snapshots installed from the primary.", st.snapshots_received),
-        ("quarry_replication_fenced_total", "Messages refused or answered Fenced for a stale epoch.", st.fenced),
+        (
+            "quarry_replication_acks_total",
+            "Acks received (primary) or sent (standby).",
+            st.acks,
+        ),
+        (
+            "quarry_replication_snapshots_sent_total",
+            "Snapshots sent to a standby.",
+            st.snapshots_sent,
+        ),
+        (
+            "quarry_replication_snapshots_received_total",
+            "Snapshots installed from the primary.",
+            st.snapshots_received,
+        ),
+        (
+            "quarry_replication_fenced_total",
+            "Messages refused or answered Fenced for a stale epoch.",
+            st.fenced,
+        ),
     ] {
         one(name, "counter", help, v.to_string());
     }
@@ -144,12 +160,23 @@ fn replication_gauges(r: &crate::replication::node::Replica, catalog: &Catalog) 
     let _ = writeln!(o, "# HELP quarry_replication_lag_bytes Primary: bytes of log the standby has not acknowledged (estimated for records not yet sent).");
     let _ = writeln!(o, "# TYPE quarry_replication_lag_bytes gauge");
     for c in &st.collections {
-        let _ = writeln!(o, "quarry_replication_lag_bytes{{collection=\"{}\"}} {}", c.name, c.lag_bytes);
+        let _ = writeln!(
+            o,
+            "quarry_replication_lag_bytes{{collection=\"{}\"}} {}",
+            c.name, c.lag_bytes
+        );
     }
-    let _ = writeln!(o, "# HELP quarry_replication_lag_seconds How long the peer has been behind (0 when caught up).");
+    let _ = writeln!(
+        o,
+        "# HELP quarry_replication_lag_seconds How long the peer has been behind (0 when caught up)."
+    );
     let _ = writeln!(o, "# TYPE quarry_replication_lag_seconds gauge");
     for c in &st.collections {
-        let _ = writeln!(o, "quarry_replication_lag_seconds{{collection=\"{}\"}} {}", c.name, c.lag_seconds);
+        let _ = writeln!(
+            o,
+            "quarry_replication_lag_seconds{{collection=\"{}\"}} {}",
+            c.name, c.lag_seconds
+        );
     }
     o
 }
