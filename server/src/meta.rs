@@ -209,7 +209,8 @@ mod tests {
     fn a_peers_metadata_is_checked_field_by_field() {
         let ok = serde_json::to_vec(&good()).unwrap();
         assert_eq!(CollectionMeta::from_peer(&ok).unwrap().incarnation, 7);
-        let cases: Vec<(Box<dyn Fn(&mut CollectionMeta)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut CollectionMeta)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|m| m.version = 2), "version 2"),
             (Box::new(|m| m.name = "../x".into()), "name"),
             (Box::new(|m| m.dim = 0), "dim = 0"),
