@@ -231,6 +231,16 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
             }
         }
     }
+    // A standby ships to no one: places a former primary kept in its logs
+    // for its own standby would hold its WAL until the retention cap.
+    for e in catalog.list() {
+        let wal = e.live.coll.wal();
+        for f in wal.followers() {
+            if let Err(err) = wal.unregister_follower(&f.name) {
+                tracing::warn!(collection = %e.live.name, follower = %f.name, error = %err, "cannot forget a follower");
+            }
+        }
+    }
     if !snapshots.is_empty() {
         for (name, inc, why) in snapshots {
             tracing::info!(collection = %name, reason = ?why, "catching up from a snapshot");
