@@ -341,7 +341,11 @@ fn serve_replication(
             }
         };
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Pings find a standby that vanished behind a silent partition, so
+        // its session's thread ends instead of waiting on a dead stream.
         let r = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(2)))
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.changed().await;

@@ -7,7 +7,11 @@
 //!                 [--primary-down] [--writers W] [--ids N] [--lease-ms L] [--seed S]
 //! ```
 //! Faults: `kill` (kill -9 the primary, promote the standby, restart the
-//! old primary, which learns it was failed over and follows), `stop`
+//! old primary, which learns it was failed over and follows), `partition`
+//! (the nodes reach each other only through proxies of this harness;
+//! cut both ways or only the standby's stream, promote the standby by
+//! lease while clients still reach the old primary, check it accepts no
+//! write, heal), `stop`
 //! (SIGSTOP the primary past its lease, promote the standby by lease,
 //! SIGCONT the old one and check it accepts no write), `switchover` (the
 //! planned handover under load). Without `--primary-down` a kill's
@@ -100,8 +104,8 @@ fn parse() -> Result<Args> {
     if !["sync", "async", "single"].contains(&a.mode.as_str()) {
         bail!("--mode must be sync, async or single");
     }
-    if !["kill", "stop", "switchover"].contains(&a.fault.as_str()) {
-        bail!("--fault must be kill, stop or switchover");
+    if !["kill", "stop", "switchover", "partition"].contains(&a.fault.as_str()) {
+        bail!("--fault must be kill, stop, switchover or partition");
     }
     Ok(a)
 }
@@ -154,7 +158,9 @@ impl Drop for Node {
     }
 }
 
-fn write_conf(dir: &Path, i: usize, port: u16, peer: u16, lease_ms: u64, mode: &str) -> Result<Node> {
+/// `peer_repl`: the port this node dials for its peer's replication
+/// listener (the peer's own, or a proxy's).
+fn write_conf(dir: &Path, i: usize, port: u16, peer_repl: u16, lease_ms: u64, mode: &str) -> Result<Node> {
     let d = dir.join(format!("node{i}"));
     std::fs::create_dir_all(&d)?;
     let token = dir.join("token");
@@ -169,7 +175,7 @@ fn write_conf(dir: &Path, i: usize, port: u16, peer: u16, lease_ms: u64, mode: &
     if mode != "single" {
         text += &format!(
             "\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = {lease_ms}\nwrite_timeout_ms = 3000\nmode = \"{mode}\"\n",
-            peer + 2,
+            peer_repl,
             port + 2,
             token.display()
         );
@@ -443,6 +449,106 @@ async fn wait_in_sync(p: &str, s: &str, within: Duration) -> bool {
     false
 }
 
+/// 20 writes to the old primary after its standby was promoted: how many
+/// it accepted (must be 0).
+async fn probe(addr: &str, round: usize) -> Result<u64> {
+    let ch = public(addr).await?;
+    let mut w = pb::write_client::WriteClient::new(ch);
+    let mut accepted = 0;
+    for k in 0..20u64 {
+        let mut r = tonic::Request::new(pb::UpsertRequest {
+            collection: "c".into(),
+            points: vec![pb::Point {
+                id: 1 << 40 | (round as u64) << 8 | k,
+                vector: vector(k),
+                payload: vec![],
+            }],
+        });
+        r.set_timeout(Duration::from_millis(500));
+        if w.upsert(r).await.is_ok() {
+            accepted += 1;
+        }
+    }
+    Ok(accepted)
+}
+
+/// A TCP proxy to a local port that can be cut like a network: while cut,
+/// nothing passes either way (bytes wait, as unacknowledged segments would;
+/// new connections wait for the upstream connect), with no close or reset
+/// to tell either end; healed, everything flows again.
+struct Proxy {
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(listen: u16, to: u16) -> Result<Proxy> {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", listen)).await?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = l.accept().await {
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    let mut open = rx.clone();
+                    if open.wait_for(|c| !*c).await.is_err() {
+                        return;
+                    }
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                        return;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
+                    tokio::spawn(pump(ir, ow, rx.clone()));
+                    tokio::spawn(pump(or, iw, rx));
+                });
+            }
+        });
+        Ok(Proxy { cut: tx })
+    }
+
+    fn cut(&self, on: bool) {
+        let _ = self.cut.send(on);
+    }
+}
+
+/// Copy bytes one way until either side closes, holding them while cut.
+async fn pump(
+    r: tokio::net::tcp::OwnedReadHalf,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    mut cut: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if cut.wait_for(|c| !*c).await.is_err() {
+            return;
+        }
+        if r.readable().await.is_err() {
+            return;
+        }
+        if *cut.borrow() {
+            continue;
+        }
+        let n = match r.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        let mut off = 0;
+        while off < n {
+            if w.writable().await.is_err() {
+                return;
+            }
+            match w.try_write(&buf[off..n]) {
+                Ok(k) => off += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 async fn public_ready(addr: &str) -> Result<()> {
     let t = Instant::now();
     while public(addr).await.is_err() {
@@ -518,9 +624,18 @@ async fn main() -> Result<()> {
     let a = parse()?;
     std::fs::create_dir_all(&a.dir)?;
     let (p0, p1) = (a.base_port, a.base_port + 10);
-    let mut nodes = vec![write_conf(&a.dir, 0, p0, p1, a.lease_ms, &a.mode)?];
+    // With --fault partition each node dials its peer through a proxy:
+    // node 0 through base+5, node 1 through base+15.
+    let proxied = a.fault == "partition";
+    let proxies = if proxied {
+        vec![Proxy::start(p0 + 5, p1 + 2).await?, Proxy::start(p1 + 5, p0 + 2).await?]
+    } else {
+        Vec::new()
+    };
+    let (to1, to0) = if proxied { (p0 + 5, p1 + 5) } else { (p1 + 2, p0 + 2) };
+    let mut nodes = vec![write_conf(&a.dir, 0, p0, to1, a.lease_ms, &a.mode)?];
     if a.mode != "single" {
-        nodes.push(write_conf(&a.dir, 1, p1, p0, a.lease_ms, &a.mode)?);
+        nodes.push(write_conf(&a.dir, 1, p1, to0, a.lease_ms, &a.mode)?);
     }
     for n in &mut nodes {
         n.start(&a.quarryd)?;
@@ -582,6 +697,7 @@ async fn main() -> Result<()> {
     let mut pauses = Vec::new();
     let mut lost_total = Vec::new();
     let mut fenced_accepts = 0u64;
+    let mut partitions_both = 0usize;
     let mut checked = 0usize;
     let mut rounds = 0;
     let mut problem = None;
@@ -621,24 +737,36 @@ async fn main() -> Result<()> {
                     nodes[p].start(&a.quarryd)?;
                 } else {
                     nodes[p].signal("CONT");
-                    // The old primary must accept nothing now.
-                    let ch = public(&nodes[p].public).await?;
-                    let mut w = pb::write_client::WriteClient::new(ch);
-                    for k in 0..20u64 {
-                        let mut r = tonic::Request::new(pb::UpsertRequest {
-                            collection: "c".into(),
-                            points: vec![pb::Point {
-                                id: 1 << 40 | (round as u64) << 8 | k,
-                                vector: vector(k),
-                                payload: vec![],
-                            }],
-                        });
-                        r.set_timeout(Duration::from_millis(500));
-                        if w.upsert(r).await.is_ok() {
-                            fenced_accepts += 1;
-                        }
-                    }
+                    fenced_accepts += probe(&nodes[p].public, round).await?;
                 }
+            }
+            "partition" => {
+                // Both ways, or only the standby's stream to the primary
+                // (the primary still reaches the standby's listener).
+                let both = rng.random_bool(0.5);
+                proxies[s].cut(true);
+                if both {
+                    proxies[p].cut(true);
+                }
+                let mut c = repl(&nodes[s].repl).await?;
+                let r = c
+                    .promote(req(rpb::PromoteRequest {
+                        primary_down: false,
+                        accept_loss: false,
+                        degraded: false,
+                    }))
+                    .await;
+                if let Err(e) = r {
+                    problem = Some(format!("round {round}: the promotion failed: {}", e.message()));
+                    break;
+                }
+                sh.primary.store(s, Ordering::SeqCst);
+                // Clients still reach the old primary: it must take nothing.
+                fenced_accepts += probe(&nodes[p].public, round).await?;
+                for x in &proxies {
+                    x.cut(false);
+                }
+                partitions_both += both as usize;
             }
             _ => {
                 let mut c = repl(&nodes[p].repl).await?;
@@ -701,6 +829,7 @@ async fn main() -> Result<()> {
         "acked_writes": b.acked_writes, "ids_checked": checked,
         "lost": lost_total.len(), "lost_examples": lost_total.iter().take(5).collect::<Vec<_>>(),
         "fenced_node_accepted": fenced_accepts,
+        "partitions_both_ways": partitions_both,
         "refused": b.refused, "outcome_unknown": b.unknown,
         "fault_to_first_write_ms_p50": pct(&mut to_first_write.clone(), 0.5),
         "fault_to_first_write_ms_max": pct(&mut to_first_write.clone(), 1.0),

@@ -78,6 +78,11 @@ pub async fn connect_peer(addr: &str, token: &str, timeout: Duration) -> Result<
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("{addr}: {e}"))?
         .connect_timeout(timeout)
+        // A partition that drops packets silently is noticed within a
+        // few seconds, not at TCP's minutes.
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true)
         .connect()
         .await

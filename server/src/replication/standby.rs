@@ -131,7 +131,14 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
     tx.try_send(envelope(my_epoch, pb::from_standby::Msg::Hello(wire::hello_to(&hello))))
         .map_err(lost("queueing the Hello"))?;
     let mut inbound = rt
-        .block_on(client.follow(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                client.follow(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            )
+            .await
+        })
+        .map_err(|_| format!("the primary at {peer} did not answer Follow within 10 s"))?
         .map_err(|s| format!("the primary at {peer} refused Follow: {}", s.message()))?
         .into_inner();
     let next =
@@ -251,13 +258,24 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
     }
     replica.following.store(true, Ordering::SeqCst);
     let mut receivers: HashMap<String, Receiver> = HashMap::new();
+    // The primary sends at least a heartbeat every 100 ms: silence for a
+    // lease means the path is gone (a partition that drops packets).
+    let silence = Duration::from_millis(replica.settings.lease_ms);
+    let mut last = Instant::now();
     loop {
         if replica.promoting.load(Ordering::SeqCst) || replica.role() != Role::Standby {
             return Ok("this node is being promoted".into());
         }
         let Some(m) = next(&mut inbound, Duration::from_millis(100))? else {
+            if last.elapsed() > silence {
+                return Err(format!(
+                    "nothing from the primary for {} ms; reconnecting",
+                    last.elapsed().as_millis()
+                ));
+            }
             continue;
         };
+        last = Instant::now();
         let _g = replica.follow_lock.lock().expect("lock");
         if replica.promoting.load(Ordering::SeqCst) {
             return Ok("this node is being promoted".into());
@@ -352,6 +370,13 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
     }
 }
 
+/// A request with a deadline of `secs`.
+fn timed<T>(m: T, secs: u64) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.set_timeout(Duration::from_secs(secs));
+    r
+}
+
 /// Take collection `name` from the primary's snapshot (creating it from
 /// `meta` if this node lacks it).
 #[allow(clippy::too_many_arguments)]
@@ -366,11 +391,14 @@ fn install(
 ) -> Result<(), String> {
     let t = Instant::now();
     let info = rt
-        .block_on(client.begin_snapshot(pb::BeginSnapshotRequest {
-            collection: name.to_string(),
-            incarnation,
-            node_id: replica.identity().node(),
-        }))
+        .block_on(client.begin_snapshot(timed(
+            pb::BeginSnapshotRequest {
+                collection: name.to_string(),
+                incarnation,
+                node_id: replica.identity().node(),
+            },
+            60,
+        )))
         .map_err(|s| {
             format!(
                 "collection {name:?}: the primary could not begin a snapshot: {}",
@@ -405,12 +433,15 @@ fn install(
         catalog.install_replica(meta, |fs, dir, opts| {
             let mut fetch = |path: &str, offset: u64, len: usize| {
                 let piece = rt
-                    .block_on(client.read_snapshot(pb::ReadSnapshotRequest {
-                        snapshot_id: id,
-                        path: path.to_string(),
-                        offset,
-                        len: (len as u32).min(MAX_PIECE),
-                    }))
+                    .block_on(client.read_snapshot(timed(
+                        pb::ReadSnapshotRequest {
+                            snapshot_id: id,
+                            path: path.to_string(),
+                            offset,
+                            len: (len as u32).min(MAX_PIECE),
+                        },
+                        30,
+                    )))
                     .map(|r| r.into_inner().data)
                     .map_err(|s| CollectionError::Io {
                         path: path.into(),
