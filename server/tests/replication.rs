@@ -1,6 +1,7 @@
 //! The warm standby with real processes: two `quarryd` binaries on
 //! loopback, failed over by `quarry-failover` (kill -9, SIGSTOP past the
-//! lease, switchover) with every acknowledged write checked; the token;
+//! lease, switchover, a partition through its proxies) with every
+//! acknowledged write checked; the token;
 //! a standby's refusal of writes; a sync primary without its standby
 //! (outcome unknown, then no lease, then degrade, then back in sync).
 
@@ -44,6 +45,7 @@ fn failovers_of_every_kind_lose_no_acknowledged_write() {
         (vec!["--fault", "kill", "--rounds", "2", "--lease-ms", "500"], 2),
         (vec!["--fault", "stop", "--rounds", "2", "--lease-ms", "500"], 2),
         (vec!["--fault", "switchover", "--rounds", "3"], 3),
+        (vec!["--fault", "partition", "--rounds", "2", "--lease-ms", "500"], 2),
     ]
     .into_iter()
     .enumerate()

@@ -470,6 +470,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_standby_waits_a_whole_lease_before_a_lease_based_promotion() {
+        // It may have acknowledged just before it went down, so the old
+        // primary may hold a lease from that ack: the wait counts from the
+        // restart, as if it had heard the primary then.
+        let d = tempfile::tempdir().unwrap();
+        let r = replica(d.path(), Role::Standby, Mode::Sync);
+        let w = r.promotion_wait();
+        assert!(
+            w > Duration::from_millis(100) && w <= Duration::from_millis(221),
+            "lease 200 ms x 1.1 from start: {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(230));
+        assert_eq!(r.promotion_wait(), Duration::ZERO);
+        r.heard();
+        assert!(r.promotion_wait() > Duration::from_millis(100), "each message restarts it");
+    }
+
+    #[test]
     fn an_async_primary_refuses_writes_past_the_lag_bounds() {
         let d = tempfile::tempdir().unwrap();
         let r = replica(d.path(), Role::Primary, Mode::Async);
