@@ -484,7 +484,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(230));
         assert_eq!(r.promotion_wait(), Duration::ZERO);
         r.heard();
-        assert!(r.promotion_wait() > Duration::from_millis(100), "each message restarts it");
+        assert!(
+            r.promotion_wait() > Duration::from_millis(100),
+            "each message restarts it"
+        );
     }
 
     #[test]
