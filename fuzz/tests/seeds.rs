@@ -307,7 +307,10 @@ fn write_replication_seeds() {
             ),
         ],
         drop: vec!["gone".into()],
+        metas: [("img".to_string(), meta_json())].into_iter().collect(),
     };
+    quarry_server::meta::CollectionMeta::from_peer(&meta_json()).expect("the seed is a valid collection.json");
+    put("replication_msg", "collection_json", &with(&[4], &meta_json()));
     put(
         "replication_msg",
         "welcome",
@@ -330,4 +333,25 @@ fn write_replication_seeds() {
             &down(pb::from_primary::Msg::Chunk(wire::chunk_to("docs", &chunk))),
         ),
     );
+}
+
+/// A primary's `collection.json` as quarryd writes it.
+fn meta_json() -> Vec<u8> {
+    br#"{
+  "version": 1,
+  "name": "img",
+  "dim": 8,
+  "metric": "l2",
+  "params": {"max_degree": 64, "build_list_size": 100, "alpha": 1.2, "pq_bytes": 2, "opq": false, "nav_sample": 0},
+  "stored": "f32",
+  "state": "ready",
+  "index_dir": null,
+  "generation": 0,
+  "operation_id": "",
+  "error": "",
+  "vector_count": 0,
+  "mutable": true,
+  "incarnation": 5
+}"#
+    .to_vec()
 }

@@ -64,9 +64,6 @@ pub struct Catalog {
     /// Bumped by every create, drop and replacement (a primary's Follow
     /// session ends on a change, and the standby's next handshake carries it).
     changes: AtomicU64,
-    /// In a replicated pair: loads from files are refused (their segments
-    /// are not shipped to the standby yet).
-    replicated: std::sync::atomic::AtomicBool,
     /// Called while a collection taken out of service waits for its
     /// holders (the shards: `Shards::nudge`).
     retire_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -146,7 +143,6 @@ impl Catalog {
             writes,
             flusher: OnceLock::new(),
             changes: AtomicU64::new(0),
-            replicated: Default::default(),
             retire_hook: OnceLock::new(),
         };
         let mut names = Vec::new();
@@ -503,11 +499,6 @@ impl Catalog {
         threads: usize,
     ) -> Result<Operation, ServiceError> {
         let entry = self.get(name)?;
-        if self.replicated.load(Ordering::SeqCst) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "collection {name:?}: builds from a file are not replicated to the standby yet (its segment files are not shipped); load the points with Upsert or BulkUpsert, which are"
-            )));
-        }
         let file = VectorFile::open(source)
             .map_err(|e| ServiceError::InvalidArgument(format!("source_path {}: {e}", source.display())))?;
         let (n, dim) = (file.len(), file.dim());

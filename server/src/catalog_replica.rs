@@ -24,11 +24,6 @@ impl Catalog {
         let _ = self.retire_hook.set(f);
     }
 
-    /// Refuse loads from files (a replicated pair).
-    pub fn set_replicated(&self, on: bool) {
-        self.replicated.store(on, Ordering::SeqCst);
-    }
-
     /// `collection.json` of `name`, as written.
     pub fn meta_bytes(&self, name: &str) -> Result<Vec<u8>, ServiceError> {
         let e = self.get(name)?;

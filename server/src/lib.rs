@@ -298,7 +298,6 @@ fn start_replication(
         r.set_role(Role::Primary, first).map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(epoch = %first, "a new primary takes its first epoch");
     }
-    catalog.set_replicated(true);
     replication::standby::start(r.clone(), catalog.clone()).context("starting the replication threads")?;
     let id = r.identity();
     tracing::info!(

@@ -385,3 +385,80 @@ async fn a_dropped_and_recreated_collection_reaches_the_standby_as_a_new_incarna
     assert_eq!(held(&b, 200..205).await, Some((200..205).collect()));
     assert!(status(&b).await.snapshots_received >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_build_on_the_primary_reaches_the_standby_as_its_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pa, pb_) = (ports(9), ports(9) + 10);
+    let a = Node::start(&tmp.path().join("a"), "primary", pa, pb_);
+    let b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
+    until("the pair forms", Duration::from_secs(30), async || {
+        status(&b).await.eligible
+    })
+    .await;
+    create_c(&a).await;
+    until("c reaches the standby in sync", Duration::from_secs(30), async || {
+        let s = status(&b).await;
+        s.eligible && s.collections.iter().any(|c| c.name == "c")
+    })
+    .await;
+    // 3000 x 4 vectors in an .fbin the primary reads.
+    let n = 3000u32;
+    let mut f = Vec::new();
+    f.extend_from_slice(&n.to_le_bytes());
+    f.extend_from_slice(&4u32.to_le_bytes());
+    for i in 0..n {
+        for d in 0..4 {
+            f.extend_from_slice(&(((i * 7 + d * 13) % 101) as f32).to_le_bytes());
+        }
+    }
+    let src = tmp.path().join("base.fbin");
+    std::fs::write(&src, &f).unwrap();
+    let mut cc = pb::collections_client::CollectionsClient::new(channel(&a.public).await);
+    let op = cc
+        .build_index(pb::BuildIndexRequest {
+            collection: "c".into(),
+            source_path: src.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    until("the build finishes", Duration::from_secs(120), async || {
+        let o = cc
+            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(o.state, pb::OperationState::Failed as i32, "{}", o.error);
+        o.state == pb::OperationState::Done as i32
+    })
+    .await;
+    // The build's segment is on the standby: its rows are there, exactly.
+    until("the standby holds the build", Duration::from_secs(60), async || {
+        let s = status(&b).await;
+        let p = status(&a).await;
+        let last = p.collections.iter().find(|c| c.name == "c").map(|c| c.last_lsn);
+        s.collections.iter().find(|c| c.name == "c").map(|c| c.applied_lsn) == last
+    })
+    .await;
+    let got = pb::query_client::QueryClient::new(channel(&b.public).await)
+        .get(pb::GetRequest {
+            collection: "c".into(),
+            ids: vec![0, 1234, 2999],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.records.len(), 3);
+    for r in &got.records {
+        let i = r.id as u32;
+        let want: Vec<f32> = (0..4).map(|d| ((i * 7 + d * 13) % 101) as f32).collect();
+        assert_eq!(r.vector, want, "id {i}");
+    }
+    let seg = std::fs::read_dir(tmp.path().join("b/data/collections/c/live"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("bulk-"));
+    assert!(seg, "the standby holds the bulk segment's directory");
+}

@@ -55,6 +55,7 @@ mod replica;
 #[cfg(test)]
 mod replica_tests;
 mod segment;
+mod ship;
 mod snapshot;
 #[cfg(test)]
 mod snapshot_tests;
@@ -69,6 +70,7 @@ pub use query::{CollectionResult, CollectionSearcher};
 pub use recovery::OpenReport;
 pub use replica::{CommitGate, GateError};
 pub use segment::{decode_records, decode_tombstones, encode_records, encode_tombstones, Segment};
+pub use ship::install_segment;
 pub use snapshot::{finish_install, install_snapshot, needs_snapshot, FetchFn, Snapshot, SnapshotFile, NEEDS_SNAPSHOT};
 
 use crate::graph::{FreshIndex, InsertPlan};

@@ -93,7 +93,7 @@ impl Snapshot {
     }
 }
 
-fn read_at(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+pub(super) fn read_at(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(p).map_err(io_err(p, "open"))?;
     f.seek(SeekFrom::Start(offset)).map_err(io_err(p, "seek"))?;
@@ -103,7 +103,7 @@ fn read_at(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
 }
 
 /// Every file under `root/rel`, as (relative path, length), sorted.
-fn walk(root: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> Result<()> {
+pub(super) fn walk(root: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> Result<()> {
     let p = root.join(rel);
     let mut names: Vec<_> = std::fs::read_dir(&p)
         .map_err(io_err(&p, "list"))?
@@ -124,7 +124,7 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> Result<()> {
     Ok(())
 }
 
-fn crc_of(p: &Path) -> Result<u32> {
+pub(super) fn crc_of(p: &Path) -> Result<u32> {
     use std::io::Read;
     let mut f = std::fs::File::open(p).map_err(io_err(p, "open"))?;
     let mut crc = 0u32;
@@ -250,6 +250,65 @@ pub fn finish_install(fs: &dyn Vfs, dir: &Path) -> Result<bool> {
 /// over the replication stream).
 pub type FetchFn<'a> = dyn FnMut(&str, u64, usize) -> Result<Vec<u8>> + 'a;
 
+/// Write `files` under `root` (created), each read through `fetch` in
+/// pieces of at most `chunk` bytes, checked against its length and crc32c
+/// and fsynced. Returns the bytes written and every directory made (root
+/// first), for the caller to fsync. `what` names the transfer in errors.
+pub(super) fn fetch_files(
+    fs: &dyn Vfs,
+    root: &Path,
+    files: &[SnapshotFile],
+    chunk: usize,
+    fetch: &mut FetchFn<'_>,
+    what: &str,
+) -> Result<(u64, Vec<PathBuf>)> {
+    let mut total = 0u64;
+    let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
+    for f in files {
+        let p = root.join(&f.path);
+        let pdir = p.parent().expect("inside root").to_path_buf();
+        if !fs.exists(&pdir) {
+            fs.create_dir_all(&pdir).map_err(io_err(&pdir, "create"))?;
+            let mut d = pdir.clone();
+            while d != root && !dirs.contains(&d) {
+                dirs.push(d.clone());
+                d = d.parent().expect("inside root").to_path_buf();
+            }
+        }
+        let mut out = fs.create(&p).map_err(io_err(&p, "create"))?;
+        let (mut off, mut crc) = (0u64, 0u32);
+        while off < f.len {
+            let want = chunk.min((f.len - off) as usize);
+            let b = fetch(&f.path, off, want)?;
+            if b.is_empty() || b.len() > want {
+                return Err(CollectionError::Corrupt(format!(
+                    "{what} file {}: {} bytes arrived at offset {off} where {want} were asked for",
+                    f.path,
+                    b.len()
+                )));
+            }
+            crc = crc32c::crc32c_append(crc, &b);
+            out.append(&b).map_err(io_err(&p, "write"))?;
+            off += b.len() as u64;
+        }
+        if crc != f.crc {
+            return Err(CollectionError::Corrupt(format!(
+                "{what} file {}: crc32c {crc:#010x}, the primary sent {:#010x}; refusing it",
+                f.path, f.crc
+            )));
+        }
+        out.sync().map_err(io_err(&p, "sync"))?;
+        total += f.len;
+    }
+    Ok((total, dirs))
+}
+
+/// Whether `path` (`/`-separated, relative) is a plain path: no empty,
+/// `.` or `..` component, not absolute.
+pub(super) fn plain_path(path: &str) -> bool {
+    !path.is_empty() && !path.starts_with('/') && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Replace the collection at `dir` (closed; it may not exist) with a
 /// snapshot: `manifest` and `epochs` as the primary sent them, `files`
 /// with their lengths and checksums, each read through `fetch(path,
@@ -269,9 +328,7 @@ pub fn install_snapshot(
     let history = crate::wal::decode_epochs(epochs)
         .map_err(|(off, why)| CollectionError::Corrupt(format!("snapshot epoch history at byte {off}: {why}")))?;
     for f in files {
-        let ok = !f.path.is_empty()
-            && !f.path.starts_with('/')
-            && f.path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        let ok = plain_path(&f.path)
             && (m.segments.iter().any(|s| f.path.starts_with(&format!("{s}/")))
                 || m.tombstones.as_deref() == Some(f.path.as_str()));
         if !ok {
@@ -294,44 +351,7 @@ pub fn install_snapshot(
     }
     let tmp = sibling(dir, ".snapshot.tmp");
     fs.create_dir_all(&tmp).map_err(io_err(&tmp, "create"))?;
-    let mut total = 0u64;
-    let mut dirs: Vec<PathBuf> = vec![tmp.clone()];
-    for f in files {
-        let p = tmp.join(&f.path);
-        let pdir = p.parent().expect("inside tmp").to_path_buf();
-        if !fs.exists(&pdir) {
-            fs.create_dir_all(&pdir).map_err(io_err(&pdir, "create"))?;
-            let mut d = pdir.clone();
-            while d != tmp && !dirs.contains(&d) {
-                dirs.push(d.clone());
-                d = d.parent().expect("inside tmp").to_path_buf();
-            }
-        }
-        let mut out = fs.create(&p).map_err(io_err(&p, "create"))?;
-        let (mut off, mut crc) = (0u64, 0u32);
-        while off < f.len {
-            let want = chunk.min((f.len - off) as usize);
-            let b = fetch(&f.path, off, want)?;
-            if b.is_empty() || b.len() > want {
-                return Err(CollectionError::Corrupt(format!(
-                    "snapshot file {}: {} bytes arrived at offset {off} where {want} were asked for",
-                    f.path,
-                    b.len()
-                )));
-            }
-            crc = crc32c::crc32c_append(crc, &b);
-            out.append(&b).map_err(io_err(&p, "write"))?;
-            off += b.len() as u64;
-        }
-        if crc != f.crc {
-            return Err(CollectionError::Corrupt(format!(
-                "snapshot file {}: crc32c {crc:#010x}, the primary sent {:#010x}; refusing it",
-                f.path, f.crc
-            )));
-        }
-        out.sync().map_err(io_err(&p, "sync"))?;
-        total += f.len;
-    }
+    let (total, mut dirs) = fetch_files(fs, &tmp, files, chunk, fetch, "snapshot")?;
     // The log: empty, starting after the checkpoint, with the primary's
     // epoch history (entries that begin later come with their records).
     let wal = tmp.join("wal");

@@ -141,6 +141,9 @@ pub struct Replica {
     /// Collections (by `Live::key`) taken into this primary's epoch, with
     /// their gate on.
     adopted: Mutex<std::collections::HashSet<u64>>,
+    /// Collections whose standby must be sent a snapshot at the next
+    /// handshake (a segment it needs was folded away by a merge).
+    pub force_snapshot: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Replica {
@@ -205,6 +208,7 @@ impl Replica {
             reopening: AtomicBool::new(false),
             adopt_lock: Mutex::new(()),
             adopted: Mutex::new(Default::default()),
+            force_snapshot: Mutex::new(Default::default()),
         }))
     }
 

@@ -24,6 +24,7 @@ use super::settings::Mode;
 use super::stream::Ack;
 use super::wire;
 use crate::catalog::{Catalog, Entry};
+use quarry_engine::collection::Op;
 use quarry_engine::wal::{Epoch, Lsn};
 use quarry_proto::replication::v1 as pb;
 use std::collections::BTreeMap;
@@ -71,6 +72,7 @@ pub fn report(replica: &Replica, catalog: &Catalog) -> NodeReport {
 
 struct Streamed {
     entry: Arc<Entry>,
+    incarnation: u64,
     link: PrimaryLink,
     /// Gating began with the log at this LSN (the standby is eligible once
     /// it has acknowledged it).
@@ -165,9 +167,14 @@ pub fn run_session(
             return Err(why);
         }
     };
-    for (name, _, _) in &w.plans {
+    for (name, _, plan) in w.plans.iter_mut() {
         if let Ok(m) = catalog.meta_bytes(name) {
             w.metas.insert(name.clone(), m);
+        }
+        if replica.force_snapshot.lock().expect("lock").contains(name.as_str())
+            && !matches!(plan, CollectionPlan::Snapshot(_))
+        {
+            *plan = CollectionPlan::Snapshot(super::handshake::SnapshotReason::BehindRetention);
         }
     }
     // Sessions begin catching up: the standby cleared its eligibility.
@@ -210,6 +217,7 @@ pub fn run_session(
             name.clone(),
             Streamed {
                 entry: entry.clone(),
+                incarnation: names.iter().find(|n| &n.0 == name).map_or(0, |n| n.1),
                 link,
                 gated_from: None,
             },
@@ -286,6 +294,38 @@ fn stream(
             let now = replica.now_us();
             match s.link.next_chunk(coll, epoch, CHUNK_BYTES, now) {
                 Ok(Some(c)) => {
+                    // A bulk-loaded segment's files go first: the standby
+                    // fetches and installs them before its record.
+                    for body in c.records.iter().filter(|b| b.first() == Some(&3)) {
+                        let Ok(Op::AddSegment { name: seg }) = Op::decode(body, coll.options().dim) else {
+                            continue;
+                        };
+                        let files = match coll.segment_files(&seg) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                replica.force_snapshot.lock().expect("lock").insert(name.clone());
+                                return Err(format!(
+                                    "collection {name:?}: the standby needs segment {seg} ({e}); it is sent a snapshot instead"
+                                ));
+                            }
+                        };
+                        let m = pb::SegmentFiles {
+                            collection: name.clone(),
+                            incarnation: s.incarnation,
+                            segment: seg,
+                            files: files
+                                .into_iter()
+                                .map(|f| pb::SnapshotFile {
+                                    path: f.path,
+                                    len: f.len,
+                                    crc: f.crc,
+                                })
+                                .collect(),
+                        };
+                        if !send(envelope(epoch, pb::from_primary::Msg::Segment(m))) {
+                            return Ok("the standby went away".into());
+                        }
+                    }
                     if !send(envelope(epoch, pb::from_primary::Msg::Chunk(wire::chunk_to(name, &c)))) {
                         return Ok("the standby went away".into());
                     }

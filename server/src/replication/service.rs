@@ -274,6 +274,7 @@ impl pb::replication_server::Replication for ReplicationSvc {
             )));
         }
         let meta = self.catalog.meta_bytes(&r.collection)?;
+        self.replica.force_snapshot.lock().expect("lock").remove(&r.collection);
         let follower = follower_name(r.node_id);
         let live = entry.live.clone();
         let snap = blocking(move || live.coll.snapshot(&follower).map_err(crate::live::live_error)).await?;
@@ -322,6 +323,32 @@ impl pb::replication_server::Replication for ReplicationSvc {
         let snap = self.held(r.snapshot_id)?;
         let data = blocking(move || {
             snap.read(&r.path, r.offset, r.len as usize)
+                .map_err(crate::live::live_error)
+        })
+        .await?;
+        Ok(Response::new(pb::SnapshotPiece { data }))
+    }
+
+    async fn read_segment(&self, req: Request<pb::ReadSegmentRequest>) -> Result<Response<pb::SnapshotPiece>, Status> {
+        let r = req.into_inner();
+        if r.len > MAX_PIECE {
+            return Err(Status::invalid_argument(format!(
+                "len = {} is over the largest piece, {MAX_PIECE}",
+                r.len
+            )));
+        }
+        let entry = self.catalog.get(&r.collection)?;
+        let inc = entry.meta.read().expect("lock").incarnation;
+        if inc != r.incarnation {
+            return Err(Status::failed_precondition(format!(
+                "collection {:?} is incarnation {inc} now, not {}: reconnect for a new plan",
+                r.collection, r.incarnation
+            )));
+        }
+        let live = entry.live.clone();
+        let data = blocking(move || {
+            live.coll
+                .read_segment_file(&r.path, r.offset, r.len as usize)
                 .map_err(crate::live::live_error)
         })
         .await?;

@@ -27,7 +27,7 @@ use super::stream::{Receiver, Reply};
 use super::wire;
 use crate::catalog::{Catalog, CollectionMeta};
 use crate::error::ServiceError;
-use quarry_engine::collection::{CollectionError, SnapshotFile};
+use quarry_engine::collection::{install_segment, CollectionError, SnapshotFile};
 use quarry_engine::wal::Epoch;
 use quarry_proto::replication::v1 as pb;
 use std::collections::HashMap;
@@ -359,6 +359,13 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                 replica.learn_epoch(e).map_err(|e| e.to_string())?;
                 return Err(format!("the primary answered Fenced (epoch {e})"));
             }
+            Some(pb::from_primary::Msg::Segment(sf)) => {
+                if their < mine {
+                    return Err(format!("segment files in the older epoch {their}"));
+                }
+                receive_segment(catalog, rt, &mut client, sf)?;
+                continue;
+            }
             Some(pb::from_primary::Msg::Refused(r)) => return Err(format!("the primary refused: {}", r.reason)),
             Some(pb::from_primary::Msg::Welcome(_)) | None => {
                 return Err("the primary sent a second Welcome or an empty message".into())
@@ -368,6 +375,53 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
             return Err("the stream to the primary closed".into());
         }
     }
+}
+
+/// Fetch and install a bulk-loaded segment's files before its record.
+fn receive_segment(
+    catalog: &Catalog,
+    rt: &tokio::runtime::Runtime,
+    client: &mut PeerClient,
+    sf: pb::SegmentFiles,
+) -> Result<(), String> {
+    let files: Vec<SnapshotFile> = sf
+        .files
+        .iter()
+        .map(|f| SnapshotFile {
+            path: f.path.clone(),
+            len: f.len,
+            crc: f.crc,
+        })
+        .collect();
+    let (name, inc) = (sf.collection.clone(), sf.incarnation);
+    let mut fetch = |path: &str, offset: u64, len: usize| {
+        rt.block_on(client.read_segment(timed(
+            pb::ReadSegmentRequest {
+                collection: name.clone(),
+                incarnation: inc,
+                path: path.to_string(),
+                offset,
+                len: (len as u32).min(MAX_PIECE),
+            },
+            30,
+        )))
+        .map(|r| r.into_inner().data)
+        .map_err(|s| CollectionError::Io {
+            path: path.into(),
+            op: "fetch from the primary",
+            source: std::io::Error::other(s.message().to_string()),
+        })
+    };
+    install_segment(
+        catalog.vfs().as_ref(),
+        &catalog.live_dir(&sf.collection),
+        &sf.segment,
+        &files,
+        MAX_PIECE as usize,
+        &mut fetch,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("collection {:?}: receiving segment {}: {e}", sf.collection, sf.segment))
 }
 
 /// A request with a deadline of `secs`.

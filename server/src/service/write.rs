@@ -181,9 +181,7 @@ impl pb::write_server::Write for WriteSvc {
                 let (live, dim) = st.writable(&msg.collection)?;
                 let first_message = count == 0 && bulk.is_none();
                 let ops = st.upsert_ops(msg, dim, bulk.as_ref().map_or(count, |b| b.received))?;
-                // Not in a replicated pair: a bulk-loaded segment's files
-                // are not shipped to the standby yet.
-                if first_message && st.replica.is_none() && live.coll.is_empty() && live.coll.segments() == 0 {
+                if first_message && live.coll.is_empty() && live.coll.segments() == 0 {
                     bulk = Some(BulkBuffer::new(dim as usize));
                 }
                 if let Some(b) = bulk.as_mut() {
