@@ -290,6 +290,8 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                 let recv = receivers.entry(name.clone()).or_default();
                 match recv.on_chunk(&entry.live.coll, mine, &chunk) {
                     Ok(Reply::Ack(a)) => {
+                        // The standby flushes and merges on its own.
+                        catalog.kick_flush(&entry.live);
                         replica
                             .lag
                             .lock()
