@@ -75,7 +75,7 @@ impl Node {
         std::fs::write(
             &conf,
             format!(
-                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = 2000\n",
+                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nflush_at = 200\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = 2000\n",
                 dir.join("data").display(),
                 port + 1,
                 peer + 2,
@@ -456,6 +456,20 @@ async fn a_file_build_on_the_primary_reaches_the_standby_as_its_segment() {
         let want: Vec<f32> = (0..4).map(|d| ((i * 7 + d * 13) % 101) as f32).collect();
         assert_eq!(r.vector, want, "id {i}");
     }
+    // The standby flushes on its own as records arrive (flush_at = 200).
+    for id in 10_000..10_300 {
+        upsert(&a, id, Duration::from_secs(5)).await.unwrap();
+    }
+    let mut bc = pb::collections_client::CollectionsClient::new(channel(&b.public).await);
+    until("the standby flushed", Duration::from_secs(60), async || {
+        let c = bc
+            .describe_collection(pb::DescribeCollectionRequest { name: "c".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        c.writes.is_some_and(|w| w.flushes >= 1 && w.fresh_vectors < 200)
+    })
+    .await;
     let seg = std::fs::read_dir(tmp.path().join("b/data/collections/c/live"))
         .unwrap()
         .filter_map(|e| e.ok())
