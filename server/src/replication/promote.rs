@@ -65,6 +65,13 @@ pub fn promote(
     let _unpromote = Unset(&replica.promoting);
     // The follower stops at its next message; its changes are whole.
     let _follow = replica.follow_lock.lock().expect("lock");
+    // A concurrent failover command may have promoted it meanwhile.
+    if replica.role() == Role::Primary {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "this node was just promoted by another command (epoch {})",
+            replica.identity().epoch()
+        )));
+    }
     let t = Instant::now();
     if !primary_down {
         let wait = replica.promotion_wait();

@@ -730,7 +730,7 @@ impl Sim {
 
 #[test]
 fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
-    let schedules = CrashFs::trials("QUARRY_SIM_SCHEDULES", 40);
+    let schedules = CrashFs::trials("QUARRY_SIM_SCHEDULES", 200);
     let steps = CrashFs::trials("QUARRY_SIM_STEPS", 400) as usize;
     let d = tempfile::tempdir().unwrap();
     let (mut failovers, mut snapshots, mut cuts, mut acked, mut fenced, mut refused) = (0, 0, 0, 0, 0, 0);
