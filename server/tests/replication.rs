@@ -68,6 +68,10 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, role: &str, port: u16, peer: u16) -> Node {
+        Node::start_with(dir, role, port, peer, 2000)
+    }
+
+    fn start_with(dir: &Path, role: &str, port: u16, peer: u16, write_timeout_ms: u64) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let token = dir.join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -75,7 +79,7 @@ impl Node {
         std::fs::write(
             &conf,
             format!(
-                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nflush_at = 200\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = 2000\n",
+                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nflush_at = 200\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = {write_timeout_ms}\n",
                 dir.join("data").display(),
                 port + 1,
                 peer + 2,
@@ -163,7 +167,7 @@ async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
 async fn token_standby_refusal_lost_standby_and_degrade() {
     let tmp = tempfile::tempdir().unwrap();
     let (pa, pb_) = (ports(5), ports(5) + 10);
-    let a = Node::start(&tmp.path().join("a"), "primary", pa, pb_);
+    let a = Node::start_with(&tmp.path().join("a"), "primary", pa, pb_, 300);
     let mut b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
 
     // The replication listener: no token, a wrong one, then the right one.
@@ -225,9 +229,13 @@ async fn token_standby_refusal_lost_standby_and_degrade() {
     // with its outcome unknown; past the lease writes are refused up front.
     let _ = b.child.kill();
     let _ = b.child.wait();
-    let t = Instant::now();
-    let e = upsert(&a, 100, Duration::from_millis(150)).await.unwrap_err();
-    if t.elapsed() < Duration::from_millis(350) {
+    // Node a waits 300 ms for its standby (write_timeout_ms), then answers
+    // DEADLINE_EXCEEDED itself; the client waits longer. Admitted after
+    // the lease (400 ms) ran out instead, it is refused up front.
+    let e = upsert(&a, 100, Duration::from_secs(3)).await.unwrap_err();
+    if e.code() == Code::Unavailable {
+        assert!(e.message().contains("no write lease"), "{e:?}");
+    } else {
         assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
         assert_eq!(
             e.metadata().get("quarry-outcome").map(|v| v.to_str().unwrap()),
@@ -268,8 +276,26 @@ async fn token_standby_refusal_lost_standby_and_degrade() {
         .unwrap()
         .into_inner();
     assert_eq!(got.records.len(), 2, "the outcome-unknown write and the degraded one");
-    drop(b);
+
+    // Two failover commands at once: one promotes, the other is refused.
     drop(a);
+    let promote = async || {
+        rpb::replication_client::ReplicationClient::new(channel(&b.repl).await)
+            .promote(with_token(
+                rpb::PromoteRequest {
+                    primary_down: true,
+                    ..Default::default()
+                },
+                TOKEN,
+            ))
+            .await
+    };
+    let (x, y) = tokio::join!(promote(), promote());
+    let oks = [&x, &y].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(oks, 1, "{x:?} {y:?}");
+    let e = if x.is_err() { x.unwrap_err() } else { y.unwrap_err() };
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert_eq!(status(&b).await.role, "primary");
 }
 
 async fn create_c(n: &Node) {
