@@ -293,7 +293,10 @@ async fn token_standby_refusal_lost_standby_and_degrade() {
     let (x, y) = tokio::join!(promote(), promote());
     let oks = [&x, &y].iter().filter(|r| r.is_ok()).count();
     assert_eq!(oks, 1, "{x:?} {y:?}");
-    let e = if x.is_err() { x.unwrap_err() } else { y.unwrap_err() };
+    let e = match (x, y) {
+        (Err(e), _) | (_, Err(e)) => e,
+        _ => unreachable!("one of them failed"),
+    };
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert_eq!(status(&b).await.role, "primary");
 }
