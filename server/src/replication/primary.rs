@@ -73,6 +73,9 @@ pub fn report(replica: &Replica, catalog: &Catalog) -> NodeReport {
 struct Streamed {
     entry: Arc<Entry>,
     incarnation: u64,
+    /// Chunks sent and not yet acknowledged: (last LSN, when sent). The
+    /// oldest one's age is the lag in seconds.
+    sent: std::collections::VecDeque<(Lsn, Instant)>,
     link: PrimaryLink,
     /// Gating began with the log at this LSN (the standby is eligible once
     /// it has acknowledged it).
@@ -218,6 +221,7 @@ pub fn run_session(
             Streamed {
                 entry: entry.clone(),
                 incarnation: names.iter().find(|n| &n.0 == name).map_or(0, |n| n.1),
+                sent: Default::default(),
                 link,
                 gated_from: None,
             },
@@ -331,12 +335,16 @@ fn stream(
                     }
                     sent_any = true;
                     last_sent = Instant::now();
+                    s.sent.push_back((c.first_lsn + c.records.len() as u64 - 1, last_sent));
                 }
                 Ok(None) => {}
                 Err(e) => return Err(format!("collection {name:?}: {e}")),
             }
             let wal = coll.wal();
-            let behind = wal.last_lsn().saturating_sub(s.link.acked());
+            let acked = s.link.acked();
+            while s.sent.front().is_some_and(|&(last, _)| last <= acked) {
+                s.sent.pop_front();
+            }
             let unsent = wal.last_lsn().saturating_sub(s.link.next_lsn().saturating_sub(1));
             let mut lag = replica.lag.lock().expect("lock");
             let l = lag.entry(name.clone()).or_default();
@@ -347,11 +355,14 @@ fn stream(
             let in_flight = s.link.next_lsn().saturating_sub(1).saturating_sub(s.link.acked());
             let mean = unacked.checked_div(in_flight).unwrap_or(256);
             l.bytes = unacked + unsent * mean;
-            match (behind, l.behind_since) {
-                (0, _) => l.behind_since = None,
-                (_, None) => l.behind_since = Some(Instant::now()),
-                _ => {}
-            }
+            // Seconds behind: how long the oldest record the standby has
+            // not acknowledged has been on its way (PostgreSQL's flush
+            // lag); records logged and not yet sent count from now.
+            l.behind_since = match s.sent.front() {
+                Some(&(_, t)) => Some(t),
+                None if unsent > 0 => Some(l.behind_since.unwrap_or_else(Instant::now)),
+                None => None,
+            };
         }
         // In sync?
         if !replica.in_sync.load(Ordering::SeqCst)

@@ -258,6 +258,7 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
     }
     replica.following.store(true, Ordering::SeqCst);
     let mut receivers: HashMap<String, Receiver> = HashMap::new();
+    let mut reported: HashMap<String, std::collections::VecDeque<(u64, Instant)>> = HashMap::new();
     // The primary sends at least a heartbeat every 100 ms: silence for a
     // lease means the path is gone (a partition that drops packets).
     let silence = Duration::from_millis(replica.settings.lease_ms);
@@ -333,16 +334,21 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                 }
             }
             Some(pb::from_primary::Msg::Heartbeat(h)) => {
+                // Seconds behind: the age of the oldest primary LSN a
+                // heartbeat reported that this node does not hold yet.
                 let mut lag = replica.lag.lock().expect("lock");
                 for (n, d) in &h.primary_durable {
                     let l = lag.entry(n.clone()).or_default();
                     l.peer_lsn = *d;
                     let have = catalog.get(n).map(|e| e.live.coll.wal().durable_lsn()).unwrap_or(0);
-                    match (have >= *d, l.behind_since) {
-                        (true, _) => l.behind_since = None,
-                        (false, None) => l.behind_since = Some(Instant::now()),
-                        _ => {}
+                    let q = reported.entry(n.clone()).or_default();
+                    if *d > have && q.back().is_none_or(|b: &(u64, Instant)| b.0 < *d) {
+                        q.push_back((*d, Instant::now()));
                     }
+                    while q.front().is_some_and(|f| f.0 <= have) {
+                        q.pop_front();
+                    }
+                    l.behind_since = q.front().map(|f| f.1);
                 }
                 drop(lag);
                 if h.eligible != replica.identity().eligible {
