@@ -155,6 +155,16 @@ async fn upsert(n: &Node, id: u64, timeout: Duration) -> Result<pb::WriteRespons
         .map(|r| r.into_inner())
 }
 
+/// GET /metrics on a local port.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
 async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
     let t = Instant::now();
     while !f().await {
@@ -224,6 +234,22 @@ async fn token_standby_refusal_lost_standby_and_degrade() {
     let e = upsert(&b, 99, Duration::from_secs(5)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("standby"), "{}", e.message());
+
+    // The pair's metrics, on both nodes.
+    let m = metrics(pa + 1);
+    for want in [
+        "quarry_replication_role 1",
+        "quarry_replication_connected 1",
+        "quarry_replication_lag_records{collection=\"c\"} 0",
+        "quarry_replication_acks_total",
+    ] {
+        assert!(m.contains(want), "{want} in the primary's metrics:\n{m}");
+    }
+    let m = metrics(pb_ + 1);
+    assert!(
+        m.contains("quarry_replication_role 2") && m.contains("quarry_replication_eligible 1"),
+        "{m}"
+    );
 
     // The standby dies. Within the lease a write waits for it and ends
     // with its outcome unknown; past the lease writes are refused up front.
