@@ -28,9 +28,16 @@
 //! from the primary (or restarted), and then the old primary's lease must
 //! have run out; half the failovers instead assert --primary-down.
 //!
-//! What it does not model yet: catalog operations (one collection), the
-//! transport (see the real-process tests, to come), epochs learned only
-//! through the peer (an oracle hands out the next one).
+//! Catalog: the primary drops and recreates the collection (a new
+//! incarnation) at random, also while the standby installs a snapshot of
+//! the old one: the standby must end with the new incarnation only, never
+//! be promoted while it lacks it, and a cut-short install must leave the
+//! "needs snapshot" marker.
+//!
+//! What it does not model: more than one collection, the transport
+//! (`server/tests/replication.rs` and `quarry-failover` run real
+//! processes), epochs learned only through the peer (an oracle hands out
+//! the next one).
 
 use super::handshake::{CollectionPlan, NodeReport};
 use super::lease::{Lease, PromotionWait};
@@ -103,6 +110,8 @@ struct Host {
     coll: Option<Collection>,
     epoch: Epoch,
     up: bool,
+    /// Its collection's incarnation (collection.json in quarryd).
+    inc: u64,
 }
 
 impl Host {
@@ -120,6 +129,7 @@ impl Host {
             coll: Some(c),
             epoch: Epoch::ZERO,
             up: true,
+            inc: 1,
         }
     }
 
@@ -221,6 +231,14 @@ struct Sim {
     snapshots: usize,
     cuts: usize,
     fenced_chunks: usize,
+    /// The incarnation the acknowledged writes belong to (a drop and
+    /// recreate starts a new one and forgets the old one's writes).
+    acked_inc: u64,
+    next_inc: u64,
+    recreates: usize,
+    /// Snapshots whose collection was dropped and recreated on the primary
+    /// while they were being installed.
+    torn_snapshots: usize,
 }
 
 impl Sim {
@@ -261,6 +279,10 @@ impl Sim {
             snapshots: 0,
             cuts: 0,
             fenced_chunks: 0,
+            acked_inc: 1,
+            next_inc: 100,
+            recreates: 0,
+            torn_snapshots: 0,
         }
     }
 
@@ -330,10 +352,10 @@ impl Sim {
         let s = &self.hosts[si];
         let hello = Hello {
             node: s.report(),
-            collections: vec![collection_state(s.fs.as_ref(), &s.dir, "c", 1, s.c()).unwrap()],
+            collections: vec![collection_state(s.fs.as_ref(), &s.dir, "c", s.inc, s.c()).unwrap()],
         };
         let p = &self.hosts[pi];
-        let w: Welcome = match welcome(&p.report(), p.epoch, &[("c", 1, p.c())], &hello) {
+        let w: Welcome = match welcome(&p.report(), p.epoch, &[("c", p.inc, p.c())], &hello) {
             Ok(w) => w,
             Err(Refusal::Fenced(e)) => panic!("the scheduler's primary is fenced by {e}"),
             Err(Refusal::Refused(why)) => {
@@ -355,13 +377,35 @@ impl Sim {
                 return false;
             }
         };
+        // The standby takes the pair and the epoch before it carries out
+        // the plan (as quarryd's follower does).
+        if self.hosts[pi].pair.is_empty() {
+            // Neither had a pair (both wiped before anything was
+            // acknowledged): the primary mints one.
+            self.hosts[pi].pair = PAIR.into();
+        }
+        let pair = self.hosts[pi].pair.clone();
+        let s = &mut self.hosts[si];
+        s.epoch = s.epoch.max(w.epoch);
+        s.pair = pair;
         let plan = w.plans[0].2;
         let from = match plan {
             CollectionPlan::Snapshot(_) => {
                 let snap = self.hosts[pi].c().snapshot("standby").unwrap();
+                let snap_inc = self.hosts[pi].inc;
+                // Sometimes the primary drops and recreates the collection
+                // while the standby installs the snapshot: its files vanish
+                // under the transfer (or, with none, a stale incarnation is
+                // installed and replaced at the next handshake).
+                if self.faults && self.rng.random_bool(0.15) {
+                    self.recreate();
+                    self.torn_snapshots += 1;
+                }
+                let now_inc = self.hosts[pi].inc;
+                let seed = self.seed;
                 let s = &mut self.hosts[si];
                 s.coll = None;
-                let (c, from) = install_from(
+                let installed = install_from(
                     s.fs.clone(),
                     &s.dir,
                     opts(true),
@@ -370,11 +414,29 @@ impl Sim {
                     &snap.epochs,
                     &snap.files,
                     &mut |path, off, len| snap.read(path, off, len),
-                )
-                .unwrap();
-                s.coll = Some(c);
-                self.snapshots += 1;
-                from
+                );
+                match installed {
+                    Ok((c, from)) => {
+                        s.coll = Some(c);
+                        s.inc = snap_inc;
+                        self.snapshots += 1;
+                        if snap_inc != now_inc {
+                            return false; // a stale incarnation: the next handshake replaces it
+                        }
+                        from
+                    }
+                    Err(e) => {
+                        // Cut short: the old collection stays, marked as
+                        // needing a snapshot; it never reports its log.
+                        assert_ne!(snap_inc, now_inc, "seed {seed}: install failed: {e}");
+                        s.reopen(true);
+                        assert!(
+                            quarry_engine::collection::needs_snapshot(s.fs.as_ref(), &s.dir),
+                            "seed {seed}: a cut-short install left no marker"
+                        );
+                        return false;
+                    }
+                }
             }
             plan => {
                 let s = &mut self.hosts[si];
@@ -385,15 +447,6 @@ impl Sim {
             }
         };
         self.trace(&format!("connect {plan:?}"));
-        if self.hosts[pi].pair.is_empty() {
-            // Neither had a pair (both wiped before anything was
-            // acknowledged): the primary mints one.
-            self.hosts[pi].pair = PAIR.into();
-        }
-        let pair = self.hosts[pi].pair.clone();
-        let s = &mut self.hosts[si];
-        s.epoch = s.epoch.max(w.epoch);
-        s.pair = pair;
         let p = &self.hosts[pi];
         let (link, applied) = match PrimaryLink::start(p.c(), self.gate.clone(), "standby", from, 2048) {
             Ok(x) => x,
@@ -537,7 +590,11 @@ impl Sim {
         // acknowledged write (without --accept-loss, not modelled here).
         // A node that belongs to no pair (wiped, not yet joined) is never
         // eligible either.
-        if self.hosts[new].pair.is_empty() || self.hosts[new].c().wal().durable_lsn() < self.commit {
+        if self.hosts[new].pair.is_empty()
+            || self.hosts[new].inc != self.acked_inc
+            || quarry_engine::collection::needs_snapshot(self.hosts[new].fs.as_ref(), &self.hosts[new].dir)
+            || self.hosts[new].c().wal().durable_lsn() < self.commit
+        {
             self.refused_failovers += 1;
             return;
         }
@@ -600,6 +657,37 @@ impl Sim {
             self.hosts[old].reopen(true);
         }
         self.check_safety("after a failover");
+    }
+
+    /// The primary drops the collection and creates it again (a new
+    /// incarnation, empty): the acknowledged writes of the old one are gone
+    /// by the client's own request.
+    fn recreate(&mut self) {
+        let pi = self.primary;
+        if !self.hosts[pi].up || self.hosts[pi].pair.is_empty() {
+            return;
+        }
+        let h = &mut self.hosts[pi];
+        h.coll = None;
+        h.fs.remove_dir_all(&h.dir).unwrap();
+        h.fs.sync_dir(&h.root).unwrap();
+        let (c, _) = Collection::open(h.fs.clone(), &h.dir, opts(true)).unwrap();
+        // As quarryd's adopt: the node's epoch begins in the new log.
+        if h.epoch > Epoch::ZERO {
+            c.begin_epoch(h.epoch).unwrap();
+        }
+        h.coll = Some(c);
+        self.next_inc += 1;
+        h.inc = self.next_inc;
+        self.acked_inc = h.inc;
+        self.gate = Arc::new(SyncGate::new(0));
+        self.hosts[pi].c().set_gate(Some(self.gate.clone()));
+        self.acked.clear();
+        self.pending.clear();
+        self.commit = 0;
+        self.link = None;
+        self.recreates += 1;
+        self.trace("recreate");
     }
 
     /// Every id's value on the primary is its last acknowledged write's
@@ -673,12 +761,20 @@ impl Sim {
                 }
             }
             _ if !faults => self.pump(),
-            88..=90 => {
+            90 => {
+                if self.hosts[self.primary].up && self.rng.random_bool(0.3) {
+                    self.recreate();
+                }
+            }
+            88..=89 => {
                 let who = self.rng.random_range(0..2);
                 let other = &self.hosts[1 - who];
                 // A wipe never takes the last copy of an acknowledged
                 // write (losing both disks loses data in any system).
-                let other_has_all = other.up && other.c().wal().durable_lsn() >= self.commit;
+                let other_has_all = other.up
+                    && other.inc == self.acked_inc
+                    && !quarry_engine::collection::needs_snapshot(other.fs.as_ref(), &other.dir)
+                    && other.c().wal().durable_lsn() >= self.commit;
                 if self.hosts[who].up {
                     if other_has_all && self.rng.random_bool(0.1) {
                         self.trace(&format!("wipe {who}"));
@@ -736,6 +832,7 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
     let (mut failovers, mut snapshots, mut cuts, mut acked, mut fenced, mut refused) = (0, 0, 0, 0, 0, 0);
     let (mut wipes, mut refusals, mut eio, mut lease_refusals, mut lease_failovers, mut lease_waits) =
         (0, 0, 0, 0, 0, 0);
+    let (mut recreates, mut torn) = (0, 0);
     for seed in 0..schedules {
         let root = d.path().join(format!("s{}", seed % 3));
         if root.exists() {
@@ -760,7 +857,7 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
         let mut rounds = 0;
         loop {
             let (p, s) = (&sim.hosts[sim.primary], &sim.hosts[sim.s_idx()]);
-            if s.c().wal().durable_lsn() == p.c().wal().durable_lsn() && sim.link.is_some() {
+            if s.c().wal().durable_lsn() == p.c().wal().durable_lsn() && sim.link.is_some() && s.inc == p.inc {
                 break;
             }
             rounds += 1;
@@ -792,9 +889,11 @@ fn seeded_schedules_keep_every_acknowledged_write_and_converge() {
         lease_refusals += sim.lease_refusals;
         lease_failovers += sim.lease_failovers;
         lease_waits += sim.lease_waits;
+        recreates += sim.recreates;
+        torn += sim.torn_snapshots;
     }
     eprintln!(
-        "simulation: {schedules} schedules x {steps} steps: {acked} writes acknowledged, {failovers} failovers ({refused} refused: standby not eligible), {cuts} cuts, {snapshots} snapshots, {fenced} late chunks fenced, {wipes} data directories wiped ({refusals} wiped primaries refused), {eio} standby disk failures, {lease_failovers} lease-based failovers ({lease_waits} made to wait for the old lease), {lease_refusals} writes refused for an expired lease"
+        "simulation: {schedules} schedules x {steps} steps: {acked} writes acknowledged, {failovers} failovers ({refused} refused: standby not eligible), {cuts} cuts, {snapshots} snapshots, {fenced} late chunks fenced, {wipes} data directories wiped ({refusals} wiped primaries refused), {eio} standby disk failures, {lease_failovers} lease-based failovers ({lease_waits} made to wait for the old lease), {lease_refusals} writes refused for an expired lease, {recreates} drops and recreates ({torn} during a snapshot install)"
     );
     assert!(schedules < 20 || (failovers > 0 && acked > 0), "schedules too tame");
 }
