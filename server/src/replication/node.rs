@@ -144,6 +144,9 @@ pub struct Replica {
     /// Collections whose standby must be sent a snapshot at the next
     /// handshake (a segment it needs was folded away by a merge).
     pub force_snapshot: Mutex<std::collections::HashSet<String>>,
+    /// Standby: per collection, snapshots installed since it last
+    /// streamed a chunk (a long streak means it cannot converge).
+    pub snapshot_streaks: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Replica {
@@ -209,6 +212,7 @@ impl Replica {
             adopt_lock: Mutex::new(()),
             adopted: Mutex::new(Default::default()),
             force_snapshot: Mutex::new(Default::default()),
+            snapshot_streaks: Mutex::new(BTreeMap::new()),
         }))
     }
 
