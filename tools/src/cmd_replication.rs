@@ -111,6 +111,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
+/// Print a command's answer: the JSON object with `--json`, else its
+/// one-line summary.
+fn answer(json: bool, obj: serde_json::Value, summary: &str) {
+    if json {
+        println!("{obj}");
+    } else {
+        println!("{summary}");
+    }
+}
+
 /// `quarryctl failover`.
 pub fn run_failover(a: FailoverArgs) -> Result<()> {
     runtime()?.block_on(async {
@@ -125,14 +135,11 @@ pub fn run_failover(a: FailoverArgs) -> Result<()> {
             .await
             .map_err(fail)?
             .into_inner();
-        if a.conn.json {
-            println!(
-                "{}",
-                serde_json::json!({"epoch": epoch(r.epoch), "lease_wait_ms": r.lease_wait_ms, "summary": r.summary})
-            );
-        } else {
-            println!("{}", r.summary);
-        }
+        answer(
+            a.conn.json,
+            serde_json::json!({"epoch": epoch(r.epoch), "lease_wait_ms": r.lease_wait_ms, "summary": r.summary}),
+            &r.summary,
+        );
         Ok(())
     })
 }
@@ -149,14 +156,11 @@ pub fn run_switchover(a: SwitchoverArgs) -> Result<()> {
             .await
             .map_err(fail)?
             .into_inner();
-        if a.conn.json {
-            println!(
-                "{}",
-                serde_json::json!({"epoch": epoch(r.epoch), "pause_ms": r.pause_ms, "summary": r.summary})
-            );
-        } else {
-            println!("{}", r.summary);
-        }
+        answer(
+            a.conn.json,
+            serde_json::json!({"epoch": epoch(r.epoch), "pause_ms": r.pause_ms, "summary": r.summary}),
+            &r.summary,
+        );
         Ok(())
     })
 }

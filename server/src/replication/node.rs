@@ -90,8 +90,6 @@ pub struct Counters {
     pub fenced: AtomicU64,
     /// Divergent tails cut.
     pub cuts: AtomicU64,
-    /// Follow sessions begun.
-    pub sessions: AtomicU64,
 }
 
 /// This node in its pair.
@@ -293,7 +291,9 @@ impl Replica {
 
     /// Whether gates should hold writes for the standby now.
     fn gating_wanted(&self) -> bool {
-        self.settings.mode == Mode::Sync && !self.identity().degraded && self.in_sync.load(Ordering::SeqCst)
+        self.settings.mode == Mode::Sync
+            && !self.ident.lock().expect("lock").degraded
+            && self.in_sync.load(Ordering::SeqCst)
     }
 
     /// Re-derive every gate's mode (after in-sync, degrade or role change).
@@ -375,11 +375,14 @@ impl Replica {
                 "a switchover is handing the primary role to the standby; retry at the new primary".into(),
             ));
         }
-        let id = self.identity();
-        if id.degraded {
+        let (degraded, paired) = {
+            let id = self.ident.lock().expect("lock");
+            (id.degraded, !id.pair_id.is_empty())
+        };
+        if degraded {
             return Ok(());
         }
-        if id.pair_id.is_empty() {
+        if !paired {
             return Err(ServiceError::Unavailable(format!(
                 "this primary belongs to no pair yet: no standby has joined it (replication peer {peer}); writes are refused until one does, or until the operator runs quarryctl replication degrade; nothing was written"
             )));

@@ -145,7 +145,6 @@ pub fn run_session(
     let sid = replica.session.fetch_add(1, Ordering::SeqCst) + 1;
     let role_gen = replica.role_gen.load(Ordering::SeqCst);
     let changes = catalog.changes();
-    replica.counters.sessions.fetch_add(1, Ordering::Relaxed);
     let entries = catalog.list();
     let names: Vec<(String, u64)> = entries
         .iter()
@@ -317,14 +316,7 @@ fn stream(
                             collection: name.clone(),
                             incarnation: s.incarnation,
                             segment: seg,
-                            files: files
-                                .into_iter()
-                                .map(|f| pb::SnapshotFile {
-                                    path: f.path,
-                                    len: f.len,
-                                    crc: f.crc,
-                                })
-                                .collect(),
+                            files: wire::files_to(&files),
                         };
                         if !send(envelope(epoch, pb::from_primary::Msg::Segment(m))) {
                             return Ok("the standby went away".into());

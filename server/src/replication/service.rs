@@ -139,6 +139,18 @@ impl ReplicationSvc {
         Ok(h.snap.clone())
     }
 
+    /// Collection `name` if it is still incarnation `incarnation`.
+    fn entry(&self, name: &str, incarnation: u64) -> Result<Arc<crate::catalog::Entry>, Status> {
+        let entry = self.catalog.get(name)?;
+        let inc = entry.meta.read().expect("lock").incarnation;
+        if inc != incarnation {
+            return Err(Status::failed_precondition(format!(
+                "collection {name:?} is incarnation {inc} now, not {incarnation}: reconnect for a new plan"
+            )));
+        }
+        Ok(entry)
+    }
+
     /// This node's status.
     pub fn status(&self) -> pb::PeerReply {
         status(&self.replica, &self.catalog)
@@ -195,6 +207,16 @@ pub fn status(r: &Replica, catalog: &Catalog) -> pb::PeerReply {
         problem: r.problem.lock().expect("lock").clone(),
         peer: r.settings.peer.clone().unwrap_or_default(),
     }
+}
+
+/// A piece no larger than [`MAX_PIECE`].
+fn check_piece(len: u32) -> Result<(), Status> {
+    if len > MAX_PIECE {
+        return Err(Status::invalid_argument(format!(
+            "len = {len} is over the largest piece, {MAX_PIECE}"
+        )));
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -265,14 +287,7 @@ impl pb::replication_server::Replication for ReplicationSvc {
         if self.replica.role() != Role::Primary {
             return Err(Status::failed_precondition("this node is not the primary"));
         }
-        let entry = self.catalog.get(&r.collection)?;
-        let inc = entry.meta.read().expect("lock").incarnation;
-        if inc != r.incarnation {
-            return Err(Status::failed_precondition(format!(
-                "collection {:?} is incarnation {inc} now, not {}: reconnect for a new plan",
-                r.collection, r.incarnation
-            )));
-        }
+        let entry = self.entry(&r.collection, r.incarnation)?;
         let meta = self.catalog.meta_bytes(&r.collection)?;
         self.replica.force_snapshot.lock().expect("lock").remove(&r.collection);
         let follower = follower_name(r.node_id);
@@ -283,15 +298,7 @@ impl pb::replication_server::Replication for ReplicationSvc {
             checkpoint_lsn: snap.checkpoint,
             manifest: snap.manifest.clone(),
             epochs: snap.epochs.clone(),
-            files: snap
-                .files
-                .iter()
-                .map(|f| pb::SnapshotFile {
-                    path: f.path.clone(),
-                    len: f.len,
-                    crc: f.crc,
-                })
-                .collect(),
+            files: wire::files_to(&snap.files),
             meta,
         };
         tracing::info!(
@@ -314,12 +321,7 @@ impl pb::replication_server::Replication for ReplicationSvc {
         req: Request<pb::ReadSnapshotRequest>,
     ) -> Result<Response<pb::SnapshotPiece>, Status> {
         let r = req.into_inner();
-        if r.len > MAX_PIECE {
-            return Err(Status::invalid_argument(format!(
-                "len = {} is over the largest piece, {MAX_PIECE}",
-                r.len
-            )));
-        }
+        check_piece(r.len)?;
         let snap = self.held(r.snapshot_id)?;
         let data = blocking(move || {
             snap.read(&r.path, r.offset, r.len as usize)
@@ -331,20 +333,8 @@ impl pb::replication_server::Replication for ReplicationSvc {
 
     async fn read_segment(&self, req: Request<pb::ReadSegmentRequest>) -> Result<Response<pb::SnapshotPiece>, Status> {
         let r = req.into_inner();
-        if r.len > MAX_PIECE {
-            return Err(Status::invalid_argument(format!(
-                "len = {} is over the largest piece, {MAX_PIECE}",
-                r.len
-            )));
-        }
-        let entry = self.catalog.get(&r.collection)?;
-        let inc = entry.meta.read().expect("lock").incarnation;
-        if inc != r.incarnation {
-            return Err(Status::failed_precondition(format!(
-                "collection {:?} is incarnation {inc} now, not {}: reconnect for a new plan",
-                r.collection, r.incarnation
-            )));
-        }
+        check_piece(r.len)?;
+        let entry = self.entry(&r.collection, r.incarnation)?;
         let live = entry.live.clone();
         let data = blocking(move || {
             live.coll

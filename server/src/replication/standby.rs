@@ -27,7 +27,7 @@ use super::stream::{Receiver, Reply};
 use super::wire;
 use crate::catalog::{Catalog, CollectionMeta};
 use crate::error::ServiceError;
-use quarry_engine::collection::{install_segment, CollectionError, SnapshotFile};
+use quarry_engine::collection::{install_segment, CollectionError};
 use quarry_engine::wal::Epoch;
 use quarry_proto::replication::v1 as pb;
 use std::collections::HashMap;
@@ -97,10 +97,6 @@ fn envelope(epoch: Epoch, msg: pb::from_standby::Msg) -> pb::FromStandby {
     }
 }
 
-fn lost<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
-    move |e| format!("{what}: {e}")
-}
-
 /// One session: Ok when it ended in an orderly way (reconnect at once).
 fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::Runtime) -> Result<String, String> {
     let peer = replica.settings.peer.clone().unwrap_or_default();
@@ -133,7 +129,7 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
     let my_epoch = hello.node.epoch;
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::FromStandby>(64);
     tx.try_send(envelope(my_epoch, pb::from_standby::Msg::Hello(wire::hello_to(&hello))))
-        .map_err(lost("queueing the Hello"))?;
+        .map_err(|e| format!("queueing the Hello: {e}"))?;
     let mut inbound = rt
         .block_on(async {
             tokio::time::timeout(
@@ -413,15 +409,7 @@ fn receive_segment(
     client: &mut PeerClient,
     sf: pb::SegmentFiles,
 ) -> Result<(), String> {
-    let files: Vec<SnapshotFile> = sf
-        .files
-        .iter()
-        .map(|f| SnapshotFile {
-            path: f.path.clone(),
-            len: f.len,
-            crc: f.crc,
-        })
-        .collect();
+    let files = wire::files_from(&sf.files);
     let (name, inc) = (sf.collection.clone(), sf.incarnation);
     let mut fetch = |path: &str, offset: u64, len: usize| {
         rt.block_on(client.read_segment(timed(
@@ -434,12 +422,8 @@ fn receive_segment(
             },
             30,
         )))
+        .map_err(|s| fetch_error(path, s))
         .map(|r| r.into_inner().data)
-        .map_err(|s| CollectionError::Io {
-            path: path.into(),
-            op: "fetch from the primary",
-            source: std::io::Error::other(s.message().to_string()),
-        })
     };
     install_segment(
         catalog.vfs().as_ref(),
@@ -451,6 +435,15 @@ fn receive_segment(
     )
     .map(|_| ())
     .map_err(|e| format!("collection {:?}: receiving segment {}: {e}", sf.collection, sf.segment))
+}
+
+/// A failed fetch of a piece of `path` from the primary.
+fn fetch_error(path: &str, s: tonic::Status) -> CollectionError {
+    CollectionError::Io {
+        path: path.into(),
+        op: "fetch from the primary",
+        source: std::io::Error::other(s.message().to_string()),
+    }
 }
 
 /// A request with a deadline of `secs`.
@@ -497,15 +490,7 @@ fn install(
             meta.name, meta.incarnation
         ));
     }
-    let files: Vec<SnapshotFile> = info
-        .files
-        .iter()
-        .map(|f| SnapshotFile {
-            path: f.path.clone(),
-            len: f.len,
-            crc: f.crc,
-        })
-        .collect();
+    let files = wire::files_from(&info.files);
     let bytes: u64 = files.iter().map(|f| f.len).sum();
     let id = info.snapshot_id;
     let mut fetched = 0u64;
@@ -525,12 +510,9 @@ fn install(
                         },
                         30,
                     )))
-                    .map(|r| r.into_inner().data)
-                    .map_err(|s| CollectionError::Io {
-                        path: path.into(),
-                        op: "fetch from the primary",
-                        source: std::io::Error::other(s.message().to_string()),
-                    })?;
+                    .map_err(|s| fetch_error(path, s))?
+                    .into_inner()
+                    .data;
                 fetched += piece.len() as u64;
                 if last_log.elapsed() > Duration::from_secs(5) {
                     tracing::info!(collection = name, fetched, of = bytes, "snapshot transfer");

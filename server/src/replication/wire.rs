@@ -59,6 +59,31 @@ fn history_from(v: Vec<pb::EpochEntry>, field: &str) -> Result<EpochHistory, Wir
     EpochHistory::from_entries(entries).map_err(|why| WireError(format!("{field}: {why}")))
 }
 
+/// Snapshot or segment files to the wire.
+pub fn files_to(files: &[quarry_engine::collection::SnapshotFile]) -> Vec<pb::SnapshotFile> {
+    files
+        .iter()
+        .map(|f| pb::SnapshotFile {
+            path: f.path.clone(),
+            len: f.len,
+            crc: f.crc,
+        })
+        .collect()
+}
+
+/// Snapshot or segment files from the wire (their paths are checked by
+/// the install).
+pub fn files_from(files: &[pb::SnapshotFile]) -> Vec<quarry_engine::collection::SnapshotFile> {
+    files
+        .iter()
+        .map(|f| quarry_engine::collection::SnapshotFile {
+            path: f.path.clone(),
+            len: f.len,
+            crc: f.crc,
+        })
+        .collect()
+}
+
 /// A Hello to the wire.
 pub fn hello_to(h: &Hello) -> pb::Hello {
     pb::Hello {

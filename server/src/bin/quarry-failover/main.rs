@@ -452,6 +452,19 @@ async fn wait_in_sync(p: &str, s: &str, within: Duration) -> bool {
     false
 }
 
+/// `failover` on the standby at `addr`: the RPC's answer (`Err` outside:
+/// the standby could not be reached).
+async fn promote(addr: &str, primary_down: bool) -> Result<Result<rpb::PromoteReply, tonic::Status>> {
+    let mut c = repl(addr).await?;
+    Ok(c.promote(req(rpb::PromoteRequest {
+        primary_down,
+        accept_loss: false,
+        degraded: false,
+    }))
+    .await
+    .map(|r| r.into_inner()))
+}
+
 /// 20 writes to the old primary after its standby was promoted: how many
 /// it accepted (must be 0).
 async fn probe(addr: &str, round: usize) -> Result<u64> {
@@ -646,15 +659,7 @@ async fn main() -> Result<()> {
                 } else {
                     nodes[p].signal("STOP");
                 }
-                let mut c = repl(&nodes[s].repl).await?;
-                let r = c
-                    .promote(req(rpb::PromoteRequest {
-                        primary_down: a.primary_down && a.fault == "kill",
-                        accept_loss: false,
-                        degraded: false,
-                    }))
-                    .await;
-                if let Err(e) = r {
+                if let Err(e) = promote(&nodes[s].repl, a.primary_down && a.fault == "kill").await? {
                     problem = Some(format!("round {round}: the promotion failed: {}", e.message()));
                     break;
                 }
@@ -674,15 +679,7 @@ async fn main() -> Result<()> {
                 if both {
                     proxies[p].cut(true);
                 }
-                let mut c = repl(&nodes[s].repl).await?;
-                let r = c
-                    .promote(req(rpb::PromoteRequest {
-                        primary_down: false,
-                        accept_loss: false,
-                        degraded: false,
-                    }))
-                    .await;
-                if let Err(e) = r {
+                if let Err(e) = promote(&nodes[s].repl, false).await? {
                     problem = Some(format!("round {round}: the promotion failed: {}", e.message()));
                     break;
                 }
