@@ -1,6 +1,7 @@
 //! Quarry's gRPC API, package `quarry.v1`: messages, client and server
 //! stubs generated from `quarry/v1/quarry.proto` at build time; and the
-//! replication protocol between a pair's nodes, `quarry.replication.v1`.
+//! replication protocol between a pair's nodes, `quarry.replication.v1`;
+//! and [`tls`], how both ends read their TLS files.
 //!
 //! Owns: the wire contract. Every field is documented in the .proto file;
 //! the generated Rust carries those comments.
@@ -23,3 +24,7 @@ pub mod replication {
         tonic::include_proto!("quarry.replication.v1");
     }
 }
+
+/// TLS configurations from PEM files (hand-written, linted).
+#[warn(clippy::all)]
+pub mod tls;

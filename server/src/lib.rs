@@ -325,6 +325,25 @@ fn serve_replication(
         .with_context(|| format!("cannot listen on {addr} (replication.replication_listen)"))?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    // Pings find a standby that vanished behind a silent partition, so
+    // its session's thread ends instead of waiting on a dead stream.
+    let mut server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(2)));
+    if let Some(files) = cfg.replication.tls_files() {
+        let tls = files
+            .server(cfg.replication.tls_require_client_cert)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        server = server.tls_config(tls).context("replication TLS")?;
+        tracing::info!(
+            client_cert = if cfg.replication.tls_require_client_cert {
+                "required"
+            } else {
+                "optional"
+            },
+            "the replication listener serves TLS"
+        );
+    }
     let svc = tonic::service::interceptor::InterceptedService::new(
         ReplicationServer::new(replication::service::ReplicationSvc::new(r.clone(), catalog.clone()))
             .max_decoding_message_size(64 << 20)
@@ -340,11 +359,7 @@ fn serve_replication(
             }
         };
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        // Pings find a standby that vanished behind a silent partition, so
-        // its session's thread ends instead of waiting on a dead stream.
-        let r = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(1)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+        let r = server
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.changed().await;

@@ -3,7 +3,8 @@
 //! lease, switchover, a partition through its proxies) with every
 //! acknowledged write checked; the token;
 //! a standby's refusal of writes; a sync primary without its standby
-//! (outcome unknown, then no lease, then degrade, then back in sync).
+//! (outcome unknown, then no lease, then degrade, then back in sync);
+//! the link over mutual TLS and each way a TLS client is refused.
 
 use quarry_proto::replication::v1 as rpb;
 use quarry_proto::v1 as pb;
@@ -14,7 +15,8 @@ use tonic::Code;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
-/// Ports no other test of this file uses (each test takes its own block).
+/// Ports no other test of this file uses (each test takes its own block of 20;
+/// the failover runs take blocks 20 and up).
 fn ports(block: u16) -> u16 {
     20000 + (std::process::id() as u16 % 200) * 100 + block * 20
 }
@@ -40,17 +42,41 @@ fn failover(dir: &Path, args: &[&str], port: u16) -> serde_json::Value {
 #[test]
 fn failovers_of_every_kind_lose_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
+    let tls = tmp.path().join("tls");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/pair-certs.sh"))
+        .arg(&tls)
+        .args(["node0=IP:127.0.0.1", "node1=IP:127.0.0.1", "harness=IP:127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tls = tls.display().to_string();
     for (i, (args, rounds)) in [
         (vec!["--fault", "kill", "--primary-down", "--rounds", "3"], 3),
         (vec!["--fault", "kill", "--rounds", "2", "--lease-ms", "500"], 2),
         (vec!["--fault", "stop", "--rounds", "2", "--lease-ms", "500"], 2),
         (vec!["--fault", "switchover", "--rounds", "3"], 3),
         (vec!["--fault", "partition", "--rounds", "2", "--lease-ms", "500"], 2),
+        // Over mutual TLS.
+        (
+            vec![
+                "--fault",
+                "kill",
+                "--rounds",
+                "1",
+                "--lease-ms",
+                "500",
+                "--tls-dir",
+                &tls,
+            ],
+            1,
+        ),
+        (vec!["--fault", "switchover", "--rounds", "1", "--tls-dir", &tls], 1),
     ]
     .into_iter()
     .enumerate()
     {
-        let v = failover(&tmp.path().join(format!("run{i}")), &args, ports(i as u16));
+        let v = failover(&tmp.path().join(format!("run{i}")), &args, ports(20 + i as u16));
         eprintln!("{v}");
         assert_eq!(v["failovers"], rounds, "{v}");
         assert_eq!(v["lost"], 0, "{v}");
@@ -68,10 +94,11 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, role: &str, port: u16, peer: u16) -> Node {
-        Node::start_with(dir, role, port, peer, 2000)
+        Node::start_with(dir, role, port, peer, 2000, "")
     }
 
-    fn start_with(dir: &Path, role: &str, port: u16, peer: u16, write_timeout_ms: u64) -> Node {
+    /// `extra`: more keys of the `[replication]` table.
+    fn start_with(dir: &Path, role: &str, port: u16, peer: u16, write_timeout_ms: u64, extra: &str) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let token = dir.join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -79,7 +106,7 @@ impl Node {
         std::fs::write(
             &conf,
             format!(
-                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nflush_at = 200\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = {write_timeout_ms}\n",
+                "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nflush_at = 200\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = 400\nwrite_timeout_ms = {write_timeout_ms}\n{extra}",
                 dir.join("data").display(),
                 port + 1,
                 peer + 2,
@@ -177,7 +204,7 @@ async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
 async fn token_standby_refusal_lost_standby_and_degrade() {
     let tmp = tempfile::tempdir().unwrap();
     let (pa, pb_) = (ports(5), ports(5) + 10);
-    let a = Node::start_with(&tmp.path().join("a"), "primary", pa, pb_, 300);
+    let a = Node::start_with(&tmp.path().join("a"), "primary", pa, pb_, 300, "");
     let mut b = Node::start(&tmp.path().join("b"), "standby", pb_, pa);
 
     // The replication listener: no token, a wrong one, then the right one.
@@ -530,4 +557,154 @@ async fn a_file_build_on_the_primary_reaches_the_standby_as_its_segment() {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with("bulk-"));
     assert!(seg, "the standby holds the bulk segment's directory");
+}
+
+/// A replication client over TLS trusting `ca`, presenting `id` when
+/// given; `Err` carries the whole cause chain.
+async fn tls_client(
+    addr: &str,
+    ca: &Path,
+    id: Option<(&std::path::PathBuf, &std::path::PathBuf)>,
+    name: Option<&str>,
+) -> Result<rpb::replication_client::ReplicationClient<tonic::transport::Channel>, String> {
+    let tls = quarry_proto::tls::client_only(ca, id, name)?;
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .map_err(|e| quarry_proto::tls::error_chain(&e))?
+        .connect()
+        .await
+        .map_err(|e| quarry_proto::tls::error_chain(&e))?;
+    Ok(rpb::replication_client::ReplicationClient::new(ch))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_link_runs_over_mutual_tls_and_refuses_every_other_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("tls");
+    let rogue = tmp.path().join("rogue");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/pair-certs.sh");
+    for (dir, names) in [
+        (
+            &certs,
+            vec!["a=DNS:node-a,IP:127.0.0.1", "b=DNS:node-b,IP:127.0.0.1", "ops=DNS:ops"],
+        ),
+        (&rogue, vec!["x=DNS:node-a,IP:127.0.0.1"]),
+    ] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(dir)
+            .args(&names)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let f = |n: &str| certs.join(n);
+    let conf = |n: &str| {
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\ntls_require_client_cert = true\n",
+            f(&format!("{n}.crt")).display(),
+            f(&format!("{n}.key")).display(),
+            f("ca.crt").display()
+        )
+    };
+    let (pa, pb_) = (ports(11), ports(11) + 10);
+    let a = Node::start_with(&tmp.path().join("a"), "primary", pa, pb_, 2000, &conf("a"));
+    let b = Node::start_with(&tmp.path().join("b"), "standby", pb_, pa, 2000, &conf("b"));
+    let (ra, rb) = (format!("127.0.0.1:{}", pa + 2), format!("127.0.0.1:{}", pb_ + 2));
+    let (ops_cert, ops_key) = (f("ops.crt"), f("ops.key"));
+    let ops = Some((&ops_cert, &ops_key));
+
+    // The pair forms over TLS: the standby is eligible and writes are
+    // acknowledged by both nodes.
+    let t = Instant::now();
+    loop {
+        if let Ok(mut c) = tls_client(&rb, &f("ca.crt"), ops, None).await {
+            if let Ok(r) = c.peer(with_token(rpb::PeerRequest {}, TOKEN)).await {
+                if r.get_ref().eligible {
+                    break;
+                }
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "the pair forms over TLS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    create_c(&a).await;
+    for id in 0..20 {
+        upsert(&a, id, Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(held(&b, 0..20).await, Some((0..20).collect()));
+
+    // Plain HTTP/2 to a TLS listener gets no answer.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{ra}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    if let Ok(ch) = plain {
+        let r = rpb::replication_client::ReplicationClient::new(ch)
+            .peer(with_token(rpb::PeerRequest {}, TOKEN))
+            .await;
+        assert!(r.is_err(), "plaintext was answered: {r:?}");
+    }
+    // A client that trusts another CA refuses the node's certificate.
+    let e = tls_client(&ra, &rogue.join("ca.crt"), None, None).await.unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+    // A name the certificate does not carry is refused.
+    let e = tls_client(&ra, &f("ca.crt"), ops, Some("node-z")).await.unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+    // The node refuses a client without a certificate, and one whose
+    // certificate another CA signed (with TLS 1.3 the refusal may come
+    // with the first call rather than the handshake).
+    let (x_cert, x_key) = (rogue.join("x.crt"), rogue.join("x.key"));
+    for id in [None, Some((&x_cert, &x_key))] {
+        let r = match tls_client(&ra, &f("ca.crt"), id, None).await {
+            Err(e) => Err(e),
+            Ok(mut c) => c
+                .peer(with_token(rpb::PeerRequest {}, TOKEN))
+                .await
+                .map_err(|s| format!("{s:?}")),
+        };
+        assert!(r.is_err(), "a client with {id:?} was answered");
+    }
+    // TLS does not replace the token.
+    let e = tls_client(&ra, &f("ca.crt"), ops, None)
+        .await
+        .unwrap()
+        .peer(rpb::PeerRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let st = tls_client(&ra, &f("ca.crt"), ops, Some("node-a"))
+        .await
+        .unwrap()
+        .peer(with_token(rpb::PeerRequest {}, TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((st.role.as_str(), st.connected), ("primary", true));
+    drop((a, b));
+
+    // A node whose key file holds no key does not start, and says which key.
+    let dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    let bad = conf("a").replace(&f("a.key").display().to_string(), &f("a.crt").display().to_string());
+    std::fs::write(
+        dir.join("q.toml"),
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n[replication]\nrole = \"primary\"\npeer = \"127.0.0.1:1\"\nreplication_listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n{bad}",
+            dir.join("data").display(),
+            dir.join("token").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quarryd"))
+        .arg("--config")
+        .arg(dir.join("q.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("replication.tls_key"), "{err}");
 }

@@ -35,6 +35,8 @@ pub struct StatusArgs {
     /// The pair's token file (or QUARRY_TOKEN_FILE).
     #[arg(long, env = "QUARRY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: crate::cmd_replication::ReplTls,
 }
 
 /// `quarryctl collections`.
@@ -335,7 +337,7 @@ pub fn run_status(a: StatusArgs) -> Result<()> {
             let Some(token_file) = &a.token_file else {
                 bail!("--replication needs --token-file (or QUARRY_TOKEN_FILE)");
             };
-            let r = crate::cmd_replication::fetch_status(addr, token_file).await?;
+            let r = crate::cmd_replication::fetch_status(addr, token_file, &a.tls).await?;
             crate::cmd_replication::print_status(&r, false);
         }
         Ok(())

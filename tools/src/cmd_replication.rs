@@ -6,7 +6,7 @@
 //! replication status. Each prints one line on success (or JSON with
 //! `--json`) and exits non-zero with the server's one-line reason.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use quarry_proto::replication::v1 as pb;
 use std::time::Duration;
@@ -21,9 +21,32 @@ pub struct ReplConn {
     /// The pair's token file (or QUARRY_TOKEN_FILE).
     #[arg(long, env = "QUARRY_TOKEN_FILE")]
     pub token_file: std::path::PathBuf,
+    #[command(flatten)]
+    pub tls: ReplTls,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// TLS to a node's replication listener (when its `[replication]` turns
+/// TLS on).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReplTls {
+    /// The pair's CA (PEM): dial with TLS and check the node's certificate
+    /// against it (or QUARRY_TLS_CA).
+    #[arg(long, env = "QUARRY_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM), for a node with
+    /// tls_require_client_cert (or QUARRY_TLS_CERT); with --tls-key.
+    #[arg(long, env = "QUARRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM) (or QUARRY_TLS_KEY).
+    #[arg(long, env = "QUARRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the node's certificate must carry (default: the host in
+    /// --server).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
 }
 
 /// `quarryctl failover`.
@@ -78,12 +101,29 @@ enum ReplicationCmd {
 }
 
 async fn client(c: &ReplConn) -> Result<pb::replication_client::ReplicationClient<tonic::transport::Channel>> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", c.server))
-        .with_context(|| format!("bad --server {}", c.server))?
+    if c.tls.tls_ca.is_none() && (c.tls.tls_cert.is_some() || c.tls.tls_server_name.is_some()) {
+        bail!("--tls-cert, --tls-key and --tls-server-name need --tls-ca (TLS is on only with the CA)");
+    }
+    let scheme = if c.tls.tls_ca.is_some() { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", c.server))
+        .with_context(|| format!("bad --server {}", c.server))?;
+    if let Some(ca) = &c.tls.tls_ca {
+        let id = c.tls.tls_cert.as_ref().zip(c.tls.tls_key.as_ref());
+        let tls =
+            quarry_proto::tls::client_only(ca, id, c.tls.tls_server_name.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+        ep = ep.tls_config(tls)?;
+    }
+    let ch = ep
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .with_context(|| format!("cannot reach the replication service at {}", c.server))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the replication service at {}: {}",
+                c.server,
+                quarry_proto::tls::error_chain(&e)
+            )
+        })?;
     Ok(pb::replication_client::ReplicationClient::new(ch))
 }
 
@@ -99,8 +139,22 @@ fn with_token<T>(c: &ReplConn, msg: T) -> Result<tonic::Request<T>> {
     Ok(r)
 }
 
+/// The server's answer, with the transport's causes (a TLS alert, an
+/// HTTP/2 error) when the call never reached the service.
 fn fail(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+    let mut m = format!("{:?}: {}", s.code(), s.message());
+    let mut cur = std::error::Error::source(&s);
+    while let Some(c) = cur {
+        m.push_str(": ");
+        m.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if s.message() == "transport error" {
+        m.push_str(
+            " (a listener with TLS needs --tls-ca, and --tls-cert with --tls-key if it requires client certificates)",
+        );
+    }
+    anyhow::anyhow!(m)
 }
 
 fn epoch(e: Option<pb::Epoch>) -> String {
@@ -170,7 +224,7 @@ pub fn run_replication(a: ReplicationArgs) -> Result<()> {
     runtime()?.block_on(async {
         match a.cmd {
             ReplicationCmd::Status(c) => {
-                let r = fetch_status(&c.server, &c.token_file).await?;
+                let r = fetch_status(&c.server, &c.token_file, &c.tls).await?;
                 print_status(&r, c.json);
             }
             ReplicationCmd::Degrade { conn, undo } => {
@@ -194,11 +248,13 @@ pub fn run_replication(a: ReplicationArgs) -> Result<()> {
     })
 }
 
-/// A node's replication status (Peer) at `addr` with the token in `token_file`.
-pub async fn fetch_status(addr: &str, token_file: &std::path::Path) -> Result<pb::PeerReply> {
+/// A node's replication status (Peer) at `addr` with the token in
+/// `token_file`, over TLS when `tls` names a CA.
+pub async fn fetch_status(addr: &str, token_file: &std::path::Path, tls: &ReplTls) -> Result<pb::PeerReply> {
     let c = ReplConn {
         server: addr.to_string(),
         token_file: token_file.to_path_buf(),
+        tls: tls.clone(),
         json: false,
     };
     Ok(client(&c)

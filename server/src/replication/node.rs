@@ -98,6 +98,8 @@ pub struct Replica {
     pub settings: ReplicationSettings,
     /// The shared secret.
     pub token: String,
+    /// How this node dials its peer's listener when TLS is on.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
     fs: Arc<dyn Vfs>,
     data_dir: PathBuf,
     ident: Mutex<NodeIdentity>,
@@ -159,6 +161,7 @@ impl Replica {
         fs: Arc<dyn Vfs>,
         data_dir: PathBuf,
     ) -> Result<Arc<Replica>, ServiceError> {
+        let tls = settings.client_tls().map_err(ServiceError::InvalidArgument)?;
         let (mut ident, minted) =
             NodeIdentity::load_or_mint(fs.as_ref(), &data_dir).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let role = match ident.role.as_str() {
@@ -187,6 +190,7 @@ impl Replica {
             wait: Mutex::new(wait),
             settings,
             token,
+            tls,
             fs,
             data_dir,
             ident: Mutex::new(ident),

@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::error::ServiceError;
 use quarry_engine::collection::Snapshot;
 use quarry_proto::replication::v1 as pb;
+use quarry_proto::tls::error_chain;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,13 +71,21 @@ pub type PeerClient = pb::replication_client::ReplicationClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, TokenAdd>,
 >;
 
-/// Connect to `addr` (host:port) with `token`.
-pub async fn connect_peer(addr: &str, token: &str, timeout: Duration) -> Result<PeerClient, String> {
-    let value = token
+/// Connect to this node's peer (`replication.peer`) with the pair's
+/// token, over TLS when it is on.
+pub async fn connect_peer(replica: &Replica, timeout: Duration) -> Result<PeerClient, String> {
+    let addr = replica.settings.peer.as_deref().unwrap_or_default();
+    let value = replica
+        .token
         .parse::<tonic::metadata::AsciiMetadataValue>()
         .map_err(|_| "the token is not printable ASCII".to_string())?;
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("{addr}: {e}"))?
+    let scheme = if replica.tls.is_some() { "https" } else { "http" };
+    let mut ep =
+        tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("{addr}: {e}"))?;
+    if let Some(tls) = &replica.tls {
+        ep = ep.tls_config(tls.clone()).map_err(|e| format!("{addr}: TLS: {e}"))?;
+    }
+    let ch = ep
         .connect_timeout(timeout)
         // A partition that drops packets silently is noticed within a
         // few seconds, not at TCP's minutes.
@@ -86,7 +95,7 @@ pub async fn connect_peer(addr: &str, token: &str, timeout: Duration) -> Result<
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot reach the peer at {addr}: {e}"))?;
+        .map_err(|e| format!("cannot reach the peer at {addr}: {}", error_chain(&e)))?;
     Ok(
         pb::replication_client::ReplicationClient::with_interceptor(ch, TokenAdd(value))
             .max_decoding_message_size(64 << 20)

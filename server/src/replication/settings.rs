@@ -64,6 +64,24 @@ pub struct ReplicationSettings {
     /// shorter deadline, ms; then its outcome is unknown (DEADLINE_EXCEEDED
     /// with `quarry-outcome: unknown`).
     pub write_timeout_ms: u64,
+    /// TLS on the replication link: this node's certificate chain (PEM),
+    /// served on `replication_listen` and presented when it dials its
+    /// peer. With `tls_key` and `tls_ca`; both nodes turn TLS on together.
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signed both nodes' certificates (PEM): the peer's
+    /// server certificate must chain to it, and client certificates, when
+    /// presented or required, too.
+    pub tls_ca: Option<PathBuf>,
+    /// The name the peer's certificate must carry (default: the host in
+    /// `peer`, a DNS name or an IP address).
+    pub tls_server_name: Option<String>,
+    /// Refuse a TLS handshake without a client certificate chained to
+    /// `tls_ca` (default false: the token authenticates, TLS encrypts and
+    /// authenticates the server). quarryctl then needs `--tls-cert` and
+    /// `--tls-key` too.
+    pub tls_require_client_cert: bool,
 }
 
 impl Default for ReplicationSettings {
@@ -79,6 +97,11 @@ impl Default for ReplicationSettings {
             max_lag_ms: 5000,
             eligible_lag_bytes: 16 << 20,
             write_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_server_name: None,
+            tls_require_client_cert: false,
         }
     }
 }
@@ -86,6 +109,16 @@ impl Default for ReplicationSettings {
 impl ReplicationSettings {
     /// Check the table; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
+        let tls = [self.tls_cert.is_some(), self.tls_key.is_some(), self.tls_ca.is_some()];
+        if tls.contains(&true) && tls.contains(&false) {
+            return Err("replication.tls_cert, tls_key and tls_ca go together: set all three for TLS, or none".into());
+        }
+        if !self.tls() && (self.tls_require_client_cert || self.tls_server_name.is_some()) {
+            return Err(
+                "replication.tls_require_client_cert and tls_server_name need TLS on (tls_cert, tls_key, tls_ca)"
+                    .into(),
+            );
+        }
         if self.role == Role::None {
             return Ok(());
         }
@@ -146,6 +179,29 @@ impl ReplicationSettings {
         Ok(())
     }
 
+    /// TLS is on for the replication link.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// This node's TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<quarry_proto::tls::TlsFiles<'_>> {
+        Some(quarry_proto::tls::TlsFiles {
+            table: "replication",
+            cert: self.tls_cert.as_deref()?,
+            key: self.tls_key.as_deref()?,
+            ca: self.tls_ca.as_deref(),
+        })
+    }
+
+    /// The configuration the node dials its peer with, when TLS is on;
+    /// an unreadable or malformed file is refused here.
+    pub fn client_tls(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+        self.tls_files()
+            .map(|f| f.client(self.tls_server_name.as_deref()))
+            .transpose()
+    }
+
     /// Read the token file: its first line, trimmed, at least 16 bytes.
     pub fn token(&self) -> Result<Option<String>, String> {
         let Some(path) = &self.token_file else { return Ok(None) };
@@ -198,6 +254,9 @@ mod tests {
                 "role = \"standby\"\ntoken_file = \"/t\"\npeer = \"h:1\"\nreplication_listen = \"0.0.0.0:1\"\nwrite_timeout_ms = 1",
                 "write_timeout_ms = 1",
             ),
+            ("tls_cert = \"/c\"\ntls_key = \"/k\"", "go together"),
+            ("tls_require_client_cert = true", "need TLS on"),
+            ("tls_server_name = \"q\"", "need TLS on"),
         ] {
             let e = parse(t).unwrap().validate().unwrap_err();
             assert!(e.contains(want), "{t}: {e}");

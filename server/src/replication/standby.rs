@@ -100,7 +100,7 @@ fn envelope(epoch: Epoch, msg: pb::from_standby::Msg) -> pb::FromStandby {
 /// One session: Ok when it ended in an orderly way (reconnect at once).
 fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::Runtime) -> Result<String, String> {
     let peer = replica.settings.peer.clone().unwrap_or_default();
-    let mut client = rt.block_on(connect_peer(&peer, &replica.token, Duration::from_secs(2)))?;
+    let mut client = rt.block_on(connect_peer(replica, Duration::from_secs(2)))?;
     // Before the Hello: from it on, the primary may acknowledge writes
     // this node does not have.
     replica
@@ -552,7 +552,6 @@ fn install(
 /// failover, or one that was cut off and is back).
 fn watch_peer(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::Runtime) {
     let period = Duration::from_millis((replica.settings.lease_ms / 2).max(100));
-    let peer = replica.settings.peer.clone().unwrap_or_default();
     let mut client: Option<PeerClient> = None;
     loop {
         std::thread::sleep(period);
@@ -560,9 +559,7 @@ fn watch_peer(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtim
             continue;
         }
         if client.is_none() {
-            client = rt
-                .block_on(connect_peer(&peer, &replica.token, Duration::from_millis(500)))
-                .ok();
+            client = rt.block_on(connect_peer(replica, Duration::from_millis(500))).ok();
         }
         let Some(c) = client.as_mut() else { continue };
         let reply = rt.block_on(async { tokio::time::timeout(period, c.peer(pb::PeerRequest {})).await });

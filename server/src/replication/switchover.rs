@@ -71,7 +71,7 @@ async fn drain_and_promote(
         quiet = if done { quiet + 1 } else { 0 };
     }
     let peer = replica.settings.peer.clone().unwrap_or_default();
-    let mut client = connect_peer(&peer, &replica.token, Duration::from_secs(2))
+    let mut client = connect_peer(replica, Duration::from_secs(2))
         .await
         .map_err(ServiceError::Unavailable)?;
     // It holds every write (checked above), so no loss is accepted here.

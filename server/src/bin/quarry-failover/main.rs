@@ -17,6 +17,10 @@
 //! planned handover under load). Without `--primary-down` a kill's
 //! promotion waits for the old primary's lease.
 //!
+//! `--tls-dir DIR` runs the replication link over mutual TLS with the
+//! files `ops/pair-certs.sh DIR node0=IP:127.0.0.1 node1=IP:127.0.0.1
+//! harness=IP:127.0.0.1` makes (the harness dials with `harness.crt`).
+//!
 //! `--measure SECS --mode sync|async|single [--no-search]` runs no fault:
 //! the writers and a searcher on the standby for SECS, then prints write throughput and
 //! latency, the standby's search latency and the standby's lag (the
@@ -59,7 +63,11 @@ struct Args {
     measure: u64,
     mode: String,
     no_search: bool,
+    tls_dir: Option<PathBuf>,
 }
+
+/// The harness's TLS to the replication listeners (`--tls-dir`).
+static TLS: std::sync::OnceLock<tonic::transport::ClientTlsConfig> = std::sync::OnceLock::new();
 
 fn parse() -> Result<Args> {
     let mut a = Args {
@@ -76,6 +84,7 @@ fn parse() -> Result<Args> {
         measure: 0,
         mode: "sync".into(),
         no_search: false,
+        tls_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -94,6 +103,7 @@ fn parse() -> Result<Args> {
             "--measure" => a.measure = v()?.parse()?,
             "--mode" => a.mode = v()?,
             "--no-search" => a.no_search = true,
+            "--tls-dir" => a.tls_dir = Some(v()?.into()),
             "-h" | "--help" => {
                 println!("see the module documentation: quarry-failover --quarryd PATH --dir DIR [--rounds N] [--fault kill|stop|switchover] [--primary-down] [--writers W] [--ids N] [--lease-ms L] [--seed S] [--base-port P]");
                 std::process::exit(0);
@@ -163,7 +173,14 @@ impl Drop for Node {
 
 /// `peer_repl`: the port this node dials for its peer's replication
 /// listener (the peer's own, or a proxy's).
-fn write_conf(dir: &Path, i: usize, port: u16, peer_repl: u16, lease_ms: u64, mode: &str) -> Result<Node> {
+fn write_conf(
+    dir: &Path,
+    i: usize,
+    (port, peer_repl): (u16, u16),
+    lease_ms: u64,
+    mode: &str,
+    tls: Option<&Path>,
+) -> Result<Node> {
     let d = dir.join(format!("node{i}"));
     std::fs::create_dir_all(&d)?;
     let token = dir.join("token");
@@ -182,6 +199,14 @@ fn write_conf(dir: &Path, i: usize, port: u16, peer_repl: u16, lease_ms: u64, mo
             port + 2,
             token.display()
         );
+        if let Some(t) = tls {
+            text += &format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\ntls_require_client_cert = true\n",
+                t.join(format!("node{i}.crt")).display(),
+                t.join(format!("node{i}.key")).display(),
+                t.join("ca.crt").display()
+            );
+        }
     }
     std::fs::write(&conf, text)?;
     Ok(Node {
@@ -196,10 +221,14 @@ fn write_conf(dir: &Path, i: usize, port: u16, peer_repl: u16, lease_ms: u64, mo
 type ReplClient = rpb::replication_client::ReplicationClient<tonic::transport::Channel>;
 
 async fn repl(addr: &str) -> Result<ReplClient> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await?;
+    let mut ep = tonic::transport::Endpoint::from_shared(format!(
+        "{}://{addr}",
+        if TLS.get().is_some() { "https" } else { "http" }
+    ))?;
+    if let Some(t) = TLS.get() {
+        ep = ep.tls_config(t.clone())?;
+    }
+    let ch = ep.connect_timeout(Duration::from_millis(500)).connect().await?;
     Ok(rpb::replication_client::ReplicationClient::new(ch))
 }
 
@@ -562,6 +591,12 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 async fn main() -> Result<()> {
     let a = parse()?;
     std::fs::create_dir_all(&a.dir)?;
+    if let Some(t) = &a.tls_dir {
+        let (cert, key) = (t.join("harness.crt"), t.join("harness.key"));
+        let tls = quarry_proto::tls::client_only(&t.join("ca.crt"), Some((&cert, &key)), None)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let _ = TLS.set(tls);
+    }
     let (p0, p1) = (a.base_port, a.base_port + 10);
     // With --fault partition each node dials its peer through a proxy:
     // node 0 through base+5, node 1 through base+15.
@@ -572,9 +607,23 @@ async fn main() -> Result<()> {
         Vec::new()
     };
     let (to1, to0) = if proxied { (p0 + 5, p1 + 5) } else { (p1 + 2, p0 + 2) };
-    let mut nodes = vec![write_conf(&a.dir, 0, p0, to1, a.lease_ms, &a.mode)?];
+    let mut nodes = vec![write_conf(
+        &a.dir,
+        0,
+        (p0, to1),
+        a.lease_ms,
+        &a.mode,
+        a.tls_dir.as_deref(),
+    )?];
     if a.mode != "single" {
-        nodes.push(write_conf(&a.dir, 1, p1, to0, a.lease_ms, &a.mode)?);
+        nodes.push(write_conf(
+            &a.dir,
+            1,
+            (p1, to0),
+            a.lease_ms,
+            &a.mode,
+            a.tls_dir.as_deref(),
+        )?);
     }
     for n in &mut nodes {
         n.start(&a.quarryd)?;
