@@ -146,7 +146,7 @@ pub struct Replica {
     pub force_snapshot: Mutex<std::collections::HashSet<String>>,
     /// Standby: per collection, snapshots installed since it last
     /// streamed a chunk (a long streak means it cannot converge).
-    pub snapshot_streaks: Mutex<BTreeMap<String, u32>>,
+    snapshot_streaks: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Replica {
@@ -411,6 +411,50 @@ impl Replica {
         Ok(())
     }
 
+    /// Standby: a snapshot of `name` was installed; the streak of
+    /// snapshots in a row (no chunk streamed between them) is returned. At
+    /// [`SNAPSHOT_STREAK`] the node reports that the pair cannot converge
+    /// (log, `quarryctl replication status`) instead of looping in silence.
+    pub fn snapshot_installed(&self, name: &str) -> u32 {
+        let n = {
+            let mut s = self.snapshot_streaks.lock().expect("lock");
+            let n = s.entry(name.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n >= SNAPSHOT_STREAK {
+            let why = format!(
+                "collection {name:?} needed {n} {STREAK_WORDS}: the primary's log after each snapshot's checkpoint outgrew wal_retain_max_mb before this standby could stream it (writes outrun the transfer); raise wal_retain_max_mb on the primary or slow the writes"
+            );
+            tracing::error!("{why}");
+            self.set_problem(why);
+        }
+        n
+    }
+
+    /// Standby: `name` streamed a chunk, so its streak ends, and the
+    /// report with it once no collection is in one.
+    pub fn streamed(&self, name: &str) {
+        let mut s = self.snapshot_streaks.lock().expect("lock");
+        if s.remove(name).is_some_and(|n| n >= SNAPSHOT_STREAK) && !s.values().any(|&n| n >= SNAPSHOT_STREAK) {
+            drop(s);
+            let mut p = self.problem.lock().expect("lock");
+            if p.contains(STREAK_WORDS) {
+                p.clear();
+            }
+        }
+    }
+
+    /// Some collection is in a reported snapshot streak (a new session
+    /// keeps the report).
+    pub fn stuck_in_snapshots(&self) -> bool {
+        self.snapshot_streaks
+            .lock()
+            .expect("lock")
+            .values()
+            .any(|&n| n >= SNAPSHOT_STREAK)
+    }
+
     /// Record why this node cannot serve its role ("" to clear).
     pub fn set_problem(&self, why: impl Into<String>) {
         let why = why.into();
@@ -432,6 +476,11 @@ pub fn role_name(r: Role) -> &'static str {
         Role::Standby => "standby",
     }
 }
+
+/// Snapshots of one collection in a row, with no chunk streamed between
+/// them, after which a standby reports that it cannot converge.
+pub const SNAPSHOT_STREAK: u32 = 3;
+const STREAK_WORDS: &str = "snapshots in a row";
 
 #[cfg(test)]
 mod tests {
@@ -455,6 +504,34 @@ mod tests {
             Ok(()) => "ok".into(),
             Err(e) => format!("{e:?}").split('(').next().unwrap().to_string(),
         }
+    }
+
+    #[test]
+    fn a_snapshot_streak_is_reported_kept_across_sessions_and_cleared_by_streaming() {
+        let d = tempfile::tempdir().unwrap();
+        let r = replica(d.path(), Role::Standby, Mode::Sync);
+        let problem = || r.problem.lock().unwrap().clone();
+        assert_eq!((r.snapshot_installed("a"), r.snapshot_installed("a")), (1, 2));
+        assert_eq!(problem(), "", "two in a row are not yet a loop");
+        r.streamed("a");
+        assert_eq!(r.snapshot_installed("a"), 1, "streaming ended the streak");
+        r.snapshot_installed("a");
+        r.snapshot_installed("b");
+        assert_eq!(r.snapshot_installed("a"), 3);
+        assert!(problem().contains("\"a\" needed 3 snapshots in a row"), "{}", problem());
+        assert!(r.stuck_in_snapshots(), "the next session keeps the report");
+        r.streamed("b");
+        assert!(
+            !problem().is_empty(),
+            "another collection streaming does not end a's report"
+        );
+        r.streamed("a");
+        assert_eq!(problem(), "");
+        assert!(!r.stuck_in_snapshots());
+        // Streaming never clears a problem of another kind.
+        r.set_problem("the peer at x leads in the older epoch");
+        r.streamed("a");
+        assert_eq!(problem(), "the peer at x leads in the older epoch");
     }
 
     #[test]

@@ -35,10 +35,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Consecutive snapshots of one collection, with no stream between them,
-/// after which the standby reports that it cannot converge.
-const SNAPSHOT_STREAK: u32 = 3;
-
 /// Start the follower and the peer watch. They run until the process
 /// ends; each acts only in its role.
 pub fn start(replica: Arc<Replica>, catalog: Arc<Catalog>) -> std::io::Result<()> {
@@ -187,7 +183,9 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
             }
         })
         .map_err(|e| e.to_string())?;
-    replica.set_problem("");
+    if !replica.stuck_in_snapshots() {
+        replica.set_problem("");
+    }
     // Carry out the plans.
     let mut snapshots = Vec::new();
     {
@@ -255,20 +253,8 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
             install(replica, catalog, rt, &mut client, &name, inc, &meta)?;
             // Snapshot after snapshot with no stream between them: the
             // primary's log after each checkpoint outgrew its retention
-            // during the transfer. Say so instead of looping in silence.
-            let n = {
-                let mut s = replica.snapshot_streaks.lock().expect("lock");
-                let n = s.entry(name.clone()).or_insert(0);
-                *n += 1;
-                *n
-            };
-            if n >= SNAPSHOT_STREAK {
-                let why = format!(
-                    "collection {name:?} needed {n} snapshots in a row: the primary's log after each snapshot's checkpoint outgrew wal_retain_max_mb before this standby could stream it (writes outrun the transfer); raise wal_retain_max_mb on the primary or slow the writes"
-                );
-                tracing::error!("{why}");
-                replica.set_problem(why);
-            }
+            // during the transfer. Reported instead of looping in silence.
+            replica.snapshot_installed(&name);
         }
         return Ok("snapshots installed; reconnecting to stream after them".into());
     }
@@ -307,7 +293,7 @@ fn session(replica: &Arc<Replica>, catalog: &Arc<Catalog>, rt: &tokio::runtime::
                 let recv = receivers.entry(name.clone()).or_default();
                 match recv.on_chunk(&entry.live.coll, mine, &chunk) {
                     Ok(Reply::Ack(a)) => {
-                        replica.snapshot_streaks.lock().expect("lock").remove(&name);
+                        replica.streamed(&name);
                         // The standby flushes and merges on its own.
                         catalog.kick_flush(&entry.live);
                         replica
