@@ -98,6 +98,17 @@ pub enum PqError {
     Invalid(String),
 }
 
+/// The rows of n vectors PQ training reads, ascending: a seeded sample
+/// of `p.sample`. Training on exactly these rows, in this order, gives the
+/// same codebook as training on all n (a build that streams its data
+/// reads only them).
+pub fn training_rows(n: usize, p: &PqParams) -> Vec<usize> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(p.seed ^ 0x5051_5052);
+    let mut ids: Vec<usize> = sample(&mut rng, n, p.sample.min(n)).into_vec();
+    ids.sort_unstable();
+    ids
+}
+
 impl PqCodebook {
     fn offsets(dim: usize, m: usize) -> Vec<usize> {
         (0..=m).map(|j| j * dim / m).collect()
@@ -115,10 +126,8 @@ impl PqCodebook {
         if n == 0 {
             return Err(PqError::Invalid("no training vectors".into()));
         }
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(p.seed ^ 0x5051_5052);
-        let s = p.sample.min(n);
-        let mut ids: Vec<usize> = sample(&mut rng, n, s).into_vec();
-        ids.sort_unstable();
+        let ids = training_rows(n, p);
+        let s = ids.len();
         let mut centre = vec![0f64; dim];
         for &i in &ids {
             for (c, x) in centre.iter_mut().zip(&data[i * dim..(i + 1) * dim]) {

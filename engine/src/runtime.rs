@@ -139,6 +139,22 @@ pub fn rss_bytes() -> u64 {
     status_kib("VmRSS:").unwrap_or(0) * 1024
 }
 
+/// Bytes free to an unprivileged writer on the file system holding
+/// `path` (None if it cannot be asked).
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain old data; zeroed is a valid value to be
+    // overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a live, exclusively
+    // borrowed statvfs; both outlive the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// Peak resident set size in bytes (0 if unknown).
 pub fn peak_rss_bytes() -> u64 {
     status_kib("VmHWM:").unwrap_or(0) * 1024
@@ -178,6 +194,15 @@ mod tests {
         assert!(super::peak_rss_bytes() >= rss);
         assert_eq!(std::hint::black_box(&v)[12345], 1);
         drop(v);
+    }
+
+    #[test]
+    fn free_bytes_of_a_real_and_a_missing_path() {
+        let d = tempfile::tempdir().unwrap();
+        let free = super::free_bytes(d.path()).expect("statvfs of a temp dir");
+        assert!(free > 0);
+        assert_eq!(super::free_bytes(&d.path().join("missing/dir")), None);
+        assert_eq!(super::free_bytes(std::path::Path::new("a\0b")), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use indicatif::ProgressBar;
 use quarry_engine::dataset::VectorFile;
 use quarry_engine::format::StoredType;
 use quarry_engine::graph::{BuildParams, NavParams};
-use quarry_engine::index::{build_index, stage, IndexBuildOptions, MemoryEstimate};
+use quarry_engine::index::partition::{build_partitioned, MergeCut, PartitionOptions};
+use quarry_engine::index::{build_index, IndexBuildOptions, MemoryEstimate};
 use quarry_engine::Metric;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -76,12 +77,7 @@ impl StageProgress {
             if let Some((_, b)) = self.bar.take() {
                 b.finish();
             }
-            let unit = if st == stage::GRAPH || st == stage::WRITE {
-                total as u64
-            } else {
-                1
-            };
-            self.bar = Some((st.to_string(), progress_bar(unit, st)));
+            self.bar = Some((st.to_string(), progress_bar(total as u64, st)));
         }
         if let Some((_, b)) = &self.bar {
             b.set_position(done as u64);
@@ -125,9 +121,26 @@ pub struct BuildArgs {
     /// Worker threads (the result does not depend on it).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Build memory budget in GiB; refused up front if the estimate exceeds it.
+    /// Build memory budget in GiB. Over it the build is partitioned
+    /// (k-means shards, each built in RAM, merged); refused up front, with
+    /// the figures, if even that cannot fit.
     #[arg(long, default_value_t = 16.0)]
     pub build_ram_gb: f64,
+    /// Partition even if the one-pass build fits the budget.
+    #[arg(long)]
+    pub partition: bool,
+    /// Fewest shards of a partitioned build (odd, at least 3; the budget
+    /// may ask for more).
+    #[arg(long, default_value_t = 3)]
+    pub min_shards: usize,
+    /// How a partitioned build cuts each merged list back to R: prune
+    /// (RobustPrune over PQ-decoded vectors) or shuffle (seeded).
+    #[arg(long, default_value = "prune")]
+    pub merge_cut: MergeCut,
+    /// Where a partitioned build puts its shard files (default: the index
+    /// directory); they are removed at the end.
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
     /// Seed (insertion order, PQ, navigation sample).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -194,14 +207,44 @@ pub fn run(a: BuildArgs) -> Result<()> {
         need as f64 / (1u64 << 30) as f64,
         a.build_ram_gb
     );
-    if need > o.ram_budget.unwrap_or(u64::MAX) {
-        anyhow::bail!(
-            "the build needs about {:.2} GiB ({est}) but --build-ram-gb is {:.2}; raise the budget or lower R (the partitioned build for larger-than-RAM data is not available yet)",
-            need as f64 / (1u64 << 30) as f64,
-            a.build_ram_gb
-        );
-    }
+    let partition = a.partition || need > o.ram_budget.unwrap_or(u64::MAX);
     file.check_finite()?;
+    if partition {
+        eprintln!(
+            "{}: partitioned build (at least {} shards, merge cut {:?})",
+            if a.partition { "--partition" } else { "over the budget" },
+            a.min_shards.max(3) | 1,
+            a.merge_cut
+        );
+        let po = PartitionOptions {
+            cut: a.merge_cut,
+            min_shards: a.min_shards,
+            scratch: a.scratch.clone(),
+        };
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let t = std::time::Instant::now();
+        let mut progress = StageProgress::new();
+        // Rows are read with pread, so the file's pages stay out of the
+        // build's resident set.
+        let (report, part) = build_partitioned(&file, &ids, &a.index, &o, &po, &mut |st, done, total| {
+            progress.update(st, done, total)
+        })
+        .with_context(|| {
+            format!(
+                "building {} partitioned within --build-ram-gb {}",
+                a.index.display(),
+                a.build_ram_gb
+            )
+        })?;
+        progress.finish();
+        let mut json = serde_json::to_value(&report)?;
+        json["build_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
+        json["threads"] = serde_json::json!(o.graph.threads);
+        json["partition"] = serde_json::to_value(&part)?;
+        std::fs::write(a.index.join("build_report.json"), serde_json::to_vec_pretty(&json)?)?;
+        println!("{}", serde_json::to_string(&json)?);
+        return Ok(());
+    }
     // Borrowed straight from the mapping for .fbin (no second copy).
     let data = file.f32_data();
     let ids: Vec<u64> = (0..n as u64).collect();

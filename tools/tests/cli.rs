@@ -86,6 +86,34 @@ fn generate_build_verify_and_search() {
     assert_eq!(report["n"], 4000);
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0);
     ok(&["verify", "--index", &idx]);
+    // The same data partitioned into 3 shards (forced: it fits the budget).
+    let pidx = p(dir, "idx-part");
+    let part = ok(&[
+        "build",
+        "--base",
+        &base,
+        "--index",
+        &pidx,
+        "--R",
+        "24",
+        "--L",
+        "48",
+        "--pq-bytes",
+        "8",
+        "--threads",
+        "2",
+        "--partition",
+        "--merge-cut",
+        "shuffle",
+    ]);
+    let part: serde_json::Value = serde_json::from_str(part.trim()).unwrap();
+    assert_eq!(
+        (part["n"].as_u64(), part["partition"]["shards"].as_u64()),
+        (Some(4000), Some(3)),
+        "{part}"
+    );
+    assert_eq!(part["partition"]["cut"], "shuffle");
+    ok(&["verify", "--index", &pidx]);
     let out = ok(&[
         "search",
         "--index",
@@ -174,7 +202,7 @@ fn bad_input_gets_a_clear_error() {
         "--build-ram-gb",
         "0.0001",
     ]);
-    assert!(e.contains("--build-ram-gb") && e.contains("vectors"), "{e}");
+    assert!(e.contains("--build-ram-gb") && e.contains("merged graph"), "{e}");
     assert!(!dir.join("idx3/manifest.json").exists());
     // Queries of the wrong dimension.
     ok(&[

@@ -212,6 +212,8 @@ impl Format {
 pub struct VectorFile {
     path: PathBuf,
     map: Mmap,
+    /// The same file, for reads that bypass the mapping ([`Self::pread_rows_into`]).
+    file: File,
     format: Format,
     elem: ElemType,
     n: usize,
@@ -272,6 +274,7 @@ impl VectorFile {
         Ok(VectorFile {
             path: path.to_path_buf(),
             map,
+            file,
             format,
             elem,
             n,
@@ -365,6 +368,39 @@ impl VectorFile {
         }
     }
 
+    /// As [`Self::read_rows_into`], but read with `pread` rather than
+    /// through the mapping: the pages go to the page cache, not into this
+    /// process's resident set (a build larger than its RAM budget streams
+    /// the file several times). Errors name the file.
+    pub fn pread_rows_into(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        assert!(
+            out.len().is_multiple_of(self.d),
+            "output length must be a multiple of dim"
+        );
+        let count = out.len() / self.d;
+        assert!(
+            start.checked_add(count).is_some_and(|e| e <= self.n),
+            "{}: rows {start}..{} out of range ({} rows)",
+            self.path.display(),
+            start + count,
+            self.n
+        );
+        if count == 0 {
+            return Ok(());
+        }
+        let row_bytes = self.d * self.elem.size();
+        let span = (count - 1) * self.row_stride + row_bytes;
+        let mut buf = vec![0u8; span];
+        self.file
+            .read_exact_at(&mut buf, (self.data_offset + start * self.row_stride) as u64)
+            .map_err(io_err(&self.path))?;
+        for (r, o) in out.chunks_exact_mut(self.d).enumerate() {
+            decode(self.elem, &buf[r * self.row_stride..r * self.row_stride + row_bytes], o);
+        }
+        Ok(())
+    }
+
     /// The whole file as f32, row-major.
     pub fn to_vec_f32(&self) -> Vec<f32> {
         self.read_rows_f32(0, self.n)
@@ -392,17 +428,24 @@ impl VectorFile {
         if self.elem != ElemType::F32 || self.n == 0 {
             return Ok(());
         }
-        let mut row = vec![0.0f32; self.d];
-        for i in 0..self.n {
-            self.row_f32(i, &mut row);
-            if let Some(col) = row.iter().position(|x| !x.is_finite()) {
+        // Read in blocks of about 16 MiB with pread, so checking a file
+        // larger than RAM does not pull it into this process's resident set.
+        let per = ((16usize << 20) / (self.d * 4)).max(1);
+        let mut buf = vec![0.0f32; per.min(self.n) * self.d];
+        let mut first = 0;
+        while first < self.n {
+            let c = per.min(self.n - first);
+            let block = &mut buf[..c * self.d];
+            self.pread_rows_into(first, block)?;
+            if let Some(at) = block.iter().position(|x| !x.is_finite()) {
                 return Err(DatasetError::NonFinite {
                     path: self.path.clone(),
-                    row: i,
-                    col,
-                    value: row[col],
+                    row: first + at / self.d,
+                    col: at % self.d,
+                    value: block[at],
                 });
             }
+            first += c;
         }
         Ok(())
     }

@@ -67,6 +67,10 @@ fn check_f32(path: &Path, want: &[f32], elem: ElemType) {
     assert_eq!(f.to_vec_f32(), want, "{path:?}");
     assert_eq!(f.f32_data().as_ref(), want, "{path:?}");
     assert_eq!(f.read_rows_f32(1, 3), want[D..4 * D].to_vec(), "{path:?}");
+    let mut rows = vec![0.0; 3 * D];
+    f.pread_rows_into(1, &mut rows).unwrap();
+    assert_eq!(rows, want[D..4 * D], "pread, {path:?}");
+    f.pread_rows_into(N, &mut []).unwrap();
     let mut row = vec![0.0; D];
     f.row_f32(4, &mut row);
     assert_eq!(row, want[4 * D..], "{path:?}");

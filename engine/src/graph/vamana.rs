@@ -64,19 +64,6 @@ pub enum BuildError {
     /// Parameters out of range.
     #[error("invalid build parameter: {0}")]
     Invalid(String),
-    /// The build would exceed its memory budget.
-    #[error(
-        "the build needs about {need_gib:.2} GiB ({detail}) but --build-ram-gb is {budget_gib:.2} GiB; \
-         raise the budget, lower R, or use the partitioned build (not yet available)"
-    )]
-    OverBudget {
-        /// Estimated need.
-        need_gib: f64,
-        /// Budget.
-        budget_gib: f64,
-        /// Breakdown.
-        detail: String,
-    },
 }
 
 /// An in-RAM graph with fixed-capacity adjacency lists.
@@ -490,6 +477,14 @@ fn repair_connectivity(g: &mut Graph, data: &[f32], dim: usize, p: &BuildParams)
 
 /// `seen` with every node reachable from `starts` (through nodes not yet
 /// seen) marked.
+/// Nodes the medoid cannot reach.
+pub fn unreachable(g: &Graph) -> usize {
+    reachable_from(g, &[g.medoid], vec![false; g.len()])
+        .iter()
+        .filter(|&&r| !r)
+        .count()
+}
+
 fn reachable_from(g: &Graph, starts: &[u32], mut seen: Vec<bool>) -> Vec<bool> {
     let mut queue = std::collections::VecDeque::new();
     for &s in starts {

@@ -12,7 +12,7 @@
 
 use super::{IndexError, Result};
 use crate::format::{self, files, GraphWriter, Manifest, NodeLayout, StoredType};
-use crate::graph::{self, BuildError, BuildParams, GraphEstimate, NavParams, NavTier};
+use crate::graph::{self, BuildParams, GraphEstimate, NavParams, NavTier};
 use crate::pq::{PqCodebook, PqParams};
 use crate::Metric;
 use std::path::Path;
@@ -126,6 +126,14 @@ pub mod stage {
     pub const NAV: &str = "nav";
     /// Writing files.
     pub const WRITE: &str = "write";
+    /// Partitioned build: reading the sample and planning the shards.
+    pub const PARTITION: &str = "partition";
+    /// Partitioned build: each point to the shards of its 2 nearest centres.
+    pub const ASSIGN: &str = "assign";
+    /// Partitioned build: the shards' graphs (points over all shards).
+    pub const SHARDS: &str = "shards";
+    /// Partitioned build: merging the shard graphs.
+    pub const MERGE: &str = "merge";
 }
 
 /// Build an index over `data` (n × dim row-major f32, finite; borrowed, e.g.
@@ -162,20 +170,20 @@ pub fn build_index(
     o.graph.validate()?;
     let est = MemoryEstimate::for_build(n, dim, o);
     let need = est.total();
-    // The budget check, before anything is written. This is where the
-    // partitioned build for data larger than the budget will branch off
-    // (k-means shards, each point in two of them, each shard built in RAM
-    // as `build_in_ram` builds the whole set, the graphs merged and
-    // re-pruned). It is not built yet, so over the budget is refused.
-    if let Some(budget) = o.ram_budget {
-        if need > budget {
-            return Err(BuildError::OverBudget {
-                need_gib: need as f64 / (1u64 << 30) as f64,
-                budget_gib: budget as f64 / (1u64 << 30) as f64,
-                detail: est.to_string(),
-            }
-            .into());
-        }
+    // The budget check, before anything is written: over it, the
+    // partitioned build (`partition`), which refuses with the figures if
+    // even that cannot fit.
+    if o.ram_budget.is_some_and(|b| need > b) {
+        let rows = super::partition::SliceRows { data: &data, dim };
+        let (report, _) = super::partition::build_partitioned(
+            &rows,
+            ids,
+            dir,
+            o,
+            &super::partition::PartitionOptions::default(),
+            progress,
+        )?;
+        return Ok(report);
     }
     build_in_ram(data, dim, ids, dir, o, need, progress)
 }

@@ -3,7 +3,8 @@
 //! graph stays on disk).
 //!
 //! Owns: the build pipeline (PQ → Vamana → navigation tier → files →
-//! manifest) and its memory estimate (`build`), rewriting a built index in
+//! manifest) and its memory estimate (`build`), the partitioned build for
+//! data larger than the budget (`partition`), rewriting a built index in
 //! a new layout (`relayout`), an index opened for search and the RAM it
 //! holds (`open`, [`RamUsage`]), its hot-node cache (`cache`) and the full
 //! check of a directory (`verify`).
@@ -16,6 +17,7 @@
 mod build;
 mod cache;
 mod open;
+pub mod partition;
 mod relayout;
 mod verify;
 
