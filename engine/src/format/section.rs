@@ -21,7 +21,9 @@ pub struct SectionHeader {
 }
 
 impl SectionHeader {
-    fn encode(&self) -> [u8; SECTION_HEADER_LEN] {
+    /// The 64 header bytes (magic, version, lengths, crc32c of the payload
+    /// and of the header; docs/format.md).
+    pub fn encode(&self) -> [u8; SECTION_HEADER_LEN] {
         let mut b = [0u8; SECTION_HEADER_LEN];
         b[0..8].copy_from_slice(&self.magic);
         b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());

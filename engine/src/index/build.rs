@@ -454,13 +454,16 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_is_refused_up_front_with_the_split() {
+    fn below_even_the_partitioned_build_is_refused_up_front_with_the_figures() {
         let tmp = tempfile::tempdir().unwrap();
         let mut o = options(Metric::L2, StoredType::F32, 16, 8);
         o.ram_budget = Some(1024);
         let (r, stages) = try_build(&o, &tmp.path().join("ix"));
         let e = r.unwrap_err().to_string();
-        assert!(e.contains("GiB") && e.contains("vectors"), "{e}");
+        assert!(
+            e.contains("GiB") && e.contains("merged graph") && e.contains("vectors in RAM"),
+            "{e}"
+        );
         assert!(stages.is_empty(), "a refused build started {stages:?}");
         assert!(!tmp.path().join("ix").exists());
     }

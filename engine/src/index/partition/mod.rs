@@ -339,12 +339,13 @@ pub fn build_partitioned(
 
     // 1. The sample (PQ's training rows) and the plan.
     let t = std::time::Instant::now();
-    progress(stage::PARTITION, 0, 1);
     let mut pq_params = PqParams::new(o.pq_bytes, o.graph.seed, threads);
     pq_params.opq = o.opq;
     let sample = gather(rows, &training_rows(n, &pq_params), o.metric)?;
     let plan = plan_shards(n, dim, &sample, o, po, rows.resident_bytes(), budget)?;
     let k = plan.shards;
+    // Nothing is reported or written before the plan holds.
+    progress(stage::PARTITION, 0, 1);
     (rep.shards, rep.shard_phase_bytes, rep.merge_phase_bytes) = (k, plan.shard_phase_bytes, plan.merge_phase_bytes);
     let scratch_dir = po.scratch.as_deref().unwrap_or(dir).join(".partition");
     std::fs::create_dir_all(&scratch_dir).map_err(format::io_err(&scratch_dir))?;
