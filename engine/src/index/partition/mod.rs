@@ -221,13 +221,22 @@ pub fn plan_shards(
     }
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let base = base_bytes(n, dim, o, resident, s);
+    // The merged graph; co-location renames it into a second copy, with
+    // the order and its inverse; the writer renames codes and ids.
     let merged = (n * (o.graph.r + 1) * 4) as u64;
-    let merge_phase = base + merged + (o.nav_sample.min(n) * dim * 6) as u64;
+    let copies = if o.colocate && NodeLayout::new(dim, o.stored, o.graph.r).nodes_per_sector > 1 {
+        2
+    } else {
+        1
+    };
+    let merge_phase =
+        base + copies * merged + (n * (12 + o.pq_bytes + 8)) as u64 + (o.nav_sample.min(n) * dim * 6) as u64;
     if merge_phase > budget {
         return Err(IndexError::Invalid(format!(
-            "even partitioned, the build needs {:.2} GiB to merge the shard graphs (the merged graph n × (R+1) × 4 B = {:.2} GiB, PQ codes and ids {:.2} GiB{}) but the budget is {:.2} GiB; raise the budget or lower R",
+            "even partitioned, the build needs {:.2} GiB to merge the shard graphs (the merged graph n × (R+1) × 4 B = {:.2} GiB{}, PQ codes and ids {:.2} GiB{}) but the budget is {:.2} GiB; raise the budget or lower R",
             gib(merge_phase),
             gib(merged),
+            if copies == 2 { ", twice while co-location renames it" } else { "" },
             gib((n * (o.pq_bytes + 8)) as u64),
             if resident > 0 {
                 format!(", the vectors in RAM {:.2} GiB", gib(resident))

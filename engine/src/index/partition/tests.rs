@@ -136,7 +136,8 @@ fn the_budget_sets_the_shard_count_and_refusals_give_the_figures() {
     let all = GraphEstimate::for_build(20_000, DIM, &o.graph).total();
     // A budget that leaves about a third of the one-pass graph build.
     let base_b = base_bytes(20_000, DIM, &o, 0, 20_000);
-    let merge = base_b + (20_000 * 33 * 4) as u64 + (o.nav_sample * DIM * 6) as u64;
+    // F32 16-d records share sectors: co-location holds the graph twice.
+    let merge = base_b + 2 * (20_000 * 33 * 4) as u64 + 20_000 * (12 + 8 + 8) + (o.nav_sample * DIM * 6) as u64;
     let budget = merge.max(base_b + all / 3);
     let plan = plan_shards(20_000, DIM, &base, &o, &po, 0, budget).unwrap();
     assert!(plan.shards >= 5 && plan.shards % 2 == 1, "{plan:?}");
