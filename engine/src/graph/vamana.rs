@@ -477,6 +477,49 @@ fn repair_connectivity(g: &mut Graph, data: &[f32], dim: usize, p: &BuildParams)
 
 /// `seen` with every node reachable from `starts` (through nodes not yet
 /// seen) marked.
+/// Make every node reachable from the medoid without reading vectors
+/// (the partitioned build's merged graph): an unreachable node `u` is
+/// linked from the first reachable node of its own list (its near
+/// neighbours) that has room, else from the first reachable one there
+/// (its last neighbour replaced), else from the medoid. A replaced edge
+/// may cut another node off, so a pass that replaced one is followed by a
+/// full check, at most 8 passes. Deterministic: ids in order. Returns the
+/// links added.
+pub fn repair_without_vectors(g: &mut Graph) -> usize {
+    let n = g.len();
+    let mut added = 0;
+    for _ in 0..8 {
+        let mut seen = reachable_from(g, &[g.medoid], vec![false; n]);
+        let mut replaced = false;
+        for u in 0..n as u32 {
+            if seen[u as usize] {
+                continue;
+            }
+            let nb = g.neighbors(u).to_vec();
+            let from = nb
+                .iter()
+                .copied()
+                .find(|&v| seen[v as usize] && g.neighbors(v).len() < g.r)
+                .or_else(|| nb.iter().copied().find(|&v| seen[v as usize]))
+                .unwrap_or(g.medoid);
+            let mut list = g.neighbors(from).to_vec();
+            if list.len() < g.r {
+                list.push(u);
+            } else if let Some(last) = list.last_mut() {
+                *last = u;
+                replaced = true;
+            }
+            g.set_neighbors(from, &list);
+            added += 1;
+            seen = reachable_from(g, &[u], seen);
+        }
+        if !replaced {
+            break;
+        }
+    }
+    added
+}
+
 /// Nodes the medoid cannot reach.
 pub fn unreachable(g: &Graph) -> usize {
     reachable_from(g, &[g.medoid], vec![false; g.len()])
@@ -529,6 +572,27 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::clustered;
     use super::*;
+
+    #[test]
+    fn repair_without_vectors_reaches_every_node_and_is_a_no_op_on_a_connected_graph() {
+        // 0 -> 1 -> 2; 3 <-> 4 cut off; 5 points at 2 only; R = 2, 1 full.
+        let mut g = Graph::empty(6, 2, 0);
+        g.set_neighbors(0, &[1]);
+        g.set_neighbors(1, &[2, 0]);
+        g.set_neighbors(3, &[4]);
+        g.set_neighbors(4, &[3, 1]);
+        g.set_neighbors(5, &[2]);
+        assert_eq!(unreachable(&g), 3);
+        let added = repair_without_vectors(&mut g);
+        assert_eq!(unreachable(&g), 0, "{g:?}");
+        // 3 via the medoid (its list holds no reachable node), 4 then
+        // reachable through 3, 5 from 2 (reachable, with room).
+        assert_eq!(added, 2);
+        assert!(g.neighbors(2).contains(&5) && g.neighbors(0).contains(&3), "{g:?}");
+        let before = g.clone();
+        assert_eq!(repair_without_vectors(&mut g), 0);
+        assert_eq!(g, before);
+    }
 
     #[test]
     fn invariants_hold() {

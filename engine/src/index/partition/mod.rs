@@ -310,7 +310,9 @@ pub struct PartitionReport {
     pub shards_seconds: f64,
     /// See above.
     pub merge_seconds: f64,
-    /// Nodes the medoid cannot reach in the merged graph.
+    /// Links added so the medoid reaches every node of the merged graph.
+    pub repaired_links: usize,
+    /// Nodes the medoid still cannot reach (0 unless the repair gave up).
     pub unreachable: usize,
 }
 
@@ -471,6 +473,7 @@ pub fn build_partitioned(
     rep.scratch_bytes = w.bytes();
     w.remove()?;
     rep.merge_seconds = t.elapsed().as_secs_f64();
+    rep.repaired_links = graph::vamana::repair_without_vectors(&mut merged);
     rep.unreachable = graph::vamana::unreachable(&merged);
 
     // 6. The navigation tier and the files, as the one-pass build writes them.
