@@ -147,6 +147,12 @@ pub struct ShardPlan {
     centres: Vec<f32>,
 }
 
+/// Threads the shard plan assumes when it counts visited sets (n × 4 B
+/// each): fixed, so the same budget gives the same shards, and so the
+/// same index, on any machine. More threads than this use a little more
+/// RAM than planned.
+const PLAN_THREADS: usize = 8;
+
 /// Rows per streaming block: about 64 MiB of f32.
 fn block_rows(dim: usize) -> usize {
     ((64usize << 20) / (dim * 4).max(1)).max(1)
@@ -246,7 +252,10 @@ pub fn plan_shards(
             gib(budget)
         )));
     }
-    let sp = shard_params(&o.graph, 0);
+    // The plan must not depend on the thread count (the index would):
+    // it counts 8 visited sets, one per thread, whatever the threads.
+    let mut sp = shard_params(&o.graph, 0);
+    sp.threads = PLAN_THREADS;
     let mut k = po.min_shards.max(3) | 1;
     loop {
         if k > s.min(1023) {
