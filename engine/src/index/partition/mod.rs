@@ -296,6 +296,20 @@ pub fn plan_shards(
     }
 }
 
+/// Refuse a build whose scratch files (`need` bytes for `k` shards)
+/// would not fit the `free` bytes of `dir` (unknown: let it try).
+fn check_scratch(dir: &Path, k: usize, need: u64, free: Option<u64>) -> Result<()> {
+    match free {
+        Some(free) if free < need => Err(IndexError::Invalid(format!(
+            "the partitioned build needs {:.2} GiB of scratch disk in {} ({k} shards: id lists and shard graphs) but {:.2} GiB is free; free space or choose another scratch directory (--scratch)",
+            need as f64 / (1u64 << 30) as f64,
+            dir.display(),
+            free as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// What the partitioned build adds to [`BuildReport`].
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PartitionReport {
@@ -369,15 +383,14 @@ pub fn build_partitioned(
     (rep.shards, rep.shard_phase_bytes, rep.merge_phase_bytes) = (k, plan.shard_phase_bytes, plan.merge_phase_bytes);
     let scratch_dir = po.scratch.as_deref().unwrap_or(dir).join(".partition");
     std::fs::create_dir_all(&scratch_dir).map_err(format::io_err(&scratch_dir))?;
-    if let Some(free) = crate::runtime::free_bytes(&scratch_dir) {
-        if free < plan.scratch_bytes {
-            return Err(IndexError::Invalid(format!(
-                "the partitioned build needs {:.2} GiB of scratch disk in {} ({k} shards: id lists and shard graphs) but {:.2} GiB is free; free space or choose another scratch directory",
-                plan.scratch_bytes as f64 / (1u64 << 30) as f64,
-                scratch_dir.display(),
-                free as f64 / (1u64 << 30) as f64
-            )));
-        }
+    if let Err(e) = check_scratch(
+        &scratch_dir,
+        k,
+        plan.scratch_bytes,
+        crate::runtime::free_bytes(&scratch_dir),
+    ) {
+        let _ = std::fs::remove_dir(&scratch_dir);
+        return Err(e);
     }
     let pq = PqCodebook::train(&sample, dim, &pq_params).map_err(|e| IndexError::Invalid(e.to_string()))?;
     drop(sample);

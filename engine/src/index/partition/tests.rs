@@ -202,3 +202,15 @@ fn build_index_over_its_budget_builds_partitioned_instead_of_refusing() {
     let (r, _) = measure(tmp.path(), &base, &queries);
     assert!(r >= 0.85, "recall {r}");
 }
+
+#[test]
+fn a_scratch_disk_too_small_is_refused_with_the_figures() {
+    let d = Path::new("/scratch/x");
+    let e = check_scratch(d, 5, 3 << 30, Some(1 << 30)).unwrap_err().to_string();
+    assert!(
+        e.contains("3.00 GiB of scratch disk in /scratch/x (5 shards") && e.contains("1.00 GiB is free"),
+        "{e}"
+    );
+    check_scratch(d, 5, 3 << 30, Some(3 << 30)).unwrap();
+    check_scratch(d, 5, 3 << 30, None).unwrap();
+}
