@@ -155,6 +155,22 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Reset the peak resident set size to the current one (Linux
+/// `/proc/self/clear_refs` "5"), so a stage's own peak can be read after
+/// it. Returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Hand freed heap memory back to the kernel (glibc `malloc_trim`): a
+/// stage that freed a large working set then lets the next stage's peak
+/// start from what is really held. Returns whether anything was released.
+pub fn release_free_memory() -> bool {
+    // SAFETY: malloc_trim takes no pointers and only walks the allocator's
+    // own free lists; 0 = keep no extra padding at the top of the heap.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
 /// Peak resident set size in bytes (0 if unknown).
 pub fn peak_rss_bytes() -> u64 {
     status_kib("VmHWM:").unwrap_or(0) * 1024
@@ -194,6 +210,19 @@ mod tests {
         assert!(super::peak_rss_bytes() >= rss);
         assert_eq!(std::hint::black_box(&v)[12345], 1);
         drop(v);
+    }
+
+    #[test]
+    fn the_peak_resets_to_the_current_rss_and_freed_memory_goes_back() {
+        let v = std::hint::black_box(vec![3u8; 96 << 20]);
+        assert_eq!(std::hint::black_box(&v)[777], 3);
+        drop(v);
+        super::release_free_memory();
+        let peak = super::peak_rss_bytes();
+        assert!(super::reset_peak_rss());
+        let after = super::peak_rss_bytes();
+        // The 96 MiB block is gone from the new peak.
+        assert!(after + (64 << 20) < peak, "peak {peak} -> {after} after the reset");
     }
 
     #[test]

@@ -125,17 +125,9 @@ pub(super) fn walk(root: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> Resu
 }
 
 pub(super) fn crc_of(p: &Path) -> Result<u32> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(p).map_err(io_err(p, "open"))?;
-    let mut crc = 0u32;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(p, "read"))?;
-        if n == 0 {
-            return Ok(crc);
-        }
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-    }
+    crate::format::crc32c_of_file(p)
+        .map(|(_, crc)| crc)
+        .map_err(io_err(p, "read"))
 }
 
 impl Collection {

@@ -2,7 +2,7 @@
 //! plus the build parameters. Written last, atomically, so an index
 //! directory without a manifest is an unfinished build.
 
-use super::{crc32c, io_err, FormatError, Result, StoredType, FORMAT_VERSION};
+use super::{io_err, FormatError, Result, StoredType, FORMAT_VERSION};
 use crate::Metric;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -60,12 +60,13 @@ pub struct Manifest {
 impl Manifest {
     /// Compute the entry (size, crc) for a file that exists in `dir`.
     pub fn entry(dir: &Path, name: &str) -> Result<FileEntry> {
+        // Streamed: a graph file is as large as the index.
         let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let (bytes, crc) = super::crc32c_of_file(&path).map_err(io_err(&path))?;
         Ok(FileEntry {
             name: name.into(),
-            bytes: bytes.len() as u64,
-            crc32c: crc32c(&bytes),
+            bytes,
+            crc32c: crc,
         })
     }
 

@@ -182,6 +182,26 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
 }
 
+/// Length and crc32c of a whole file, read in 1 MiB pieces (an index file
+/// can be terabytes: it is never read into RAM whole).
+pub fn crc32c_of_file(path: &Path) -> std::io::Result<(u64, u32)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut len, mut crc) = (0u64, 0u32);
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((len, crc)),
+            Ok(got) => {
+                crc = crc32c::crc32c_append(crc, &buf[..got]);
+                len += got as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Write `bytes` to `path` atomically through the one
 /// [`crate::storage::write_atomic`] (temp file, fsync, rename, fsync of
 /// the directory), with the error as a [`FormatError`].

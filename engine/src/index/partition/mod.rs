@@ -323,6 +323,10 @@ pub struct PartitionReport {
     pub merge_phase_bytes: u64,
     /// Scratch disk used, bytes.
     pub scratch_bytes: u64,
+    /// Measured peak RSS from the start through the shard builds, bytes.
+    pub shard_phase_peak_rss: u64,
+    /// Measured peak RSS from the merge to the last file, bytes.
+    pub merge_phase_peak_rss: u64,
     /// The merge's cut.
     pub cut: MergeCut,
     /// Seconds: sample and plan, PQ pass, assignment pass, shard builds, merge.
@@ -448,7 +452,8 @@ pub fn build_partitioned(
     rep.assign_seconds = t.elapsed().as_secs_f64();
 
     // 4. Each shard: its rows gathered, its graph built, its lists written
-    // in global ids.
+    // in global ids. The peak RSS is measured up to here, then for the
+    // merge on its own (the kernel's high-water mark reset in between).
     let t = std::time::Instant::now();
     let total: usize = sizes.iter().sum();
     let mut before = 0usize;
@@ -462,9 +467,15 @@ pub fn build_partitioned(
         })?;
         drop(vecs);
         w.write_graph(s, &g, &local)?;
+        drop(g);
+        // The shard's vectors and graph were freed: give them back, so the
+        // next shard (and the merge) start from what is really held.
+        crate::runtime::release_free_memory();
         before += size;
     }
     rep.shards_seconds = t.elapsed().as_secs_f64();
+    rep.shard_phase_peak_rss = crate::runtime::peak_rss_bytes();
+    crate::runtime::reset_peak_rss();
 
     // 5. The merge: each node's lists from its shards (both files are in
     // global id order), united, cut back to R.
@@ -564,7 +575,10 @@ pub fn build_partitioned(
     )?;
     report.write_seconds = t.elapsed().as_secs_f64();
     report.index_bytes = manifest.files.iter().map(|f| f.bytes).sum();
-    report.peak_rss_bytes = crate::runtime::peak_rss_bytes();
+    rep.merge_phase_peak_rss = crate::runtime::peak_rss_bytes();
+    // The build's peak: the larger phase's (the high-water mark was reset
+    // between them).
+    report.peak_rss_bytes = rep.shard_phase_peak_rss.max(rep.merge_phase_peak_rss);
     Ok((report, rep))
 }
 
