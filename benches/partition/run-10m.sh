@@ -2,6 +2,8 @@
 # 10M x 96-d synthetic set, exact ground truth for 1000 queries, a
 # partitioned build under a budget that forces >= 3 shards, then search
 # (O_DIRECT reads). Usage: run-10m.sh QUARRYCTL DIR BUDGET_GB
+# Stopped and run again, the build resumes after its last finished shard
+# (DIR/idx/.partition keeps them).
 set -euo pipefail
 Q=$1; D=$2; B=$3
 mkdir -p "$D"

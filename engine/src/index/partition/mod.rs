@@ -337,6 +337,8 @@ pub struct PartitionReport {
     pub shards_seconds: f64,
     /// See above.
     pub merge_seconds: f64,
+    /// Shard graphs kept from an interrupted run of the same build.
+    pub shards_resumed: usize,
     /// Links added so the medoid reaches every node of the merged graph.
     pub repaired_links: usize,
     /// Nodes the medoid still cannot reach (0 unless the repair gave up).
@@ -387,12 +389,13 @@ pub fn build_partitioned(
     (rep.shards, rep.shard_phase_bytes, rep.merge_phase_bytes) = (k, plan.shard_phase_bytes, plan.merge_phase_bytes);
     let scratch_dir = po.scratch.as_deref().unwrap_or(dir).join(".partition");
     std::fs::create_dir_all(&scratch_dir).map_err(format::io_err(&scratch_dir))?;
-    if let Err(e) = check_scratch(
-        &scratch_dir,
-        k,
-        plan.scratch_bytes,
-        crate::runtime::free_bytes(&scratch_dir),
-    ) {
+    // Files an interrupted run left count as free: they are rewritten or
+    // kept, never doubled.
+    let left: u64 = std::fs::read_dir(&scratch_dir)
+        .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+    let free = crate::runtime::free_bytes(&scratch_dir).map(|f| f + left);
+    if let Err(e) = check_scratch(&scratch_dir, k, plan.scratch_bytes, free) {
         let _ = std::fs::remove_dir(&scratch_dir);
         return Err(e);
     }
@@ -458,15 +461,35 @@ pub fn build_partitioned(
     let total: usize = sizes.iter().sum();
     let mut before = 0usize;
     for (s, &size) in sizes.iter().enumerate() {
-        let local: Vec<usize> = w.read_ids(s)?.into_iter().map(|g| g as usize).collect();
+        let ids_s = w.read_ids(s)?;
+        let sp = shard_params(&o.graph, s);
+        // A shard graph an interrupted run of the same build finished is
+        // kept (the build is deterministic, so it is the graph this run
+        // would make): a long build resumes where it stopped.
+        let key = format!(
+            "quarry shard graph v1: n {n}, dim {dim}, metric {}, shard {s} of {k}, points {size}, ids crc32c {:08x}, R {}, L {}, alpha {}, max_candidates {}, seed {}",
+            o.metric,
+            crate::format::crc32c(bytemuck::cast_slice(&ids_s)),
+            sp.r,
+            sp.l,
+            sp.alpha,
+            sp.max_candidates,
+            sp.seed
+        );
+        if w.finished(s, &key, sp.r)? {
+            rep.shards_resumed += 1;
+            before += size;
+            progress(stage::SHARDS, before, total);
+            continue;
+        }
+        let local: Vec<usize> = ids_s.into_iter().map(|g| g as usize).collect();
         debug_assert_eq!(local.len(), size);
         let vecs = gather(rows, &local, o.metric)?;
-        let sp = shard_params(&o.graph, s);
         let (g, _) = graph::build(&vecs, dim, o.metric, &sp, &mut |d, _| {
             progress(stage::SHARDS, before + d.min(size), total)
         })?;
         drop(vecs);
-        w.write_graph(s, &g, &local)?;
+        w.write_graph(s, &g, &local, &key)?;
         drop(g);
         // The shard's vectors and graph were freed: give them back, so the
         // next shard (and the merge) start from what is really held.

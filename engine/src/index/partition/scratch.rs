@@ -1,7 +1,9 @@
 //! The partitioned build's scratch files: per shard, its points' global
-//! ids (`shard-<s>.ids`, u32 LE, ascending) and its graph in global ids
-//! (`shard-<s>.graph`: per point a u32 degree then `r` u32 slots). Both are
-//! written and read strictly in order, so the merge streams them.
+//! ids (`shard-<s>.ids`, u32 LE, ascending), its graph in global ids
+//! (`shard-<s>.graph`: per point a u32 degree then `r` u32 slots) and, once
+//! that graph is synced in place, `shard-<s>.done` holding the build's key
+//! (so an interrupted build resumes after its last finished shard). They
+//! are written and read strictly in order, so the merge streams them.
 //!
 //! Owns: creating, reading back and removing those files, and their byte
 //! count. Does not own: what goes in them (`partition`).
@@ -32,6 +34,24 @@ impl ShardWriter {
 
     fn graph_path(&self, s: usize) -> PathBuf {
         self.dir.join(format!("shard-{s}.graph"))
+    }
+
+    fn done_path(&self, s: usize) -> PathBuf {
+        self.dir.join(format!("shard-{s}.done"))
+    }
+
+    /// Shard `s`'s graph is on disk, whole, from a build with exactly
+    /// `key` (its `.done` file, written after the graph was synced and
+    /// renamed into place, holds the key); its width is then `r`.
+    pub fn finished(&mut self, s: usize, key: &str, r: usize) -> Result<bool> {
+        let done = std::fs::read_to_string(self.done_path(s)).unwrap_or_default();
+        let want = (self.counts[s] * (r + 1) * 4) as u64;
+        let len = std::fs::metadata(self.graph_path(s)).map(|m| m.len()).ok();
+        if done == key && len == Some(want) {
+            self.widths[s] = r;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// `k` empty id lists in `dir` (which exists).
@@ -84,9 +104,11 @@ impl ShardWriter {
     }
 
     /// Write shard `s`'s graph `g` (local ids) in global ids: local `i` is
-    /// global `global[i]`.
-    pub fn write_graph(&mut self, s: usize, g: &Graph, global: &[usize]) -> Result<()> {
-        let p = self.graph_path(s);
+    /// global `global[i]`; then (synced, renamed into place) its `.done`
+    /// file holding `key`.
+    pub fn write_graph(&mut self, s: usize, g: &Graph, global: &[usize], key: &str) -> Result<()> {
+        let _ = std::fs::remove_file(self.done_path(s));
+        let p = self.dir.join(format!("shard-{s}.graph.tmp"));
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&p).map_err(io(&p))?);
         let mut rec = vec![0u32; g.r + 1];
         for i in 0..g.len() {
@@ -98,7 +120,12 @@ impl ShardWriter {
             }
             w.write_all(bytemuck::cast_slice(&rec)).map_err(io(&p))?;
         }
-        w.into_inner().map_err(|e| io(&p)(e.into_error()))?;
+        let f = w.into_inner().map_err(|e| io(&p)(e.into_error()))?;
+        f.sync_all().map_err(io(&p))?;
+        let fin = self.graph_path(s);
+        std::fs::rename(&p, &fin).map_err(io(&fin))?;
+        let d = self.done_path(s);
+        std::fs::write(&d, key).map_err(io(&d))?;
         self.widths[s] = g.r;
         Ok(())
     }
@@ -106,7 +133,7 @@ impl ShardWriter {
     /// Bytes of every scratch file now.
     pub fn bytes(&self) -> u64 {
         (0..self.counts.len())
-            .flat_map(|s| [self.ids_path(s), self.graph_path(s)])
+            .flat_map(|s| [self.ids_path(s), self.graph_path(s), self.done_path(s)])
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()

@@ -214,3 +214,41 @@ fn a_scratch_disk_too_small_is_refused_with_the_figures() {
     check_scratch(d, 5, 3 << 30, Some(3 << 30)).unwrap();
     check_scratch(d, 5, 3 << 30, None).unwrap();
 }
+
+#[test]
+fn an_interrupted_build_resumes_after_its_last_finished_shard_with_the_same_bytes() {
+    let (base, _) = clustered(3000, 0, DIM, 21);
+    let ids: Vec<u64> = (0..3000).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = options(Metric::L2, StoredType::F32, 16, 8);
+    let po = PartitionOptions {
+        min_shards: 3,
+        ..Default::default()
+    };
+    let rows = SliceRows { data: &base, dim: DIM };
+    let clean = tmp.path().join("clean");
+    let (_, rep) = build_partitioned(&rows, &ids, &clean, &o, &po, &mut |_, _, _| {}).unwrap();
+    assert_eq!(rep.shards_resumed, 0);
+    // Stop the second run once the first shard is done (the progress
+    // callback panics past it), as a killed process would.
+    let dir = tmp.path().join("resumed");
+    let first = rep.shard_sizes[0];
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build_partitioned(&rows, &ids, &dir, &o, &po, &mut |s, done, _| {
+            assert!(!(s == stage::SHARDS && done > first), "stopped");
+        })
+    }));
+    assert!(stopped.is_err());
+    assert!(dir.join(".partition/shard-0.done").exists());
+    assert!(!dir.join(".partition/shard-1.done").exists());
+    // A shard file left by a build with other parameters is not taken.
+    std::fs::write(dir.join(".partition/shard-2.done"), "another build").unwrap();
+    let (_, rep) = build_partitioned(&rows, &ids, &dir, &o, &po, &mut |_, _, _| {}).unwrap();
+    assert_eq!(rep.shards_resumed, 1, "shard 0 kept, shards 1 and 2 built");
+    assert_eq!(
+        files_of(&clean),
+        files_of(&dir),
+        "the resumed build wrote the same bytes"
+    );
+    assert!(!dir.join(".partition").exists());
+}
