@@ -3,7 +3,7 @@
 # partitioned build under a budget that forces >= 3 shards, then search
 # (O_DIRECT reads). Usage: run-10m.sh QUARRYCTL DIR BUDGET_GB
 # Stopped and run again, the build resumes after its last finished shard
-# (DIR/idx/.partition keeps them).
+# (DIR/idx/.partition keeps them). Env R and L (default 64 and 100).
 set -euo pipefail
 Q=$1; D=$2; B=$3
 mkdir -p "$D"
@@ -14,8 +14,10 @@ if [ ! -f "$D/data/gt.ibin" ]; then
   /usr/bin/time -v "$Q" gt --base "$D/data/base.fbin" --queries "$D/data/queries.fbin" --out "$D/data/gt.ibin" --k 100 > "$D/gt.out" 2> "$D/gt.log"
 fi
 if [ ! -f "$D/idx/manifest.json" ]; then
-  /usr/bin/time -v "$Q" build --base "$D/data/base.fbin" --index "$D/idx" --R 64 --L 100 --pq-bytes 48 \
-    --disk-vector f32 --threads 2 --build-ram-gb "$B" > "$D/build.json" 2> "$D/build.log"
+  # Appends: a resumed build keeps the earlier runs' logs.
+  /usr/bin/time -a -o "$D/build.time" -v "$Q" build --base "$D/data/base.fbin" --index "$D/idx" \
+    --R "${R:-64}" --L "${L:-100}" --pq-bytes 48 --disk-vector f32 --threads 2 --build-ram-gb "$B" \
+    > "$D/build.json" 2>> "$D/build.log"
 fi
 for rep in 1 2; do
   "$Q" search --index "$D/idx" --queries "$D/data/queries.fbin" --gt "$D/data/gt.ibin" --L 20,40,60,100,150 --W 4 --json \
