@@ -475,8 +475,6 @@ fn repair_connectivity(g: &mut Graph, data: &[f32], dim: usize, p: &BuildParams)
     added
 }
 
-/// `seen` with every node reachable from `starts` (through nodes not yet
-/// seen) marked.
 /// Make every node reachable from the medoid without reading vectors
 /// (the partitioned build's merged graph): an unreachable node `u` is
 /// linked from the first reachable node of its own list (its near
@@ -528,6 +526,8 @@ pub fn unreachable(g: &Graph) -> usize {
         .count()
 }
 
+/// `seen` with every node reachable from `starts` (through nodes not yet
+/// seen) marked.
 fn reachable_from(g: &Graph, starts: &[u32], mut seen: Vec<bool>) -> Vec<bool> {
     let mut queue = std::collections::VecDeque::new();
     for &s in starts {
