@@ -345,18 +345,7 @@ impl VectorFile {
     /// Rows from `start` into `out` (whose length must be a multiple of
     /// `dim()`), as f32. Panics if the range is out of bounds.
     pub fn read_rows_into(&self, start: usize, out: &mut [f32]) {
-        assert!(
-            out.len().is_multiple_of(self.d),
-            "output length must be a multiple of dim"
-        );
-        let count = out.len() / self.d;
-        assert!(
-            start.checked_add(count).is_some_and(|e| e <= self.n),
-            "{}: rows {start}..{} out of range ({} rows)",
-            self.path.display(),
-            start + count,
-            self.n
-        );
+        let count = self.rows_in(start, out.len());
         let row_bytes = self.d * self.elem.size();
         if self.row_stride == row_bytes {
             let at = self.data_offset + start * row_bytes;
@@ -374,18 +363,7 @@ impl VectorFile {
     /// the file several times). Errors name the file.
     pub fn pread_rows_into(&self, start: usize, out: &mut [f32]) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        assert!(
-            out.len().is_multiple_of(self.d),
-            "output length must be a multiple of dim"
-        );
-        let count = out.len() / self.d;
-        assert!(
-            start.checked_add(count).is_some_and(|e| e <= self.n),
-            "{}: rows {start}..{} out of range ({} rows)",
-            self.path.display(),
-            start + count,
-            self.n
-        );
+        let count = self.rows_in(start, out.len());
         if count == 0 {
             return Ok(());
         }
@@ -399,6 +377,21 @@ impl VectorFile {
             decode(self.elem, &buf[r * self.row_stride..r * self.row_stride + row_bytes], o);
         }
         Ok(())
+    }
+
+    /// Rows an output of `len` floats from row `start` holds. Panics
+    /// unless `len` is whole rows and they are in range.
+    fn rows_in(&self, start: usize, len: usize) -> usize {
+        assert!(len.is_multiple_of(self.d), "output length must be a multiple of dim");
+        let count = len / self.d;
+        assert!(
+            start.checked_add(count).is_some_and(|e| e <= self.n),
+            "{}: rows {start}..{} out of range ({} rows)",
+            self.path.display(),
+            start + count,
+            self.n
+        );
+        count
     }
 
     /// The whole file as f32, row-major.

@@ -201,7 +201,6 @@ fn build_in_ram(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<BuildReport> {
     let n = ids.len();
-    let layout = NodeLayout::new(dim, o.stored, o.graph.r);
     std::fs::create_dir_all(dir)
         .map_err(format::io_err(dir))
         .map_err(IndexError::from)?;
@@ -247,7 +246,47 @@ fn build_in_ram(
     progress(stage::NAV, 1, 1);
     report.nav_seconds = t.elapsed().as_secs_f64();
 
+    let mut vector = |old: u32, out: &mut Vec<f32>| {
+        out.clear();
+        out.extend_from_slice(&data[old as usize * dim..(old as usize + 1) * dim]);
+        Ok(())
+    };
+    let files = BuiltParts {
+        pq: &pq,
+        codes: &codes,
+        ids,
+        nav: nav.as_ref(),
+    };
+    write_built(dir, o, dim, g, &files, &mut vector, &mut report, progress)?;
+    report.peak_rss_bytes = crate::runtime::peak_rss_bytes();
+    Ok(report)
+}
+
+/// What a build made besides its graph, for [`write_built`].
+pub(super) struct BuiltParts<'a> {
+    pub(super) pq: &'a PqCodebook,
+    pub(super) codes: &'a [u8],
+    pub(super) ids: &'a [u64],
+    pub(super) nav: Option<&'a NavTier>,
+}
+
+/// The last stage of a build, one-pass or partitioned: `g` laid out on
+/// disk (co-located when asked and several records share a sector), every
+/// file written (`vector(old, out)` gives a node's full vector), the
+/// report's layout and write figures filled in.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_built(
+    dir: &Path,
+    o: &IndexBuildOptions,
+    dim: usize,
+    g: graph::Graph,
+    parts: &BuiltParts<'_>,
+    vector: &mut dyn FnMut(u32, &mut Vec<f32>) -> Result<()>,
+    report: &mut BuildReport,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<()> {
     let t = std::time::Instant::now();
+    let layout = NodeLayout::new(dim, o.stored, o.graph.r);
     let (g, order, colocated) = graph::layout::arrange(g, layout.nodes_per_sector, o.colocate);
     report.sector_mate_fraction = graph::layout::mate_fraction(&g, layout.nodes_per_sector);
     let sink = IndexFiles {
@@ -256,20 +295,16 @@ fn build_in_ram(
         metric: o.metric,
         graph: &g,
         order: &order,
-        pq_pivots: &pq.to_bytes(),
-        pq_rotated: pq.rotated(),
-        codes: &codes,
-        ids,
-        nav: nav.as_ref(),
+        pq_pivots: &parts.pq.to_bytes(),
+        pq_rotated: parts.pq.rotated(),
+        codes: parts.codes,
+        ids: parts.ids,
+        nav: parts.nav,
         rerank: o.rerank_file,
         colocated,
     };
     let manifest = sink.write(
-        &mut |old, out| {
-            out.clear();
-            out.extend_from_slice(&data[old as usize * dim..(old as usize + 1) * dim]);
-            Ok(())
-        },
+        vector,
         &BuildMeta {
             l_build: o.graph.l as u32,
             alpha: o.graph.alpha,
@@ -279,8 +314,7 @@ fn build_in_ram(
     )?;
     report.write_seconds = t.elapsed().as_secs_f64();
     report.index_bytes = manifest.files.iter().map(|f| f.bytes).sum();
-    report.peak_rss_bytes = crate::runtime::peak_rss_bytes();
-    Ok(report)
+    Ok(())
 }
 
 /// Build parameters recorded in the manifest.

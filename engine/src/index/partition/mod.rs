@@ -19,7 +19,7 @@
 mod kmeans;
 mod scratch;
 
-use super::build::{stage, BuildMeta, BuildReport, IndexBuildOptions, IndexFiles};
+use super::build::{stage, write_built, BuildReport, BuiltParts, IndexBuildOptions};
 use super::{IndexError, Result};
 use crate::dataset::VectorFile;
 use crate::format::{self, NodeLayout};
@@ -566,38 +566,17 @@ pub fn build_partitioned(
     };
     progress(stage::NAV, 1, 1);
     report.nav_seconds = t.elapsed().as_secs_f64();
-    let t = std::time::Instant::now();
-    let layout = NodeLayout::new(dim, o.stored, o.graph.r);
-    let (g, order, colocated) = graph::layout::arrange(merged, layout.nodes_per_sector, o.colocate);
-    report.sector_mate_fraction = graph::layout::mate_fraction(&g, layout.nodes_per_sector);
-    let sink = IndexFiles {
-        dir,
-        layout,
-        metric: o.metric,
-        graph: &g,
-        order: &order,
-        pq_pivots: &pq.to_bytes(),
-        pq_rotated: pq.rotated(),
+    let parts = BuiltParts {
+        pq: &pq,
         codes: &codes,
         ids,
         nav: nav.as_ref(),
-        rerank: o.rerank_file,
-        colocated,
     };
-    let manifest = sink.write(
-        &mut |old, out| {
-            out.clear();
-            read_row(old as usize, out)
-        },
-        &BuildMeta {
-            l_build: o.graph.l as u32,
-            alpha: o.graph.alpha,
-            seed: o.graph.seed,
-        },
-        progress,
-    )?;
-    report.write_seconds = t.elapsed().as_secs_f64();
-    report.index_bytes = manifest.files.iter().map(|f| f.bytes).sum();
+    let mut vector = |old: u32, out: &mut Vec<f32>| {
+        out.clear();
+        read_row(old as usize, out)
+    };
+    write_built(dir, o, dim, merged, &parts, &mut vector, &mut report, progress)?;
     rep.merge_phase_peak_rss = crate::runtime::peak_rss_bytes();
     // The build's peak: the larger phase's (the high-water mark was reset
     // between them).

@@ -32,22 +32,22 @@
 //! longest write pause, refusals and outcome-unknown answers. Exits 1 on
 //! any loss or violation.
 
+mod node;
 mod proxy;
 
 use anyhow::{bail, Context, Result};
+use node::{peer, public, repl, req, write_conf, Node, TLS};
 use proxy::Proxy;
 use quarry_proto::replication::v1 as rpb;
 use quarry_proto::v1 as pb;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const DIM: usize = 16;
-const TOKEN: &str = "failover-harness-token-0123456789";
 
 struct Args {
     quarryd: PathBuf,
@@ -65,9 +65,6 @@ struct Args {
     no_search: bool,
     tls_dir: Option<PathBuf>,
 }
-
-/// The harness's TLS to the replication listeners (`--tls-dir`).
-static TLS: std::sync::OnceLock<tonic::transport::ClientTlsConfig> = std::sync::OnceLock::new();
 
 fn parse() -> Result<Args> {
     let mut a = Args {
@@ -121,134 +118,6 @@ fn parse() -> Result<Args> {
         bail!("--fault must be kill, stop, switchover or partition");
     }
     Ok(a)
-}
-
-struct Node {
-    conf: PathBuf,
-    log: PathBuf,
-    public: String,
-    repl: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn start(&mut self, quarryd: &Path) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(quarryd)
-            .arg("--config")
-            .arg(&self.conf)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", quarryd.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Send `sig` ("STOP", "CONT") with kill(1).
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(c.id().to_string())
-                .status();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        self.kill();
-    }
-}
-
-/// `peer_repl`: the port this node dials for its peer's replication
-/// listener (the peer's own, or a proxy's).
-fn write_conf(
-    dir: &Path,
-    i: usize,
-    (port, peer_repl): (u16, u16),
-    lease_ms: u64,
-    mode: &str,
-    tls: Option<&Path>,
-) -> Result<Node> {
-    let d = dir.join(format!("node{i}"));
-    std::fs::create_dir_all(&d)?;
-    let token = dir.join("token");
-    std::fs::write(&token, format!("{TOKEN}\n"))?;
-    let conf = d.join("quarryd.toml");
-    let role = if i == 0 { "primary" } else { "standby" };
-    let mut text = format!(
-        "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{}\"\nshards = 1\nmemory_budget_mb = 512\nflush_at = 3000\nwrite_stall_at = 50000\n",
-        d.join("data").display(),
-        port + 1,
-    );
-    if mode != "single" {
-        text += &format!(
-            "\n[replication]\nrole = \"{role}\"\npeer = \"127.0.0.1:{}\"\nreplication_listen = \"127.0.0.1:{}\"\ntoken_file = \"{}\"\nlease_ms = {lease_ms}\nwrite_timeout_ms = 3000\nmode = \"{mode}\"\n",
-            peer_repl,
-            port + 2,
-            token.display()
-        );
-        if let Some(t) = tls {
-            text += &format!(
-                "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\ntls_require_client_cert = true\n",
-                t.join(format!("node{i}.crt")).display(),
-                t.join(format!("node{i}.key")).display(),
-                t.join("ca.crt").display()
-            );
-        }
-    }
-    std::fs::write(&conf, text)?;
-    Ok(Node {
-        conf,
-        log: d.join("quarryd.log"),
-        public: format!("http://127.0.0.1:{port}"),
-        repl: format!("127.0.0.1:{}", port + 2),
-        child: None,
-    })
-}
-
-type ReplClient = rpb::replication_client::ReplicationClient<tonic::transport::Channel>;
-
-async fn repl(addr: &str) -> Result<ReplClient> {
-    let mut ep = tonic::transport::Endpoint::from_shared(format!(
-        "{}://{addr}",
-        if TLS.get().is_some() { "https" } else { "http" }
-    ))?;
-    if let Some(t) = TLS.get() {
-        ep = ep.tls_config(t.clone())?;
-    }
-    let ch = ep.connect_timeout(Duration::from_millis(500)).connect().await?;
-    Ok(rpb::replication_client::ReplicationClient::new(ch))
-}
-
-fn req<T>(m: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(m);
-    r.metadata_mut().insert("x-quarry-token", TOKEN.parse().expect("ascii"));
-    r
-}
-
-async fn peer(addr: &str) -> Option<rpb::PeerReply> {
-    let mut c = repl(addr).await.ok()?;
-    c.peer(req(rpb::PeerRequest {})).await.ok().map(|r| r.into_inner())
-}
-
-async fn public(addr: &str) -> Result<tonic::transport::Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(addr.to_string())?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await?)
 }
 
 fn vector(seq: u64) -> Vec<f32> {
