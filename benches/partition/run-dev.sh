@@ -2,7 +2,8 @@
 # Partitioned vs one-pass build at equal L (issue 20), on the dev set by
 # default. Usage: run-dev.sh QUARRYCTL OUTDIR BUDGET_GB
 # Env: DATA (a directory with base.fbin, queries.fbin, gt.ibin), PQ (64),
-# DISK (f16), LS (the search list sizes, "20,25,30,40,50").
+# DISK (f16), LS (the search list sizes, "20,25,30,40,50"), CUTS (the
+# merge cuts to build, "prune shuffle").
 set -euo pipefail
 Q=$1; OUT=$2; BUDGET=$3
 D=${DATA:-~/.cache/quarry-data/npm-minilm-384}
@@ -16,10 +17,12 @@ build() { # name extra...
   fi
 }
 build one --build-ram-gb 16
-build prune --build-ram-gb "$BUDGET" --merge-cut prune
-build shuffle --build-ram-gb "$BUDGET" --merge-cut shuffle
+CUTS=${CUTS:-prune shuffle}
+for cut in $CUTS; do
+  build "$cut" --build-ram-gb "$BUDGET" --merge-cut "$cut"
+done
 for rep in 1 2; do
-  for name in one prune shuffle; do
+  for name in one $CUTS; do
     "$Q" search --index "$OUT/$name" --queries $D/queries.fbin --gt $D/gt.ibin --L "$LS" --W 4 --json \
       > "$OUT/search-$name-$rep.jsonl" 2> "$OUT/search-$name-$rep.log"
   done

@@ -21,7 +21,7 @@
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::ServiceError;
 use crate::live::{Budget, Flusher, Live, WriteSettings};
-pub use crate::meta::{CollectionMeta, IndexParams, State, META_VERSION};
+pub use crate::meta::{CollectionMeta, IndexParams, Residency, State, META_VERSION};
 use crate::operations::Operations;
 pub use crate::operations::{OpState, Operation};
 use quarry_engine::dataset::VectorFile;
@@ -304,7 +304,7 @@ impl Catalog {
             &self.dir(&meta.name).join("live"),
             meta.dim as usize,
             build,
-            &self.writes,
+            &meta.write_settings(&self.writes),
         )
     }
 
@@ -360,6 +360,7 @@ impl Catalog {
         metric: Metric,
         params: IndexParams,
         stored: Option<StoredType>,
+        residency: Residency,
     ) -> Result<CollectionMeta, ServiceError> {
         check_name(name)?;
         if !(1..=4096).contains(&dim) {
@@ -390,6 +391,7 @@ impl Catalog {
             vector_count: 0,
             mutable: true,
             incarnation: crate::meta::new_incarnation(),
+            residency,
         };
         let dir = self.dir(name);
         let fs = self.fs.as_ref();
@@ -428,7 +430,7 @@ impl Catalog {
             }),
         );
         self.changes.fetch_add(1, Ordering::SeqCst);
-        tracing::info!(collection = name, dim, %metric, "created");
+        tracing::info!(collection = name, dim, %metric, %residency, "created");
         Ok(meta)
     }
 
@@ -539,11 +541,29 @@ impl Catalog {
         let need = detail.total();
         // The build must fit beside what is open now while it runs, and so
         // must the segment's RAM parts once it is open.
-        let after = n as u64 * (meta.params.pq_bytes as u64 + 8) + (self.cache_nodes as u64 * 4096);
-        let reservation = self.reserve(
-            need.max(after),
-            &format!("building {name:?} from {n} x {dim} vectors ({detail})"),
-        )?;
+        let held = match meta.residency {
+            Residency::Disk => self.cache_nodes as u64 * meta.record_bytes(),
+            Residency::Ram => n as u64 * meta.record_bytes(),
+        };
+        let after = n as u64 * (meta.params.pq_bytes as u64 + 8) + held;
+        // A one-pass build that does not fit what is free is partitioned
+        // within it (the engine refuses, with the figures, when even that
+        // cannot fit); the open segment must still fit.
+        let free = self.budget().saturating_sub(self.ram_in_use());
+        let partition_within = (need > free && after <= free).then_some(free);
+        let reservation = match partition_within {
+            Some(b) => self.reserve(
+                b,
+                &format!(
+                    "building {name:?} from {n} x {dim} vectors, partitioned within the {:.2} GiB free (one pass would need {detail})",
+                    b as f64 / (1u64 << 30) as f64
+                ),
+            )?,
+            None => self.reserve(
+                need.max(after),
+                &format!("building {name:?} from {n} x {dim} vectors ({detail})"),
+            )?,
+        };
         let op = self.ops.start("build", name, "reading", n as u64);
         let op_id = op.lock().expect("lock").id.clone();
         {
@@ -570,7 +590,11 @@ impl Catalog {
                 // The build yields the cores to the search shards.
                 let _background = quarry_engine::runtime::BackgroundPriority::enter();
                 let op = op_thread;
-                let res = cat.run_build(&entry, &source, file, &ids, threads, &op);
+                let how = BuildHow {
+                    threads,
+                    ram_budget: partition_within,
+                };
+                let res = cat.run_build(&entry, &source, file, &ids, how, &op);
                 drop(reservation);
                 let mut m = entry.meta.write().expect("lock");
                 let mut g = op.lock().expect("lock");
@@ -608,7 +632,7 @@ impl Catalog {
         source: &Path,
         file: VectorFile,
         ids: &[u64],
-        threads: usize,
+        how: BuildHow,
         op: &Mutex<Operation>,
     ) -> Result<quarry_engine::collection::BulkReport, ServiceError> {
         file.check_finite()
@@ -617,9 +641,14 @@ impl Catalog {
         entry
             .live
             .coll
-            .bulk_load(data, ids, Vec::new(), threads, &mut |stage, done, total| {
-                op.lock().expect("lock").report(stage, done, total)
-            })
+            .bulk_load_within(
+                data,
+                ids,
+                Vec::new(),
+                how.threads,
+                how.ram_budget,
+                &mut |stage, done, total| op.lock().expect("lock").report(stage, done, total),
+            )
             .map_err(crate::live::live_error)
     }
 
@@ -628,6 +657,14 @@ impl Catalog {
         write_atomic(self.fs.as_ref(), &path, &serde_json::to_vec_pretty(m).expect("json"))
             .map_err(|e| ServiceError::Internal(format!("{}: {e}", path.display())))
     }
+}
+
+/// How a bulk load's segment is built.
+struct BuildHow {
+    /// Build threads (0 = the server's setting).
+    threads: usize,
+    /// Partition within this many bytes (None: one pass, already reserved).
+    ram_budget: Option<u64>,
 }
 
 fn read_ids(path: &Path, n: usize) -> Result<Vec<u64>, ServiceError> {
@@ -692,9 +729,9 @@ mod tests {
         let z = IndexParams::default();
         {
             let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
-            c.create("a", 8, Metric::L2, z, None).unwrap();
+            c.create("a", 8, Metric::L2, z, None, Residency::Disk).unwrap();
             assert!(matches!(
-                c.create("a", 8, Metric::L2, z, None),
+                c.create("a", 8, Metric::L2, z, None, Residency::Disk),
                 Err(ServiceError::AlreadyExists(_))
             ));
         }
@@ -705,7 +742,7 @@ mod tests {
         assert_ne!(first, 0, "minted at create, kept across a reopen");
         c.drop_collection("a").unwrap();
         assert!(matches!(c.get("a"), Err(ServiceError::NotFound(_))));
-        c.create("a", 8, Metric::L2, z, None).unwrap();
+        c.create("a", 8, Metric::L2, z, None, Residency::Disk).unwrap();
         let again = c.get("a").unwrap().meta.read().unwrap().incarnation;
         assert!(
             again != 0 && again != first,
@@ -718,7 +755,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         {
             let c = Catalog::open(d.path(), 0, 1 << 30, 1, WriteSettings::default()).unwrap();
-            c.create("old", 8, Metric::L2, IndexParams::default(), None).unwrap();
+            c.create("old", 8, Metric::L2, IndexParams::default(), None, Residency::Disk)
+                .unwrap();
         }
         // As an earlier release wrote it: no incarnation field.
         let path = d.path().join("collections/old/collection.json");

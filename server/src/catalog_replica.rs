@@ -47,7 +47,7 @@ impl Catalog {
         if meta.params.nav_sample == 0 {
             build.nav_sample = usize::MAX;
         }
-        Live::options_for(meta.dim as usize, &build, &self.writes)
+        Live::options_for(meta.dim as usize, &build, &meta.write_settings(&self.writes))
     }
 
     /// Take collection `name` out of service (searches in flight finish
@@ -112,7 +112,7 @@ impl Catalog {
             &meta.name,
             coll,
             build,
-            &self.writes,
+            &meta.write_settings(&self.writes),
         );
         let entry = Arc::new(Entry {
             meta: RwLock::new(meta.clone()),

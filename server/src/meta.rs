@@ -125,6 +125,33 @@ pub struct CollectionMeta {
     /// such a collection opens.
     #[serde(default)]
     pub incarnation: u64,
+    /// Where its disk segments' graph records live while it serves:
+    /// "disk" (read per query, with the server's hot-node cache) or "ram"
+    /// (every record read into RAM when a segment opens, so searches read
+    /// nothing). Absent in files written before it existed: "disk".
+    #[serde(default)]
+    pub residency: Residency,
+}
+
+/// Where a collection's graph records live while it serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Residency {
+    /// On disk, read per query (the server's `cache_nodes` hot nodes in RAM).
+    #[default]
+    Disk,
+    /// Every record of every segment in RAM: no reads per query; costs
+    /// the index's size in RAM, counted against the memory budget.
+    Ram,
+}
+
+impl std::fmt::Display for Residency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Residency::Disk => "disk",
+            Residency::Ram => "ram",
+        })
+    }
 }
 
 fn meta_version_1() -> u32 {
@@ -180,6 +207,23 @@ impl CollectionMeta {
     pub fn stored(&self) -> StoredType {
         self.stored.parse().expect("validated when created")
     }
+
+    /// Bytes of one graph record on disk (the RAM one node costs when the
+    /// collection is RAM-resident).
+    pub fn record_bytes(&self) -> u64 {
+        quarry_engine::format::NodeLayout::new(self.dim as usize, self.stored(), self.params.max_degree as usize)
+            .node_size as u64
+    }
+
+    /// The write-path settings this collection opens with: the server's,
+    /// with every segment held in RAM when it is RAM-resident.
+    pub fn write_settings(&self, server: &crate::live::WriteSettings) -> crate::live::WriteSettings {
+        let mut s = server.clone();
+        if self.residency == Residency::Ram {
+            s.ram_segment_nodes = usize::MAX;
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -202,7 +246,27 @@ mod tests {
             vector_count: 0,
             mutable: true,
             incarnation: 7,
+            residency: Residency::Ram,
         }
+    }
+
+    #[test]
+    fn residency_defaults_to_disk_and_ram_holds_every_segment() {
+        let mut v = serde_json::to_value(good()).unwrap();
+        assert_eq!(v["residency"], "ram");
+        let back: CollectionMeta = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back.residency, Residency::Ram);
+        let server = crate::live::WriteSettings::default();
+        assert_eq!(back.write_settings(&server).ram_segment_nodes, usize::MAX);
+        v.as_object_mut().unwrap().remove("residency");
+        let old: CollectionMeta = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(old.residency, Residency::Disk);
+        assert_eq!(old.write_settings(&server).ram_segment_nodes, server.ram_segment_nodes);
+        v["residency"] = "tape".into();
+        let e = CollectionMeta::from_peer(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tape"), "{e}");
+        // f32 × 8, a degree, 64 neighbours.
+        assert_eq!(good().record_bytes(), 8 * 4 + 4 + 64 * 4);
     }
 
     #[test]

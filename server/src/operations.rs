@@ -51,9 +51,15 @@ impl Operation {
     /// engine's progress callback reports it) as one monotonic figure: the
     /// stages weighted by their usual share of a build's time.
     pub fn report(&mut self, stage: &str, done: usize, total: usize) {
+        // A partitioned build plans, trains PQ, assigns, builds shards and
+        // merges where the one-pass build trains PQ and builds its graph.
         let (a, b) = match stage {
+            "partition" => (0.0, 0.05),
             "pq" => (0.0, 0.1),
+            "assign" => (0.1, 0.15),
             "graph" => (0.1, 0.85),
+            "shards" => (0.15, 0.8),
+            "merge" => (0.8, 0.85),
             "nav" => (0.85, 0.9),
             _ => (0.9, 0.99),
         };
@@ -143,6 +149,25 @@ mod tests {
         }
         g.finish(Ok(7));
         assert_eq!((g.state, g.progress, g.vector_count), (OpState::Done, 1.0, 7));
+        drop(g);
+        // A partitioned build's stages move it forward too, the shards
+        // taking most of the way.
+        let mut g = b.lock().unwrap();
+        let mut last = 0.0;
+        for (stage, done, total) in [
+            ("partition", 1, 1),
+            ("pq", 10, 10),
+            ("assign", 10, 10),
+            ("shards", 1, 10),
+            ("shards", 10, 10),
+            ("merge", 5, 10),
+            ("nav", 1, 1),
+            ("write", 2, 2),
+        ] {
+            g.report(stage, done, total);
+            assert!(g.progress > last && g.progress < 1.0, "{stage}: {}", g.progress);
+            last = g.progress;
+        }
         drop(g);
         let b_id = b.lock().unwrap().id.clone();
         assert_eq!(ops.get(&b_id).unwrap().state, OpState::Running);

@@ -8,7 +8,7 @@
 use quarry_engine::collection::Op;
 use quarry_engine::storage::{CrashFs, Fault};
 use quarry_engine::Metric;
-use quarry_server::catalog::{Catalog, IndexParams};
+use quarry_server::catalog::{Catalog, IndexParams, Residency};
 use quarry_server::live::WriteSettings;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -29,7 +29,7 @@ fn open(fs: &Arc<dyn quarry_engine::storage::Vfs>, data: &std::path::Path) -> Re
 /// Create `name` and write id `g` into it; Ok only if both were
 /// acknowledged.
 fn create(cat: &Catalog, name: &str, g: u64) -> Result<(), String> {
-    cat.create(name, DIM, Metric::L2, IndexParams::default(), None)
+    cat.create(name, DIM, Metric::L2, IndexParams::default(), None, Residency::Disk)
         .map_err(|e| e.to_string())?;
     let live = cat.get(name).map_err(|e| e.to_string())?.live.clone();
     live.write(

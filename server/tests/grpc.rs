@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{build_and_wait, code_of, create, dataset, recall, search_all, Server, DIM};
+use common::{build_and_wait, code_of, create, create_with, dataset, describe, recall, search_all, Server, DIM};
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::collections_client::CollectionsClient;
 use quarry_proto::v1::query_client::QueryClient;
@@ -241,6 +241,139 @@ async fn build_search_get_and_every_bad_input() {
     // Still serving, with the same answers.
     let again = search_all(ch.clone(), "docs", &queries[..10 * DIM]).await;
     assert_eq!(again, got[..10].to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ram_resident_collection_reads_nothing_and_stays_resident_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, queries, truth) = dataset(tmp.path(), 3000);
+    let data = tmp.path().join("data");
+    // No segment is small enough to be held in RAM by size alone.
+    let cfg = "ram_segment_nodes = 0\ndrain_timeout_secs = 5\n";
+    let mut server = Server::start(&data, &[], cfg);
+    let ch = server.channel().await;
+    for (name, residency) in [("disk", pb::Residency::Unspecified), ("ram", pb::Residency::Ram)] {
+        create_with(ch.clone(), name, false, residency).await;
+        build_and_wait(ch.clone(), name, &source, 0).await;
+    }
+    // Records of DIM f32 values, a degree and 24 neighbours (common::create).
+    let record = (DIM * 4 + 4 + 24 * 4) as u64;
+    let reads = |ch: Channel, name: &'static str| {
+        let queries = queries.clone();
+        async move {
+            let mut q = QueryClient::new(ch);
+            let mut ios = 0u64;
+            for v in queries.chunks_exact(DIM).take(50) {
+                let r = q
+                    .search(pb::SearchRequest {
+                        collection: name.into(),
+                        vector: v.to_vec(),
+                        params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                ios += r.stats.expect("stats").ios as u64;
+            }
+            ios
+        }
+    };
+    let check = |d: pb::Collection, r: pb::Collection| {
+        assert_eq!(d.residency, pb::Residency::Disk as i32, "{d:?}");
+        assert_eq!(r.residency, pb::Residency::Ram as i32, "{r:?}");
+        assert_eq!(d.ram.unwrap().cache, 0);
+        assert_eq!(r.ram.unwrap().cache, 3000 * record, "every record in RAM");
+    };
+    check(describe(ch.clone(), "disk").await, describe(ch.clone(), "ram").await);
+    assert!(reads(ch.clone(), "disk").await > 0);
+    assert_eq!(
+        reads(ch.clone(), "ram").await,
+        0,
+        "a RAM-resident collection read the disk"
+    );
+    // The same index; cached nodes are expanded in another order than
+    // read ones, so a tie at the tail may fall the other way.
+    let on_disk = search_all(ch.clone(), "disk", &queries).await;
+    let in_ram = search_all(ch.clone(), "ram", &queries).await;
+    assert!(recall(&on_disk, &truth) >= 0.9);
+    let r = recall(&in_ram, &truth);
+    assert!(r >= 0.9, "recall@10 of the RAM-resident copy: {r}");
+    // A residency that is not one.
+    let (c, m) = code_of(
+        CollectionsClient::new(ch.clone())
+            .create_collection(pb::CreateCollectionRequest {
+                name: "odd".into(),
+                dim: DIM as u32,
+                metric: pb::Metric::L2 as i32,
+                residency: 9,
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("residency"), "{m}");
+    // It stays resident across a restart.
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(20)).success());
+    let server = Server::start(&data, &[], cfg);
+    let ch = server.channel().await;
+    check(describe(ch.clone(), "disk").await, describe(ch.clone(), "ram").await);
+    assert_eq!(reads(ch.clone(), "ram").await, 0);
+    assert_eq!(
+        search_all(ch.clone(), "ram", &queries).await,
+        in_ram,
+        "the same RAM answers after a restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_index_larger_than_the_free_budget_is_partitioned() {
+    use quarry_engine::graph::vamana::BuildParams;
+    use quarry_engine::index::{partition, IndexBuildOptions, MemoryEstimate};
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 40_000;
+    let (source, queries, truth) = dataset(tmp.path(), n);
+    // The collection's build (common::create: R 24, L 48, PQ 16, f32;
+    // build_threads 2 below) as the catalog estimates it.
+    let mut graph = BuildParams::new(24, 48);
+    graph.threads = 2;
+    let o = IndexBuildOptions {
+        metric: quarry_engine::Metric::L2,
+        graph,
+        pq_bytes: 16,
+        stored: quarry_engine::format::StoredType::F32,
+        nav_sample: quarry_engine::graph::hnsw::NavParams::default_sample(n),
+        rerank_file: false,
+        opq: false,
+        ram_budget: None,
+        colocate: true,
+    };
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    let one_pass = mib(MemoryEstimate::for_build(n, DIM, &o).total());
+    // A budget the one-pass build does not fit and a partitioned one does
+    // (with room for the data the catalog holds open meanwhile).
+    let budget = (one_pass - 1).min(
+        mib(partition::estimate_shards(n, DIM, &o, u64::MAX, 1.0)
+            .map(|p| p.shard_phase_bytes.max(p.merge_phase_bytes))
+            .unwrap())
+            + 4,
+    );
+    assert!(budget < one_pass, "the test needs a budget between the two estimates");
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[],
+        &format!("memory_budget_mb = {budget}\nbuild_threads = 2\nram_segment_nodes = 0\n"),
+    );
+    let ch = server.channel().await;
+    create_and_build(ch.clone(), "big", &source).await;
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("partitioned build"),
+        "the build was not partitioned:\n{log}"
+    );
+    let r = recall(&search_all(ch.clone(), "big", &queries).await, &truth);
+    assert!(r >= 0.9, "recall@10 of the partitioned bulk load = {r}");
+    assert_eq!(describe(ch, "big").await.vector_count, n as u64);
 }
 
 /// Send `body` as the raw request bytes of `path`.

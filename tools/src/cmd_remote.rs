@@ -79,6 +79,11 @@ enum CollectionsCmd {
         /// Stored vector type: f32, f16 or i8 (default: the server's choice).
         #[arg(long)]
         disk_vector: Option<String>,
+        /// Where the graph records live while it serves: disk (read per
+        /// query) or ram (all of them in RAM, counted against the server's
+        /// memory budget; searches read nothing). Fixed at create.
+        #[arg(long, default_value = "disk", value_parser = ["disk", "ram"])]
+        residency: String,
         /// Accepted for scripts written before every collection took
         /// writes; it changes nothing.
         #[arg(long, hide = true)]
@@ -251,6 +256,7 @@ fn collection_json(c: &pb::Collection) -> serde_json::Value {
         "ram_bytes": {"pq_codes": ram.pq_codes, "pq_pivots": ram.pq_pivots, "nav_tier": ram.nav_tier,
                       "cache": ram.cache, "id_map": ram.id_map, "total": ram.total},
         "disk_bytes": c.disk_bytes,
+        "residency": pb::Residency::try_from(c.residency).map(|m| m.as_str_name()).unwrap_or("?"),
         "mutable": c.mutable,
         "writes": c.writes.as_ref().map(|w| serde_json::json!({
             "fresh_vectors": w.fresh_vectors, "segments": w.segments, "last_lsn": w.last_lsn,
@@ -409,8 +415,13 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 l,
                 pq_bytes,
                 disk_vector,
+                residency,
                 mutable,
             } => {
+                let residency = match residency.as_str() {
+                    "ram" => pb::Residency::Ram,
+                    _ => pb::Residency::Disk,
+                };
                 let metric = match metric.as_str() {
                     "l2" => pb::Metric::L2,
                     "ip" => pb::Metric::Ip,
@@ -437,6 +448,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                         }),
                         stored_vector: stored as i32,
                         mutable,
+                        residency: residency as i32,
                     })
                     .await
                     .map_err(status_err)?

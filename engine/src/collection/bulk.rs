@@ -58,6 +58,22 @@ impl Collection {
         threads: usize,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<BulkReport> {
+        self.bulk_load_within(data, ids, payloads, threads, None, progress)
+    }
+
+    /// [`Collection::bulk_load`] whose segment build keeps within
+    /// `ram_budget` bytes (by its estimate): past it, the build is
+    /// partitioned (`index::partition`), or refused with the figures if
+    /// even that cannot fit. `None`: the collection's build setting.
+    pub fn bulk_load_within(
+        &self,
+        data: Cow<'_, [f32]>,
+        ids: &[u64],
+        payloads: Vec<Vec<u8>>,
+        threads: usize,
+        ram_budget: Option<u64>,
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<BulkReport> {
         let dim = self.opts.dim;
         let n = ids.len();
         if n == 0 || data.len() != n * dim {
@@ -121,7 +137,7 @@ impl Collection {
             payloads.into_iter().map(Arc::from).collect()
         };
         // The build, with no lock held: searches, writes and flushes go on.
-        let seg = self.write_segment(&name, &data, &slots, ids, &payloads, threads, progress)?;
+        let seg = self.write_segment(&name, &data, &slots, ids, &payloads, threads, ram_budget, progress)?;
         drop(data);
         let records: Vec<(u64, u64, Vec<u8>)> = slots
             .iter()

@@ -166,6 +166,7 @@ impl Collection {
                 &batch.ids,
                 &batch.payloads,
                 0,
+                None,
                 progress,
             )
             .map(Some)

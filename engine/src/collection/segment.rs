@@ -195,6 +195,7 @@ impl Collection {
         ids: &[u64],
         payloads: &[Arc<[u8]>],
         threads: usize,
+        ram_budget: Option<u64>,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<Segment> {
         let fs = self.fs.as_ref();
@@ -209,6 +210,8 @@ impl Collection {
         if threads > 0 {
             o.graph.threads = threads;
         }
+        // Over the budget, `build_index` builds partitioned.
+        o.ram_budget = ram_budget.or(o.ram_budget);
         build_index(data.into(), self.opts.dim, slots, &idx, &o, progress)?;
         for f in fs.list(&idx).map_err(io_err(&idx, "list"))? {
             let p = idx.join(f);

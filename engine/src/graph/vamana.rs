@@ -41,6 +41,11 @@ pub struct BuildParams {
     pub max_batch_frac: f64,
     /// Candidate pool cap for RobustPrune.
     pub max_candidates: usize,
+    /// Link nodes unreachable from the medoid at the end (a greedy search
+    /// per orphan). A partitioned build's shards skip it: every point is
+    /// in two shards, and the merged graph is repaired once, without
+    /// vectors.
+    pub repair: bool,
 }
 
 impl BuildParams {
@@ -54,6 +59,7 @@ impl BuildParams {
             threads: 1,
             max_batch_frac: 0.02,
             max_candidates: 750,
+            repair: true,
         }
     }
 }
@@ -398,7 +404,9 @@ pub fn build(
         stats.batches += 1;
         progress(done + 1, n);
     }
-    stats.repaired = repair_connectivity(&mut g, data, dim, p);
+    if p.repair {
+        stats.repaired = repair_connectivity(&mut g, data, dim, p);
+    }
     stats.mean_degree = (0..n as u32).map(|i| g.neighbors(i).len() as f64).sum::<f64>() / n as f64;
     Ok((g, stats))
 }
@@ -406,9 +414,10 @@ pub fn build(
 /// Make every node reachable from the medoid: for each unreachable node
 /// (in id order), link it from the nearest reachable node that still has a
 /// free slot, found by a greedy search towards it (the medoid if none has
-/// one; then its farthest edge is replaced). Pruning can, rarely, orphan a
-/// node; this keeps the "search can reach everything" invariant. Returns
-/// the number of links added. Deterministic.
+/// one; then one of its edges is given up, see below). Pruning can orphan
+/// a node, often at small degrees; this keeps the "search can reach
+/// everything" invariant. Returns the number of links added.
+/// Deterministic.
 fn repair_connectivity(g: &mut Graph, data: &[f32], dim: usize, p: &BuildParams) -> usize {
     let n = g.len();
     let mut added = 0;
@@ -417,75 +426,104 @@ fn repair_connectivity(g: &mut Graph, data: &[f32], dim: usize, p: &BuildParams)
         visited: VisitedSet::new(n),
         expanded: Vec::new(),
     };
+    // In-edge counts, kept current: a full node gives up the farthest
+    // edge whose target has another in-edge, so the edge rarely was that
+    // node's only path. When every target has only this one, the farthest
+    // edge goes and its target is handed to the newly linked node if that
+    // one has room (from -> u -> x keeps x reachable).
+    let mut indeg = in_degrees(g);
     // Reachability is kept incrementally within a pass: linking u makes
     // everything reachable from u reachable, found by a search from u
-    // alone. A replaced edge may have cut a node's only path, which the
-    // pass does not see; so a pass that replaced an edge is followed by a
-    // full search from the medoid and another pass over what it finds.
-    // The cost is O(n + E) per pass, not per orphan (at 1M nodes,
-    // thousands of full searches took over an hour). Deterministic: one
-    // thread, ids in order.
+    // alone. An edge given up may still have cut a node's only path,
+    // which the pass does not see; so a pass that gave one up is followed
+    // by a full search from the medoid and another pass over what it
+    // finds. The cost is O(n + E) per pass, not per orphan (at 1M nodes,
+    // thousands of full searches took over an hour), and the passes are
+    // few because edges are given up with care (at 10M, R = 21, giving
+    // up the farthest edge blindly cut one node off per pass, for hours).
+    // Deterministic: one thread, ids in order.
     let mut seen = reachable_from(g, &[g.medoid], vec![false; n]);
     let mut next = 0u32;
     let mut stale = false;
-    // Each round links one node; bounded.
-    for _ in 0..4 * n {
-        while (next as usize) < n && seen[next as usize] {
-            next += 1;
-        }
-        if next as usize == n {
-            if !stale {
-                return added;
+    for _pass in 0..MAX_REPAIR_PASSES {
+        loop {
+            while (next as usize) < n && seen[next as usize] {
+                next += 1;
             }
-            seen = reachable_from(g, &[g.medoid], vec![false; n]);
-            (next, stale) = (0, false);
-            continue;
-        }
-        let u = next;
-        greedy(g, data, dim, Metric::L2, row(data, dim, u), p.l, &mut s);
-        let mut reach: Vec<(f32, u32)> = s.expanded.iter().copied().filter(|c| seen[c.1 as usize]).collect();
-        reach.sort_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite"));
-        let from = reach
-            .iter()
-            .find(|c| g.neighbors(c.1).len() < p.r)
-            .or(reach.first())
-            .map_or(g.medoid, |c| c.1);
-        let mut nb = g.neighbors(from).to_vec();
-        let replaced = nb.len() == p.r;
-        if replaced {
-            // Replace the farthest edge; the node it pointed to is checked
-            // again in the next round.
-            let fv = row(data, dim, from);
-            let (far, _) = nb.iter().enumerate().fold((0, -1.0f32), |b, (i, &x)| {
-                let d = kernels::l2_sq(fv, row(data, dim, x));
-                if d > b.1 {
-                    (i, d)
+            if next as usize == n {
+                break;
+            }
+            let u = next;
+            greedy(g, data, dim, Metric::L2, row(data, dim, u), p.l, &mut s);
+            let mut reach: Vec<(f32, u32)> = s.expanded.iter().copied().filter(|c| seen[c.1 as usize]).collect();
+            reach.sort_by(|a, b| (a.0, a.1).partial_cmp(&(b.0, b.1)).expect("finite"));
+            let from = reach
+                .iter()
+                .find(|c| g.neighbors(c.1).len() < p.r)
+                .or(reach.first())
+                .map_or(g.medoid, |c| c.1);
+            let mut nb = g.neighbors(from).to_vec();
+            if nb.len() == p.r {
+                let fv = row(data, dim, from);
+                let far = |shared: bool| {
+                    nb.iter()
+                        .enumerate()
+                        .filter(|(_, &x)| !shared || indeg[x as usize] >= 2)
+                        .map(|(i, &x)| (kernels::l2_sq(fv, row(data, dim, x)), i))
+                        .fold(None, |b: Option<(f32, usize)>, c| match b {
+                            Some(b) if b.0 >= c.0 => Some(b),
+                            _ => Some(c),
+                        })
+                        .map(|(_, i)| i)
+                };
+                let (i, shared) = match far(true) {
+                    Some(i) => (i, true),
+                    None => (far(false).expect("a full list"), false),
+                };
+                let x = nb.remove(i);
+                indeg[x as usize] -= 1;
+                let mut un = g.neighbors(u).to_vec();
+                if !shared && x != u && un.len() < p.r && !un.contains(&x) {
+                    un.push(x);
+                    g.set_neighbors(u, &un);
+                    indeg[x as usize] += 1;
                 } else {
-                    b
+                    stale = true;
                 }
-            });
-            nb.remove(far);
+            }
+            nb.push(u);
+            indeg[u as usize] += 1;
+            g.set_neighbors(from, &nb);
+            added += 1;
+            seen = reachable_from(g, &[u], seen);
         }
-        nb.push(u);
-        g.set_neighbors(from, &nb);
-        added += 1;
-        stale |= replaced;
-        seen = reachable_from(g, &[u], seen);
+        if !stale {
+            return added;
+        }
+        seen = reachable_from(g, &[g.medoid], vec![false; n]);
+        (next, stale) = (0, false);
     }
     added
 }
 
+/// Full reachability passes the vector-guided repair makes at most; each
+/// one after the first only follows edges given up by the one before.
+/// Nodes still unreachable after them are counted by the build report.
+const MAX_REPAIR_PASSES: usize = 64;
+
 /// Make every node reachable from the medoid without reading vectors
 /// (the partitioned build's merged graph): an unreachable node `u` is
 /// linked from the first reachable node of its own list (its near
-/// neighbours) that has room, else from the first reachable one there
-/// (its last neighbour replaced), else from the medoid. A replaced edge
-/// may cut another node off, so a pass that replaced one is followed by a
-/// full check, at most 8 passes. Deterministic: ids in order. Returns the
-/// links added.
+/// neighbours) that has room, else from the first reachable one there,
+/// else from the medoid. A full node gives up its last (farthest) edge
+/// whose target has another in-edge, else its last edge. One given up may
+/// still cut another node off, so a pass that gave one up is followed by
+/// a full check, at most 8 passes. Deterministic: ids in order. Returns
+/// the links added.
 pub fn repair_without_vectors(g: &mut Graph) -> usize {
     let n = g.len();
     let mut added = 0;
+    let mut indeg = in_degrees(g);
     for _ in 0..8 {
         let mut seen = reachable_from(g, &[g.medoid], vec![false; n]);
         let mut replaced = false;
@@ -501,12 +539,17 @@ pub fn repair_without_vectors(g: &mut Graph) -> usize {
                 .or_else(|| nb.iter().copied().find(|&v| seen[v as usize]))
                 .unwrap_or(g.medoid);
             let mut list = g.neighbors(from).to_vec();
-            if list.len() < g.r {
-                list.push(u);
-            } else if let Some(last) = list.last_mut() {
-                *last = u;
+            if list.len() >= g.r {
+                let i = list
+                    .iter()
+                    .rposition(|&x| indeg[x as usize] >= 2)
+                    .unwrap_or(list.len() - 1);
+                let x = list.remove(i);
+                indeg[x as usize] -= 1;
                 replaced = true;
             }
+            list.push(u);
+            indeg[u as usize] += 1;
             g.set_neighbors(from, &list);
             added += 1;
             seen = reachable_from(g, &[u], seen);
@@ -516,6 +559,17 @@ pub fn repair_without_vectors(g: &mut Graph) -> usize {
         }
     }
     added
+}
+
+/// Each node's count of in-edges.
+fn in_degrees(g: &Graph) -> Vec<u32> {
+    let mut indeg = vec![0u32; g.len()];
+    for v in 0..g.len() as u32 {
+        for &x in g.neighbors(v) {
+            indeg[x as usize] += 1;
+        }
+    }
+    indeg
 }
 
 /// Nodes the medoid cannot reach.

@@ -174,6 +174,12 @@ pub fn build_index(
     // partitioned build (`partition`), which refuses with the figures if
     // even that cannot fit.
     if o.ram_budget.is_some_and(|b| need > b) {
+        tracing::info!(
+            vectors = n,
+            one_pass_bytes = need,
+            budget_bytes = o.ram_budget,
+            "over the build budget: partitioned build"
+        );
         let rows = super::partition::SliceRows { data: &data, dim };
         let (report, _) = super::partition::build_partitioned(
             &rows,

@@ -225,13 +225,19 @@ impl DiskIndex {
 
     /// Fill the hot-node cache with up to `nodes` records, in breadth-first
     /// order from the search's entry points (the navigation sample, or the
-    /// medoid), which are the nodes every query passes near. Returns the
-    /// number cached.
+    /// medoid), which are the nodes every query passes near. `nodes` at or
+    /// past the index's size holds the whole index in RAM, read front to
+    /// back (every node, reachable or not), and searches read nothing.
+    /// Returns the number cached.
     pub fn warm_cache(&mut self, nodes: usize, backend: IoBackend) -> Result<usize> {
         // The old cache is dropped first, so the two are never held at
         // once (and a failed read leaves none).
         self.cache = NodeCache::default();
-        self.cache = NodeCache::load(self, nodes, backend)?;
+        self.cache = if nodes >= self.len() && !self.is_empty() {
+            NodeCache::load_all(self)?
+        } else {
+            NodeCache::load(self, nodes, backend)?
+        };
         Ok(self.cache.len())
     }
 }

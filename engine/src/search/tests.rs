@@ -104,6 +104,73 @@ fn cache_and_navigation_tier_save_ios() {
     assert!(cached < with_nav, "cache {cached} vs none {with_nav}");
 }
 
+/// Share of `b`'s ids that `a` also returns, query by query.
+fn overlap(a: &[Vec<u64>], b: &[Vec<u64>]) -> f64 {
+    let same: usize = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().filter(|i| y.contains(i)).count())
+        .sum();
+    same as f64 / b.iter().map(Vec::len).sum::<usize>() as f64
+}
+
+#[test]
+fn a_whole_index_in_ram_reads_nothing_and_answers_as_from_disk() {
+    let (base, queries) = clustered(3000, 50, DIM, 15);
+    // f32 records share sectors (nodes_per_sector > 1); 1024-d f32 ones
+    // span two sectors each: both layouts are read front to back.
+    for (dim, stored) in [(DIM, StoredType::F32), (1024, StoredType::F32), (DIM, StoredType::I8)] {
+        let (base, queries) = if dim == DIM {
+            (base.clone(), queries.clone())
+        } else {
+            clustered(600, 20, dim, 16)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        build(&base, dim, dir.path(), &options(Metric::L2, stored, 16, 16));
+        let mut index = DiskIndex::open(dir.path()).unwrap();
+        let n = index.len();
+        let p = SearchParams::new(10, 40, 4);
+        let answer = |index: &DiskIndex| {
+            let mut s = Searcher::new(index, IoBackend::Auto, 16).unwrap();
+            run_all(index, &mut s, &queries, &p, 1)
+        };
+        let (from_disk, st) = answer(&index);
+        assert!(st.iter().all(|s| s.ios > 0));
+        // A quarter or more takes the dense slot array; a part still reads.
+        let part = index.warm_cache(n / 2, IoBackend::Auto).unwrap();
+        assert!(part > 0 && part <= n / 2 && !index.cache().holds_all());
+        // A cached node is expanded at once, a read one when it lands, so
+        // the order of expansions (and a tie at the tail) may differ.
+        let (half, st) = answer(&index);
+        let o = overlap(&half, &from_disk);
+        assert!(o >= 0.95, "{dim} {stored}: a half cache kept {o} of the answers");
+        assert!(st.iter().map(|s| s.cache_hits).sum::<u32>() > 0);
+        assert_eq!(index.warm_cache(n, IoBackend::Auto).unwrap(), n);
+        assert!(index.cache().holds_all());
+        assert_eq!(index.cache().ram_bytes(), n * index.header().layout.node_size);
+        let (in_ram, st) = answer(&index);
+        let o = overlap(&in_ram, &from_disk);
+        assert!(o >= 0.95, "{dim} {stored}: RAM kept {o} of the answers");
+        assert!(
+            st.iter().all(|s| s.ios == 0),
+            "{dim} {stored}: a RAM-resident index read the disk"
+        );
+        // Every record is the one on disk.
+        let layout = index.header().layout;
+        let bytes = std::fs::read(index.graph_path()).unwrap();
+        for id in [0u32, 1, (n / 2) as u32, n as u32 - 1] {
+            let (sec, off) = layout.locate(id);
+            let at = sec as usize * crate::io::SECTOR + off;
+            assert_eq!(
+                index.cache().get(id).unwrap(),
+                &bytes[at..at + layout.node_size],
+                "node {id}"
+            );
+        }
+        assert!(index.cache().get(n as u32).is_none());
+    }
+}
+
 #[test]
 fn injected_read_faults_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();

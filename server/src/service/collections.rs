@@ -19,6 +19,7 @@ impl pb::collections_server::Collections for CollectionsSvc {
             st.check_open()?;
             let metric = metric_from_pb(r.metric)?;
             let stored = stored_from_pb(r.stored_vector)?;
+            let residency = residency_from_pb(r.residency)?;
             let p = r.index_params.unwrap_or_default();
             let params = catalog::IndexParams {
                 max_degree: p.max_degree,
@@ -28,7 +29,7 @@ impl pb::collections_server::Collections for CollectionsSvc {
                 opq: p.opq,
                 nav_sample: p.nav_sample,
             };
-            st.catalog.create(&r.name, r.dim, metric, params, stored)?;
+            st.catalog.create(&r.name, r.dim, metric, params, stored, residency)?;
             Ok(collection_to_pb(&*st.catalog.get(&r.name)?))
         };
         match run() {

@@ -36,6 +36,16 @@ pub(super) fn stored_from_pb(s: i32) -> Result<Option<StoredType>, ServiceError>
     }
 }
 
+pub(super) fn residency_from_pb(r: i32) -> Result<catalog::Residency, ServiceError> {
+    match pb::Residency::try_from(r) {
+        Ok(pb::Residency::Unspecified | pb::Residency::Disk) => Ok(catalog::Residency::Disk),
+        Ok(pb::Residency::Ram) => Ok(catalog::Residency::Ram),
+        Err(_) => Err(ServiceError::InvalidArgument(format!(
+            "residency = {r} is not a Residency value"
+        ))),
+    }
+}
+
 pub(super) fn stored_to_pb(s: StoredType) -> pb::StoredVector {
     match s {
         StoredType::F32 => pb::StoredVector::F32,
@@ -112,6 +122,10 @@ pub(super) fn collection_to_pb(e: &Entry) -> pb::Collection {
         disk_bytes: l.coll.disk_bytes(),
         mutable: true,
         writes: Some(write_state(l)),
+        residency: match m.residency {
+            catalog::Residency::Disk => pb::Residency::Disk,
+            catalog::Residency::Ram => pb::Residency::Ram,
+        } as i32,
     }
 }
 

@@ -20,6 +20,8 @@ pub const DIM: usize = 32;
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Every line quarryd wrote to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _log: std::thread::JoinHandle<()>,
 }
 
@@ -45,9 +47,12 @@ impl Server {
         let mut child = cmd.spawn().expect("quarryd starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = lines.clone();
         let log = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[quarryd] {line}");
+                kept.lock().unwrap().push(line.clone());
                 if let Some(i) = line.find("grpc=") {
                     let a = line[i + 5..].split_whitespace().next().unwrap().to_string();
                     let _ = tx.send(a);
@@ -60,6 +65,7 @@ impl Server {
         Server {
             child,
             addr: format!("http://{addr}"),
+            log: lines,
             _log: log,
         }
     }
@@ -118,6 +124,11 @@ pub fn dataset(dir: &Path, n: usize) -> (PathBuf, Vec<f32>, Vec<Vec<u32>>) {
 
 /// Create collection `name` (L2, DIM, small graph and PQ parameters).
 pub async fn create(ch: Channel, name: &str, mutable: bool) {
+    create_with(ch, name, mutable, pb::Residency::Unspecified).await
+}
+
+/// [`create`] with a residency.
+pub async fn create_with(ch: Channel, name: &str, mutable: bool, residency: pb::Residency) {
     quarry_proto::v1::collections_client::CollectionsClient::new(ch)
         .create_collection(pb::CreateCollectionRequest {
             name: name.into(),
@@ -131,6 +142,7 @@ pub async fn create(ch: Channel, name: &str, mutable: bool) {
             }),
             stored_vector: 0,
             mutable,
+            residency: residency as i32,
         })
         .await
         .unwrap();

@@ -159,9 +159,13 @@ fn block_rows(dim: usize) -> usize {
 }
 
 /// The shard builds' parameters: degree 2R/3 (at least 2), the rest as
-/// asked, the seed varied per shard.
+/// asked, the seed varied per shard, no connectivity repair (the merged
+/// graph is repaired once; at 10M, R' = 21, the per-shard repair ran a
+/// greedy search for each of a great many orphans, single-threaded, for
+/// longer than the shard's build).
 fn shard_params(p: &BuildParams, shard: usize) -> BuildParams {
     let mut s = p.clone();
+    s.repair = false;
     s.r = (2 * p.r / 3).max(2);
     s.l = p.l.max(s.r);
     s.seed = p.seed ^ (0x5348_0000 + shard as u64);
@@ -227,16 +231,7 @@ pub fn plan_shards(
     }
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let base = base_bytes(n, dim, o, resident, s);
-    // The merged graph; co-location renames it into a second copy, with
-    // the order and its inverse; the writer renames codes and ids.
-    let merged = (n * (o.graph.r + 1) * 4) as u64;
-    let copies = if o.colocate && NodeLayout::new(dim, o.stored, o.graph.r).nodes_per_sector > 1 {
-        2
-    } else {
-        1
-    };
-    let merge_phase =
-        base + copies * merged + (n * (12 + o.pq_bytes + 8)) as u64 + (o.nav_sample.min(n) * dim * 6) as u64;
+    let (merged, copies, merge_phase) = merge_phase_bytes(n, dim, o, base);
     if merge_phase > budget {
         return Err(IndexError::Invalid(format!(
             "even partitioned, the build needs {:.2} GiB to merge the shard graphs (the merged graph n × (R+1) × 4 B = {:.2} GiB{}, PQ codes and ids {:.2} GiB{}) but the budget is {:.2} GiB; raise the budget or lower R",
@@ -280,20 +275,72 @@ pub fn plan_shards(
         }
         let top = counts.iter().copied().max().unwrap_or(0);
         let largest = (((top as f64 * n as f64 / s as f64) * 1.1).ceil() as usize).min(n);
-        // The shard's vectors and graph build, and its id list.
-        let shard = GraphEstimate::for_build(largest, dim, &sp).total() + (largest * 4) as u64;
+        let shard = shard_build_bytes(largest, dim, &sp);
         if base + shard <= budget {
             return Ok(ShardPlan {
                 shards: k,
                 largest,
                 shard_phase_bytes: base + shard,
                 merge_phase_bytes: merge_phase,
-                scratch_bytes: (2 * n * 4 + 2 * n * (sp.r + 1) * 4) as u64,
+                scratch_bytes: scratch_bytes(n, &sp),
                 centres,
             });
         }
         k += 2;
     }
+}
+
+/// The merge phase: (the merged graph's bytes, its copies, the phase's
+/// peak). Co-location renames the graph into a second copy, with the
+/// order and its inverse; the writer renames codes and ids.
+fn merge_phase_bytes(n: usize, dim: usize, o: &IndexBuildOptions, base: u64) -> (u64, u64, u64) {
+    let merged = (n * (o.graph.r + 1) * 4) as u64;
+    let copies = if o.colocate && NodeLayout::new(dim, o.stored, o.graph.r).nodes_per_sector > 1 {
+        2
+    } else {
+        1
+    };
+    let peak = base + copies * merged + (n * (12 + o.pq_bytes + 8)) as u64 + (o.nav_sample.min(n) * dim * 6) as u64;
+    (merged, copies, peak)
+}
+
+/// One shard's build: its vectors and graph build, and its id list.
+fn shard_build_bytes(largest: usize, dim: usize, sp: &BuildParams) -> u64 {
+    GraphEstimate::for_build(largest, dim, sp).total() + (largest * 4) as u64
+}
+
+/// Scratch disk: two id lists' worth of u32 and two shard graphs' worth
+/// of (degree + neighbours) per point (each point is in two shards).
+fn scratch_bytes(n: usize, sp: &BuildParams) -> u64 {
+    (2 * n * 4 + 2 * n * (sp.r + 1) * 4) as u64
+}
+
+/// What a partitioned build of `n` × `dim` vectors with `o` would need,
+/// without the data (for capacity planning, `quarryctl plan`): shards
+/// assumed `imbalance` times the mean (2n/k points each; the planner of
+/// a real build measures it on a sample; 10M clustered points gave
+/// 1.06). The vectors are read from disk (none resident); the PQ sample
+/// is the usual 65,536 rows. `None` when no odd k up to 1023 fits.
+pub fn estimate_shards(n: usize, dim: usize, o: &IndexBuildOptions, budget: u64, imbalance: f64) -> Option<ShardPlan> {
+    let base = base_bytes(n, dim, o, 0, 65_536.min(n));
+    let (_, _, merge_phase) = merge_phase_bytes(n, dim, o, base);
+    if merge_phase > budget {
+        return None;
+    }
+    let mut sp = shard_params(&o.graph, 0);
+    sp.threads = PLAN_THREADS;
+    (3..=1023).step_by(2).find_map(|k| {
+        let largest = ((2.0 * n as f64 / k as f64 * imbalance * 1.1).ceil() as usize).min(n);
+        let shard = base + shard_build_bytes(largest, dim, &sp);
+        (shard <= budget).then(|| ShardPlan {
+            shards: k,
+            largest,
+            shard_phase_bytes: shard,
+            merge_phase_bytes: merge_phase,
+            scratch_bytes: scratch_bytes(n, &sp),
+            centres: Vec::new(),
+        })
+    })
 }
 
 /// Refuse a build whose scratch files (`need` bytes for `k` shards)
@@ -467,7 +514,7 @@ pub fn build_partitioned(
         // kept (the build is deterministic, so it is the graph this run
         // would make): a long build resumes where it stopped.
         let key = format!(
-            "quarry shard graph v1: n {n}, dim {dim}, metric {}, shard {s} of {k}, points {size}, ids crc32c {:08x}, R {}, L {}, alpha {}, max_candidates {}, seed {}",
+            "quarry shard graph v2 (no repair): n {n}, dim {dim}, metric {}, shard {s} of {k}, points {size}, ids crc32c {:08x}, R {}, L {}, alpha {}, max_candidates {}, seed {}",
             o.metric,
             crate::format::crc32c(bytemuck::cast_slice(&ids_s)),
             sp.r,
