@@ -3,7 +3,8 @@
 # partitioned build under a budget that forces >= 3 shards, then search
 # (O_DIRECT reads). Usage: run-10m.sh QUARRYCTL DIR BUDGET_GB
 # Stopped and run again, the build resumes after its last finished shard
-# (DIR/idx/.partition keeps them). Env R and L (default 64 and 100).
+# (DIR/idx/.partition keeps them). Env R and L (default 64 and 100), LS
+# (search list sizes, default 20,40,60,100,150,200,300).
 set -euo pipefail
 Q=$1; D=$2; B=$3
 mkdir -p "$D"
@@ -20,6 +21,6 @@ if [ ! -f "$D/idx/manifest.json" ]; then
     > "$D/build.json" 2>> "$D/build.log"
 fi
 for rep in 1 2; do
-  "$Q" search --index "$D/idx" --queries "$D/data/queries.fbin" --gt "$D/data/gt.ibin" --L 20,40,60,100,150 --W 4 --json \
+  "$Q" search --index "$D/idx" --queries "$D/data/queries.fbin" --gt "$D/data/gt.ibin" --L "${LS:-20,40,60,100,150,200,300}" --W 4 --json \
     > "$D/search-$rep.jsonl" 2> "$D/search-$rep.log"
 done

@@ -2,7 +2,8 @@
 //! index builds (`build`), measured searches (`search`) and integrity
 //! checks (`verify`); and, against a running quarryd over gRPC, `status`
 //! and `collections`; against a pair's replication listeners, `failover`,
-//! `switchover` and `replication`.
+//! `switchover` and `replication`; and `plan`, the capacity model fed by
+//! runs measured here.
 
 mod cmd_build;
 mod cmd_gen;
@@ -12,6 +13,7 @@ mod cmd_remote;
 mod cmd_replication;
 mod cmd_search;
 mod cmd_verify;
+mod plan;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,9 @@ enum Cmd {
     Switchover(cmd_replication::SwitchoverArgs),
     /// A node's replication status, or degrade a sync primary.
     Replication(cmd_replication::ReplicationArgs),
+    /// Capacity plan: RAM, SSD, IOs, CPU, QPS, latency and build for N x D
+    /// vectors at a recall target, from costs measured on this machine.
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,5 +74,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Failover(a) => cmd_replication::run_failover(a),
         Cmd::Switchover(a) => cmd_replication::run_switchover(a),
         Cmd::Replication(a) => cmd_replication::run_replication(a),
+        Cmd::Plan(a) => plan::run(a),
     }
 }

@@ -224,3 +224,74 @@ fn bad_input_gets_a_clear_error() {
     let e = err(&["verify", "--index", &p(dir, "nope")]);
     assert!(e.contains("manifest.json"), "{e}");
 }
+
+#[test]
+fn plan_answers_from_the_measured_costs_and_says_what_it_cannot() {
+    let plan = |extra: &[&str]| -> (String, serde_json::Value) {
+        let mut a = vec!["plan", "--dim", "96", "--recall", "0.9", "--json"];
+        a.extend(extra);
+        let out = ok(&a);
+        let v = serde_json::from_str(&out).unwrap();
+        (out, v)
+    };
+    let (out, v) = plan(&["--vectors", "10000000", "--cache-share", "0"]);
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {out}"));
+    // RAM is the format's arithmetic: PQ codes and ids are n × bytes.
+    assert_eq!(f("ram_pq_bytes"), 1e7 * f("pq_bytes"));
+    assert_eq!(f("ram_ids_bytes"), 8e7);
+    assert!(
+        f("ios_per_query") > 1.0 && f("qps_node") > 0.0 && f("p99_ms") >= f("p50_ms"),
+        "{out}"
+    );
+    assert!(f("extrapolation") > 1.0, "10M is past every measured size: {out}");
+    // With no share asked, the cache takes what the RAM leaves: 10M × 96
+    // fits 24 GiB whole, and then nothing is read.
+    let (whole, w) = plan(&["--vectors", "10000000", "--ram-gb", "24"]);
+    assert_eq!(w["cache_share"].as_f64(), Some(1.0), "{whole}");
+    assert_eq!(w["ios_per_query"].as_f64(), Some(0.0), "{whole}");
+    assert!(w["p50_ms"].as_f64().unwrap() < f("p50_ms"), "{whole}");
+    // A bigger index needs more reads per query at the same recall.
+    let (big, b) = plan(&["--vectors", "1000000000", "--cache-share", "0"]);
+    let (small, s) = plan(&["--vectors", "1000000", "--cache-share", "0"]);
+    assert!(
+        b["ios_per_query"].as_f64() > s["ios_per_query"].as_f64(),
+        "{big}\n{small}"
+    );
+    // The text form names its model and its extrapolation.
+    let text = ok(&["plan", "--vectors", "1000000000", "--dim", "96", "--recall", "0.9"]);
+    assert!(
+        text.contains("model: family") && text.contains("extrapolated"),
+        "{text}"
+    );
+    for (args, want) in [
+        (vec!["--recall", "1.5"], "--recall"),
+        (vec!["--recall", "0.9", "--family", "nope"], "no family \"nope\""),
+        (vec!["--recall", "0.99999"], "beyond every measured run"),
+        (vec!["--recall", "0.9", "--cache-share", "2"], "--cache-share"),
+    ] {
+        let mut a = vec!["plan", "--vectors", "1000000", "--dim", "96"];
+        a.extend(args);
+        let e = err(&a);
+        assert!(e.contains(want), "{a:?}: {e}");
+    }
+    let costs = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(costs.path(), "{\"family\": 3}\n").unwrap();
+    let e = err(&[
+        "plan",
+        "--vectors",
+        "1000000",
+        "--dim",
+        "96",
+        "--recall",
+        "0.9",
+        "--costs",
+        costs.path().to_str().unwrap(),
+    ]);
+    assert!(e.contains("costs line 1"), "{e}");
+}
+
+#[test]
+fn collections_create_refuses_an_unknown_residency() {
+    let e = err(&["collections", "create", "x", "--dim", "8", "--residency", "tape"]);
+    assert!(e.contains("residency") && e.contains("ram"), "{e}");
+}
