@@ -1,6 +1,7 @@
 //! In-RAM graphs: the Vamana build (deterministic parallel batch
 //! insertion), the fresh index over recent writes (single inserts), the
-//! one RobustPrune both use, and the HNSW navigation tier.
+//! one RobustPrune both use, the connectivity repair, and the HNSW
+//! navigation tier.
 //!
 //! Owns: graph construction and the in-memory adjacency representation.
 //! Does not own: vectors' storage on disk (`format`) or disk-resident
@@ -11,6 +12,7 @@ pub mod fresh;
 pub mod hnsw;
 pub mod layout;
 pub(crate) mod prune;
+pub mod repair;
 pub mod vamana;
 
 pub use beam::{Candidate, CandidateList, VisitedSet};
