@@ -27,15 +27,20 @@ TOML
 S="--server http://127.0.0.1:$PORT"
 start() {
   local t0; t0=$(date +%s.%N)
-  "$B/quarryd" --config "$W/q.toml" >> "$W/quarryd.log" 2>&1 &
+  "$B/quarryd" --config "$W/q.toml" >> "$W/quarryd.log" 2>&1 < /dev/null &
   echo $! > "$W/pid"
   # Until a search answers (an empty result from a collection still
   # opening would not come: the catalog opens before the listener).
-  until "$B/quarryctl" collections list $S > /dev/null 2>&1; do sleep 0.05; done
+  until "$B/quarryctl" collections list $S > /dev/null 2>&1; do
+    kill -0 "$(cat "$W/pid")" 2> /dev/null || { echo "quarryd exited; see $W/quarryd.log" >&2; exit 1; }
+    sleep 0.05
+  done
   local t1; t1=$(date +%s.%N)
   python3 -c "print(round(($t1 - $t0) * 1000, 1))"
 }
-kill9() { kill -9 "$(cat "$W/pid")"; wait "$(cat "$W/pid")" 2>/dev/null || true; }
+# The server is not this shell's child (started in a command
+# substitution): poll until it is gone, so its lock is free.
+kill9() { local p; p=$(cat "$W/pid"); kill -9 "$p"; while kill -0 "$p" 2> /dev/null; do sleep 0.02; done; }
 last_startup() { grep '"quarryd listening"' "$W/quarryd.log" | tail -1 | python3 -c "import json,sys; print(json.loads(sys.stdin.read())['fields']['startup_ms'])"; }
 last_replayed() { grep '"collection opened"' "$W/quarryd.log" | tail -1 | python3 -c "import json,sys; f=json.loads(sys.stdin.read())['fields']; print(f['replayed'], f['segments'])"; }
 
