@@ -98,6 +98,7 @@ pub struct Plan {
     pub extrapolation: f64,
     pub r: u32,
     pub pq_bytes: u32,
+    pub measured_disk_vector: String,
     pub disk_vector: String,
     pub search_l: f64,
     pub cache_share: f64,
@@ -310,6 +311,7 @@ pub fn predict(runs: &[Run], a: &PlanArgs) -> Result<Plan> {
         extrapolation,
         r: f.r,
         pq_bytes: f.pq_bytes,
+        measured_disk_vector: f.disk_vector.clone(),
         disk_vector: stored.to_string(),
         search_l: f.l.at(ln),
         cache_share: share,
@@ -364,7 +366,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         p.family_lid.map(|l| format!(", LID {l:.1}")).unwrap_or_default(),
         p.r,
         p.pq_bytes,
-        p.disk_vector,
+        p.measured_disk_vector,
         p.measured_sizes,
         p.slope_from
             .as_ref()
