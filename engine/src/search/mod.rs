@@ -71,6 +71,9 @@ struct QueryState {
     /// Sectors this query has read that hold several records: (sector,
     /// offset of its copy in `arena`).
     stash: Vec<(u64, usize)>,
+    /// Sectors whose cached mates were scored when one of their nodes was
+    /// expanded from the cache.
+    mated: Vec<u64>,
     arena: Vec<u8>,
     /// Candidates taken for expansion whose sector was already in flight
     /// for another node: expanded when that read arrives, with no read of
@@ -96,6 +99,7 @@ impl QueryState {
             gen: 0,
             pending: Vec::new(),
             stash: Vec::new(),
+            mated: Vec::new(),
             arena: Vec::new(),
             riders: Vec::new(),
             stats: QueryStats::default(),
@@ -282,6 +286,7 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
         st.gen = st.gen.wrapping_add(1);
         st.pending.clear();
         st.stash.clear();
+        st.mated.clear();
         st.arena.clear();
         st.riders.clear();
         st.stats = QueryStats::default();
@@ -468,7 +473,11 @@ impl<I: Borrow<DiskIndex>> Searcher<I> {
             if let Some(rec) = index.cache().get(id) {
                 st.list.take(i);
                 st.stats.cache_hits += 1;
-                if let Err(e) = expand(index, &self.layout, st, id, rec) {
+                let mut r = expand(index, &self.layout, st, id, rec);
+                if r.is_ok() && st.params.sector_mates && self.layout.nodes_per_sector > 1 {
+                    r = score_cached_mates(index, &self.layout, st, id);
+                }
+                if let Err(e) = r {
                     st.error = Some(e);
                 }
                 continue;
@@ -655,6 +664,31 @@ fn take_mates(
     let len = (end - base) as usize * layout.node_size;
     st.stash.push((sector, st.arena.len()));
     st.arena.extend_from_slice(&buf[..len]);
+    Ok(())
+}
+
+/// `id` was expanded from the cache: score its sector-mates that are cached
+/// too, once per sector, as a read of that sector would have (see
+/// `take_mates`), so a RAM-resident index finds the candidates the same
+/// index finds from disk. Mates not cached are left alone: scoring them
+/// would cost a read.
+fn score_cached_mates(index: &DiskIndex, layout: &NodeLayout, st: &mut QueryState, id: u32) -> Result<(), SearchError> {
+    let (sector, _) = layout.locate(id);
+    if st.mated.contains(&sector) || st.stash.iter().any(|x| x.0 == sector) {
+        return Ok(());
+    }
+    st.mated.push(sector);
+    let nps = layout.nodes_per_sector as u32;
+    let base = id - id % nps;
+    let end = (base + nps).min(index.len() as u32);
+    for u in (base..end).filter(|&u| u != id) {
+        if let Some(rec) = index.cache().get(u) {
+            let node = layout
+                .node(rec)
+                .map_err(|detail| SearchError::Corrupt { node: u, detail })?;
+            score(index, st, u, &node)?;
+        }
+    }
     Ok(())
 }
 

@@ -139,41 +139,24 @@ pub fn predict(runs: &[Run], a: &PlanArgs) -> Result<Plan> {
     if !(0.0..1.0).contains(&a.recall) || a.vectors == 0 || a.dim == 0 || a.cores == 0 {
         bail!("--recall must be in [0, 1), and --vectors, --dim and --cores above 0");
     }
-    let mut families: Vec<(String, u32, usize)> = Vec::new();
-    for r in runs {
-        if !families.iter().any(|f| f.0 == r.family) {
-            families.push((r.family.clone(), r.dim, model::sizes(runs, &r.family).len()));
-        }
-    }
+    let families = families(runs);
     if families.is_empty() {
         bail!("the costs hold no runs");
     }
-    let name = match &a.family {
-        Some(f) => {
-            if !families.iter().any(|x| &x.0 == f) {
-                bail!(
-                    "no family {f:?} in the costs (have: {})",
-                    families.iter().map(|x| x.0.as_str()).collect::<Vec<_>>().join(", ")
-                );
-            }
-            f.clone()
-        }
-        None => families
-            .iter()
-            .min_by_key(|f| (f.1 as i64 - a.dim as i64).abs())
-            .expect("not empty")
-            .0
-            .clone(),
-    };
-    // The family with the most sizes lends its growth with n.
-    let scaler = families.iter().max_by_key(|f| f.2).expect("not empty").0.clone();
-    let lender = if scaler != name {
-        Some(model::fit(runs, &scaler, a.recall, None)?)
-    } else {
-        None
-    };
-    let f = model::fit(runs, &name, a.recall, lender.as_ref())?;
     let mut notes = Vec::new();
+    let f = match &a.family {
+        Some(name) => {
+            let Some(fam) = families.iter().find(|x| &x.name == name) else {
+                bail!(
+                    "no family {name:?} in the costs (have: {})",
+                    families.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            };
+            fit_family(runs, &families, fam, a.recall)?
+        }
+        None => choose_family(runs, &families, a, &mut notes)?,
+    };
+    let f = borrow_cache_curve(runs, &families, f, &mut notes);
     if !f.censored.is_empty() {
         notes.push(format!(
             "sizes {:?} reach the target at their smallest measured L and are left out of the fits",
@@ -342,6 +325,112 @@ pub fn predict(runs: &[Run], a: &PlanArgs) -> Result<Plan> {
     })
 }
 
+/// One measured family: its name, dimension, degree and measured sizes.
+struct Family {
+    name: String,
+    dim: u32,
+    r: u32,
+    sizes: usize,
+}
+
+fn families(runs: &[Run]) -> Vec<Family> {
+    let mut v: Vec<Family> = Vec::new();
+    for r in runs {
+        if !v.iter().any(|f| f.name == r.family) {
+            v.push(Family {
+                name: r.family.clone(),
+                dim: r.dim,
+                r: r.r,
+                sizes: model::sizes(runs, &r.family).len(),
+            });
+        }
+    }
+    v
+}
+
+/// Fit `fam` at `recall`. A family measured at one size borrows its
+/// growth with n from the family with the most sizes, of the same degree
+/// R where there is one (the growth depends on the graph).
+fn fit_family(runs: &[Run], families: &[Family], fam: &Family, recall: f64) -> Result<model::Fitted> {
+    let lender = families
+        .iter()
+        .filter(|x| x.name != fam.name && x.sizes >= 2)
+        .max_by_key(|x| (x.r == fam.r, x.sizes, std::cmp::Reverse(x.name.clone())));
+    let lent = match lender {
+        Some(l) if fam.sizes < 2 => Some(model::fit(runs, &l.name, recall, None)?),
+        _ => None,
+    };
+    Ok(model::fit(runs, &fam.name, recall, lent.as_ref())?)
+}
+
+/// With no `--family`: of the families whose dimension is nearest to
+/// `--dim`, the one that reaches the recall with the fewest IOs per query
+/// at `--vectors` (a family whose runs never reach it is skipped, and
+/// said so).
+fn choose_family(runs: &[Run], families: &[Family], a: &PlanArgs, notes: &mut Vec<String>) -> Result<model::Fitted> {
+    let gap = |f: &Family| (f.dim as i64 - a.dim as i64).abs();
+    let nearest = families.iter().map(gap).min().expect("not empty");
+    let ln = (a.vectors as f64).ln();
+    let mut best: Option<model::Fitted> = None;
+    let mut failed = Vec::new();
+    let near: Vec<&Family> = families.iter().filter(|f| gap(f) == nearest).collect();
+    for fam in &near {
+        match fit_family(runs, families, fam, a.recall) {
+            Ok(f) => {
+                if best.as_ref().is_none_or(|b| f.ios.at(ln) < b.ios.at(ln)) {
+                    best = Some(f);
+                }
+            }
+            Err(e) => failed.push(format!("{}: {e}", fam.name)),
+        }
+    }
+    let Some(best) = best else {
+        bail!("no measured family reaches recall {}: {}", a.recall, failed.join("; "));
+    };
+    if near.len() > 1 {
+        notes.push(format!(
+            "family {} chosen of {} measured at {}-d: the fewest IOs per query at this size{}",
+            best.family,
+            near.len(),
+            best.dim,
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} cannot reach the recall)", failed.len())
+            }
+        ));
+    }
+    Ok(best)
+}
+
+/// A family measured without a cache sweep takes the read cut of a
+/// family that has one (the nearest in dimension), since which nodes a
+/// search visits most depends on the graph's hubs, not on the records.
+fn borrow_cache_curve(
+    runs: &[Run],
+    families: &[Family],
+    mut f: model::Fitted,
+    notes: &mut Vec<String>,
+) -> model::Fitted {
+    if f.cache_curve.len() > 2 {
+        return f;
+    }
+    let donor = families
+        .iter()
+        .filter(|x| x.name != f.family)
+        .map(|x| (x, model::cache_curve(runs, &x.name)))
+        .filter(|(_, c)| c.len() > 2)
+        .min_by_key(|(x, _)| ((x.dim as i64 - f.dim as i64).abs(), x.r != f.r));
+    if let Some((x, curve)) = donor {
+        notes.push(format!(
+            "no cache share measured for family {}: its read cut is family {}'s",
+            f.family, x.name
+        ));
+        f.cache_curve = curve;
+    }
+    f
+}
+
 /// Run `quarryctl plan`.
 pub fn run(a: PlanArgs) -> Result<()> {
     let text = match &a.costs {
@@ -430,4 +519,144 @@ pub fn run(a: PlanArgs) -> Result<()> {
         println!("note: {n}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(recall: f64) -> PlanArgs {
+        PlanArgs {
+            vectors: 10_000_000,
+            dim: 96,
+            recall,
+            qps: None,
+            p99_ms: None,
+            ram_gb: 24.0,
+            cores: 2,
+            device_iops: None,
+            cache_share: Some(0.1),
+            disk_vector: None,
+            build_ram_gb: None,
+            family: None,
+            costs: None,
+            json: false,
+        }
+    }
+
+    /// "f" (R 32, with a cache sweep) as model's synthetic set; "g" (R 64)
+    /// reads half as much, reaches recall 0.99 where "f" stops at 0.93,
+    /// and has no cache sweep.
+    fn two_families() -> Vec<Run> {
+        let mut runs = model::tests::synthetic();
+        let mut g: Vec<Run> = runs.iter().filter(|r| r.cache_nodes == 0).cloned().collect();
+        for r in &mut runs {
+            r.recall_at_k = r.recall_at_k.min(0.93);
+        }
+        for r in &mut g {
+            r.family = "g".into();
+            r.r = 64;
+            r.mean_ios *= 0.5;
+            // Hops no longer a multiple of IOs, so the latency planes fit.
+            r.mean_hops += r.l as f64;
+            r.recall_at_k = r.recall_at_k.min(0.99);
+        }
+        runs.extend(g);
+        runs
+    }
+
+    #[test]
+    fn the_family_that_reaches_the_recall_with_fewest_reads_is_chosen() {
+        let runs = two_families();
+        let p = predict(&runs, &args(0.9)).unwrap();
+        assert_eq!(p.family, "g");
+        assert!(
+            p.notes.iter().any(|n| n.contains("family g chosen of 2")),
+            "{:?}",
+            p.notes
+        );
+        // Asked by name, the other one answers.
+        let f = predict(
+            &runs,
+            &PlanArgs {
+                family: Some("f".into()),
+                ..args(0.9)
+            },
+        )
+        .unwrap();
+        assert_eq!(f.family, "f");
+        assert!(f.ios_per_query > p.ios_per_query);
+        // Only "g" reaches 0.95; nothing reaches 0.995, and the error says why.
+        let p = predict(&runs, &args(0.95)).unwrap();
+        assert_eq!(p.family, "g");
+        assert!(p.notes.iter().any(|n| n.contains("1 cannot reach")), "{:?}", p.notes);
+        let e = predict(&runs, &args(0.995)).unwrap_err().to_string();
+        assert!(
+            e.contains("no measured family reaches recall 0.995") && e.contains("highest: 0.93"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_family_without_a_cache_sweep_borrows_one_and_one_size_borrows_its_own_degree() {
+        let runs = two_families();
+        let p = predict(
+            &runs,
+            &PlanArgs {
+                family: Some("g".into()),
+                ..args(0.9)
+            },
+        )
+        .unwrap();
+        assert!(
+            p.notes.iter().any(|n| n.contains("its read cut is family f's")),
+            "{:?}",
+            p.notes
+        );
+        // With f's curve a 10 % cache removes some reads; without one the
+        // straight line would remove exactly 10 %.
+        let none = predict(
+            &runs,
+            &PlanArgs {
+                family: Some("g".into()),
+                cache_share: Some(0.0),
+                ..args(0.9)
+            },
+        )
+        .unwrap();
+        let cut = 1.0 - p.ios_per_query / none.ios_per_query;
+        let want = model::cache_cut(&model::cache_curve(&runs, "f"), 0.1);
+        assert!((cut - want).abs() < 1e-9, "{cut} vs {want}");
+        // A one-size R 64 family grows with n as "g" does, not as "f".
+        let mut more = runs.clone();
+        let mut at_1m: Vec<Run> = runs
+            .iter()
+            .filter(|r| r.family == "g" && r.n == 1_000_000)
+            .cloned()
+            .collect();
+        // A third L, so one size alone has enough points for the planes.
+        let mid = Run {
+            l: 30,
+            recall_at_k: 0.9,
+            mean_ios: (at_1m[0].mean_ios + at_1m[1].mean_ios) / 2.0,
+            mean_hops: at_1m[0].mean_hops + 1.0,
+            ..at_1m[0].clone()
+        };
+        at_1m.insert(1, mid);
+        for r in at_1m {
+            more.push(Run {
+                family: "h".into(),
+                ..r
+            });
+        }
+        let h = predict(
+            &more,
+            &PlanArgs {
+                family: Some("h".into()),
+                ..args(0.9)
+            },
+        )
+        .unwrap();
+        assert_eq!(h.slope_from.as_deref(), Some("g"));
+    }
 }

@@ -430,10 +430,10 @@ pub fn cache_cut(curve: &[(f64, f64)], s: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn run(n: u64, l: u32, recall: f64, ios: f64, cache: u64) -> Run {
+    pub(crate) fn run(n: u64, l: u32, recall: f64, ios: f64, cache: u64) -> Run {
         Run {
             family: "f".into(),
             n,
@@ -461,7 +461,7 @@ mod tests {
     }
 
     /// IOs at recall 0.9 are 20 + 5 ln(n / 1e5) by construction.
-    fn synthetic() -> Vec<Run> {
+    pub(crate) fn synthetic() -> Vec<Run> {
         let mut v = Vec::new();
         for n in [100_000u64, 300_000, 1_000_000, 3_000_000] {
             let at = 20.0 + 5.0 * (n as f64 / 1e5).ln();
