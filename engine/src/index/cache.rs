@@ -112,6 +112,16 @@ impl NodeCache {
         let words = layout.node_size / 4;
         let path = index.graph_path();
         let file = std::fs::File::open(&path).map_err(crate::format::io_err(&path))?;
+        let need = (layout.data_sectors(n as u64) + 1) * io::SECTOR as u64;
+        let have = file.metadata().map_err(crate::format::io_err(&path))?.len();
+        if have < need {
+            return Err(FormatError::Invalid {
+                path: path.clone(),
+                field: "graph file",
+                detail: format!("{have} bytes, but its {n} records need {need}: the file was cut short"),
+            }
+            .into());
+        }
         let mut data: Vec<u32> = Vec::new();
         data.try_reserve_exact(n * words).map_err(|_| FormatError::Invalid {
             path: path.clone(),

@@ -221,6 +221,22 @@ fn corrupt_node_records_are_errors() {
     let mut s = Searcher::new(&index, IoBackend::Auto, 8).unwrap();
     let e = s.search(&queries[..DIM], &SearchParams::new(10, 30, 4)).unwrap_err();
     assert!(matches!(e, SearchError::Corrupt { .. }), "{e}");
+    drop(s);
+    // Loading the whole index into RAM checks every record as it goes,
+    // and a failed load leaves no cache behind.
+    let mut index = index;
+    let n = index.len();
+    let e = index.warm_cache(n, IoBackend::Auto).unwrap_err().to_string();
+    assert!(e.contains("node 0") && e.contains("exceeds R"), "{e}");
+    assert_eq!(index.cache().len(), 0);
+    // So does a graph file cut short after the index was opened.
+    std::fs::write(&path, &bytes[..bytes.len() - 4096]).unwrap();
+    let e = index.warm_cache(n, IoBackend::Auto).unwrap_err().to_string();
+    assert!(
+        e.contains(&path.display().to_string()) && e.contains("cut short"),
+        "{e}"
+    );
+    assert_eq!(index.cache().len(), 0);
 }
 
 #[test]
