@@ -369,7 +369,7 @@ impl Catalog {
             )));
         }
         let params = params.resolve(dim)?;
-        let stored = stored.unwrap_or(if dim >= 512 { StoredType::F16 } else { StoredType::F32 });
+        let stored = stored.unwrap_or(quarry_engine::index::IndexBuildOptions::default_stored(dim as usize));
         let mut entries = self.entries.write().expect("lock");
         if entries.contains_key(name) {
             return Err(ServiceError::AlreadyExists(format!(

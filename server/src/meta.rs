@@ -45,7 +45,7 @@ impl IndexParams {
             self.alpha = 1.2;
         }
         if self.pq_bytes == 0 {
-            self.pq_bytes = (dim / 4).clamp(1, 128);
+            self.pq_bytes = quarry_engine::index::IndexBuildOptions::default_pq_bytes(dim as usize) as u32;
         }
         if !(4..=512).contains(&self.max_degree) {
             return bad(format!(

@@ -104,20 +104,22 @@ pub struct BuildArgs {
     #[arg(long, default_value_t = Metric::L2)]
     pub metric: Metric,
     /// Maximum out-degree.
-    #[arg(long = "R", default_value_t = 64)]
+    #[arg(long = "R", visible_alias = "r", default_value_t = 64)]
     pub r: usize,
     /// Build search list size.
-    #[arg(long = "L", default_value_t = 100)]
+    #[arg(long = "L", visible_alias = "l", default_value_t = 100)]
     pub l: usize,
     /// RobustPrune alpha.
     #[arg(long, default_value_t = 1.2)]
     pub alpha: f32,
-    /// PQ bytes per vector (RAM per vector for codes).
-    #[arg(long, default_value_t = 32)]
-    pub pq_bytes: usize,
-    /// Stored vector type in the graph file: f32, f16 or i8.
-    #[arg(long, default_value = "f32")]
-    pub disk_vector: StoredType,
+    /// PQ bytes per vector (RAM per vector for codes) [default: a quarter
+    /// of the dimension, at most 128, as the server chooses].
+    #[arg(long)]
+    pub pq_bytes: Option<usize>,
+    /// Stored vector type in the graph file: f32, f16 or i8 [default: f16
+    /// from 512 dimensions, else f32, as the server chooses].
+    #[arg(long)]
+    pub disk_vector: Option<StoredType>,
     /// Worker threads (the result does not depend on it).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -177,11 +179,13 @@ pub fn run(a: BuildArgs) -> Result<()> {
     graph.alpha = a.alpha;
     graph.seed = a.seed;
     graph.threads = threads(a.threads);
+    let pq_bytes = a.pq_bytes.unwrap_or(IndexBuildOptions::default_pq_bytes(dim));
+    let stored = a.disk_vector.unwrap_or(IndexBuildOptions::default_stored(dim));
     let o = IndexBuildOptions {
         metric: a.metric,
         graph,
-        pq_bytes: a.pq_bytes,
-        stored: a.disk_vector,
+        pq_bytes,
+        stored,
         nav_sample: a.nav_sample.unwrap_or_else(|| NavParams::default_sample(n)),
         rerank_file: a.rerank_file,
         opq: a.opq,
@@ -198,8 +202,8 @@ pub fn run(a: BuildArgs) -> Result<()> {
         a.r,
         a.l,
         a.alpha,
-        a.pq_bytes,
-        a.disk_vector,
+        pq_bytes,
+        stored,
         o.graph.threads
     );
     eprintln!(

@@ -18,11 +18,12 @@ pub struct GenArgs {
     /// Output directory (created if missing): base.fbin, queries.fbin, meta.json.
     #[arg(long)]
     pub out: PathBuf,
-    /// Base vectors.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Base vectors (required: 1M × 1024-d is 4 GiB, too much to write
+    /// by surprise).
+    #[arg(long)]
     pub n: usize,
-    /// Dimension.
-    #[arg(long, default_value_t = 1024)]
+    /// Dimension (required, with --n).
+    #[arg(long)]
     pub dim: usize,
     /// Query vectors [default: the generator's].
     #[arg(long)]

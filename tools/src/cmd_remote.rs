@@ -15,8 +15,8 @@ use std::time::Duration;
 /// Where the server is.
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// quarryd's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:7700", global = true)]
+    /// quarryd's gRPC address: host:port, http://host:port or unix:PATH.
+    #[arg(long, env = "QUARRY_SERVER", default_value = "127.0.0.1:7700", global = true)]
     pub server: String,
     /// JSON output.
     #[arg(long, global = true)]
@@ -68,10 +68,10 @@ enum CollectionsCmd {
         #[arg(long, default_value = "l2")]
         metric: String,
         /// Maximum degree R (0 = server default).
-        #[arg(long = "R", default_value_t = 0)]
+        #[arg(long = "R", visible_alias = "r", default_value_t = 0)]
         r: u32,
         /// Build L (0 = server default).
-        #[arg(long = "L", default_value_t = 0)]
+        #[arg(long = "L", visible_alias = "l", default_value_t = 0)]
         l: u32,
         /// PQ bytes per vector (0 = server default).
         #[arg(long, default_value_t = 0)]
@@ -156,10 +156,10 @@ enum CollectionsCmd {
         #[arg(long, default_value_t = 10)]
         k: u32,
         /// Search list size (0 = server default).
-        #[arg(long = "L", default_value_t = 0)]
+        #[arg(long = "L", visible_alias = "l", default_value_t = 0)]
         l: u32,
         /// Beam width (0 = server default).
-        #[arg(long = "W", default_value_t = 0)]
+        #[arg(long = "W", visible_alias = "w", default_value_t = 0)]
         w: u32,
         /// Use only the first N queries.
         #[arg(long)]
@@ -177,12 +177,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn channel(c: &Conn) -> Result<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(c.server.clone())
-        .with_context(|| format!("bad --server {}", c.server))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to quarryd at {}", c.server))
+    crate::server_addr::channel(&c.server).await
 }
 
 fn status_err(s: tonic::Status) -> anyhow::Error {
@@ -395,6 +390,9 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .await
                     .map_err(status_err)?
                     .into_inner();
+                if l.collections.is_empty() && !a.conn.json {
+                    println!("no collections");
+                }
                 for x in &l.collections {
                     print_collection(x, a.conn.json);
                 }

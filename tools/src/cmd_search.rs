@@ -36,10 +36,10 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 10)]
     pub k: usize,
     /// Search list sizes to sweep, comma separated.
-    #[arg(long = "L", value_delimiter = ',', default_values_t = vec![20, 30, 50, 100])]
+    #[arg(long = "L", visible_alias = "l", value_delimiter = ',', default_values_t = vec![20, 30, 50, 100])]
     pub l: Vec<usize>,
     /// Reads in flight per query.
-    #[arg(long = "W", default_value_t = 4)]
+    #[arg(long = "W", visible_alias = "w", default_value_t = 4)]
     pub w: usize,
     /// Threads for the throughput pass (each pinned, with its own ring).
     #[arg(long, default_value_t = 2)]

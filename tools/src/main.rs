@@ -14,6 +14,7 @@ mod cmd_replication;
 mod cmd_search;
 mod cmd_verify;
 mod plan;
+mod server_addr;
 
 use clap::{Parser, Subcommand};
 

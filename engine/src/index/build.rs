@@ -41,6 +41,27 @@ pub struct IndexBuildOptions {
     pub colocate: bool,
 }
 
+impl IndexBuildOptions {
+    /// PQ bytes when none are asked for: a quarter of the dimension
+    /// (4 dimensions per code byte), at most 128 (the server and
+    /// `quarryctl build` share it).
+    pub fn default_pq_bytes(dim: usize) -> usize {
+        (dim / 4).clamp(1, 128)
+    }
+
+    /// Stored vector type when none is asked for: f16 from 512
+    /// dimensions (halves the records, and so the reads of records that
+    /// span sectors, at a recall cost below what these sizes notice),
+    /// else f32.
+    pub fn default_stored(dim: usize) -> StoredType {
+        if dim >= 512 {
+            StoredType::F16
+        } else {
+            StoredType::F32
+        }
+    }
+}
+
 /// What a build did and what it cost.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct BuildReport {

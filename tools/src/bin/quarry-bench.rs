@@ -83,10 +83,10 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     k: u32,
     /// Search list size (0 = server default).
-    #[arg(long = "L", default_value_t = 0)]
+    #[arg(long = "L", visible_alias = "l", default_value_t = 0)]
     l: u32,
     /// Beam width (0 = server default).
-    #[arg(long = "W", default_value_t = 8)]
+    #[arg(long = "W", visible_alias = "w", default_value_t = 8)]
     w: u32,
     /// Per-request deadline in milliseconds (sent as grpc-timeout).
     #[arg(long)]

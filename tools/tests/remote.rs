@@ -1,0 +1,133 @@
+//! `quarryctl` against a real `quarryd` (the workspace's own binary,
+//! built beside quarryctl by `cargo test --workspace`): the forms of
+//! `--server` and `QUARRY_SERVER`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+struct Quarryd {
+    child: Child,
+    /// host:port of its gRPC listener.
+    addr: String,
+    sock: PathBuf,
+}
+
+impl Quarryd {
+    fn start(dir: &Path) -> Quarryd {
+        let bin = Path::new(env!("CARGO_BIN_EXE_quarryctl")).with_file_name("quarryd");
+        assert!(
+            bin.exists(),
+            "{} is missing: these tests run under `cargo test --workspace`, which builds it",
+            bin.display()
+        );
+        let sock = dir.join("grpc.sock");
+        let cfg = dir.join("quarryd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nlisten_unix = {:?}\nshards = 1\n",
+                sock.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("NO_COLOR", "1")
+            .env_remove("NOTIFY_SOCKET")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("grpc=") {
+                    let _ = tx.send(line[i + 5..].split_whitespace().next().unwrap().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("quarryd is listening");
+        Quarryd { child, addr, sock }
+    }
+}
+
+impl Drop for Quarryd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quarryctl(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quarryctl"));
+    c.args(args).env_remove("QUARRY_SERVER");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_server_is_found_by_host_port_uri_unix_socket_or_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarryd::start(dir.path());
+    let uri = format!("http://{}", q.addr);
+    let unix = format!("unix:{}", q.sock.display());
+    // An empty server says so.
+    let o = quarryctl(&["collections", "list", "--server", &q.addr], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "no collections");
+    let o = quarryctl(&["collections", "create", "a", "--dim", "8", "--server", &unix], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = quarryctl(
+        &["collections", "create", "b", "--dim", "8"],
+        &[("QUARRY_SERVER", &uri)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for env in [&q.addr, &uri, &unix] {
+        let o = quarryctl(&["collections", "list", "--json"], &[("QUARRY_SERVER", env)]);
+        assert!(o.status.success(), "{env}: {}", text(&o));
+        let names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"], "{env}");
+    }
+    // --server wins over the environment.
+    let o = quarryctl(
+        &["collections", "list", "--server", &q.addr],
+        &[("QUARRY_SERVER", "unix:/nonexistent")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // What cannot work is named.
+    for (server, says) in [
+        (
+            "unix:/nonexistent/q.sock",
+            "cannot connect to quarryd at unix socket /nonexistent/q.sock",
+        ),
+        ("ftp://h:1", "\"ftp\" is not served"),
+        ("127.0.0.1", "expected host:port"),
+    ] {
+        let o = quarryctl(&["collections", "list", "--server", server], &[]);
+        assert!(!o.status.success() && text(&o).contains(says), "{server}: {}", text(&o));
+    }
+}
