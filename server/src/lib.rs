@@ -117,10 +117,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let metrics_addr = metrics_listener.local_addr()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(quarry_proto::v1::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions clients use (grpcurl and grpcio's
+    // reflection client still ask v1alpha), listing health too.
+    let reflection_files = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(quarry_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_files()
         .build_v1()
         .context("building the reflection service")?;
+    let reflection_v1alpha = reflection_files()
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
     use quarry_proto::v1::{
         admin_server::AdminServer, collections_server::CollectionsServer, query_server::QueryServer,
         write_server::WriteServer,
@@ -154,6 +163,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .layer(error::OversizeStatusLayer)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(query)
         .add_service(collections)
         .add_service(write)

@@ -660,3 +660,60 @@ async fn a_second_server_on_a_held_data_directory_refuses_to_start() {
     let again = Server::start(&data, &[], "");
     drop(again);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_in_v1_and_v1alpha_and_lists_health() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[], "");
+    let ch = server.channel().await;
+    let want = [
+        "quarry.v1.Query",
+        "quarry.v1.Collections",
+        "quarry.v1.Write",
+        "quarry.v1.Admin",
+        "grpc.health.v1.Health",
+    ];
+    let mut c = v1::server_reflection_client::ServerReflectionClient::new(ch.clone());
+    let req = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut out = c
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+        out.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1: not a service list");
+    };
+    let names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+    for w in want {
+        assert!(names.iter().any(|n| n == w), "v1 lists {names:?}, not {w}");
+    }
+    let mut c = v1alpha::server_reflection_client::ServerReflectionClient::new(ch);
+    let req = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut out = c
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+        out.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha: not a service list");
+    };
+    let alpha: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+    for w in want {
+        assert!(alpha.iter().any(|n| n == w), "v1alpha lists {alpha:?}, not {w}");
+    }
+}

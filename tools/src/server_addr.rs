@@ -6,10 +6,7 @@
 //! service's requests (the `cmd_*` modules).
 
 use anyhow::{bail, Context, Result};
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -56,41 +53,13 @@ pub async fn channel(server: &str) -> Result<Channel> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to quarryd at {server}")),
-        Target::Unix(path) => {
-            // The URI is not used to connect; the connector dials the socket.
-            let endpoint = Endpoint::from_static("http://quarryd.sock").connect_timeout(Duration::from_secs(5));
-            let connect = endpoint.connect_with_connector(UnixConnector(path.clone()));
-            tokio::time::timeout(Duration::from_secs(5), connect)
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out"))
-                .and_then(|r| r.map_err(anyhow::Error::from))
-                .with_context(|| format!("cannot connect to quarryd at unix socket {}", path.display()))
-        }
-    }
-}
-
-/// Dials one Unix socket whatever the URI.
-#[derive(Clone)]
-struct UnixConnector(PathBuf);
-
-type Dialing = Pin<Box<dyn Future<Output = std::io::Result<hyper_util::rt::TokioIo<tokio::net::UnixStream>>> + Send>>;
-
-impl tower_service::Service<http::Uri> for UnixConnector {
-    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
-    type Error = std::io::Error;
-    type Future = Dialing;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let path = self.0.clone();
-        Box::pin(async move {
-            Ok(hyper_util::rt::TokioIo::new(
-                tokio::net::UnixStream::connect(path).await?,
-            ))
-        })
+        // tonic dials `unix:` URIs itself.
+        Target::Unix(path) => Endpoint::from_shared(format!("unix:{}", path.display()))
+            .with_context(|| format!("bad --server {server}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to quarryd at unix socket {}", path.display())),
     }
 }
 
