@@ -16,6 +16,7 @@
 //!
 //! See ARCHITECTURE.md for the whole picture.
 
+pub mod cancel;
 pub mod collection;
 pub mod dataset;
 pub mod format;

@@ -733,6 +733,27 @@ pub fn dataset(data: &[u8]) {
     }
 }
 
+/// `quarry_server::op_journal::parse` (`operations.jsonl`): what parses
+/// re-serialises, line by line, to a journal that parses the same.
+pub fn operations_journal(data: &[u8]) {
+    use quarry_server::op_journal::{parse, Record};
+    let Ok(p) = parse(data) else {
+        return;
+    };
+    assert!(p.valid_len <= data.len());
+    assert!(p.entries.iter().all(|e| matches!(e.start, Record::Start { n, .. } if n < p.next)));
+    let mut again = Vec::new();
+    for e in &p.entries {
+        for r in std::iter::once(&e.start).chain(e.end.as_ref()) {
+            again.extend(serde_json::to_vec(r).expect("serialises"));
+            again.push(b'\n');
+        }
+    }
+    let q = parse(&again).expect("a re-serialised journal parses");
+    assert_eq!(q.entries, p.entries);
+    assert_eq!(q.valid_len, again.len());
+}
+
 /// A target's body.
 pub type Target = fn(&[u8]);
 
@@ -753,4 +774,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("nav_tier", nav_tier),
     ("index_manifest", index_manifest),
     ("dataset", dataset),
+    ("operations_journal", operations_journal),
 ];

@@ -172,4 +172,5 @@ smoke_tests!(
     nav_tier,
     index_manifest,
     dataset,
+    operations_journal,
 );

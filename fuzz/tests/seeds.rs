@@ -333,6 +333,25 @@ fn write_replication_seeds() {
             &down(pb::from_primary::Msg::Chunk(wire::chunk_to("docs", &chunk))),
         ),
     );
+
+    // An operations journal as quarryd writes it: a build done, a
+    // compaction failed, one interrupted by a restart; and a torn tail.
+    let jdir = quarry_fuzz::scratch_dir().join("ops");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let fs: Arc<dyn quarry_engine::storage::Vfs> = Arc::new(RealFs);
+    {
+        use quarry_server::operations::Operations;
+        let ops = Operations::open(fs.clone(), &jdir).unwrap();
+        let b = ops.start("build", "docs", "reading", 100).unwrap();
+        b.lock().unwrap().finish(Ok(100));
+        let c = ops.start("compact", "docs", "queued", 100).unwrap();
+        c.lock().unwrap().finish(Err("no space left on device".into()));
+        ops.start("build", "img", "reading", 7).unwrap();
+    }
+    drop(quarry_server::operations::Operations::open(fs.clone(), &jdir).unwrap());
+    let journal = std::fs::read(jdir.join(quarry_server::op_journal::FILE)).unwrap();
+    put("operations_journal", "three", &journal);
+    put("operations_journal", "torn", &journal[..journal.len() - 7]);
 }
 
 /// A primary's `collection.json` as quarryd writes it.

@@ -138,7 +138,7 @@ impl Catalog {
             budget: MemoryBudget::new(budget),
             build_threads,
             entries: RwLock::new(BTreeMap::new()),
-            ops: Operations::default(),
+            ops: Operations::open(fs.clone(), data_dir)?,
             next_key: AtomicU64::new(1),
             writes,
             flusher: OnceLock::new(),
@@ -341,7 +341,7 @@ impl Catalog {
         let Some(f) = self.flusher.get() else {
             return Err(ServiceError::Unavailable("the flusher is not running".into()));
         };
-        let op = self.ops.start("compact", name, "queued", live.coll.len() as u64);
+        let op = self.ops.start("compact", name, "queued", live.coll.len() as u64)?;
         f.compact(live, op.clone());
         let snapshot = op.lock().expect("lock").clone();
         Ok(snapshot)
@@ -454,10 +454,14 @@ impl Catalog {
     /// unlinked, which Linux allows while they are open).
     pub fn drop_collection(&self, name: &str) -> Result<(), ServiceError> {
         let entry = self.get(name)?;
-        if entry.meta.read().expect("lock").state == State::Building {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "collection {name:?} is building; wait for the build to finish"
-            )));
+        // A running build is cancelled first (it removes what it wrote).
+        let building = {
+            let m = entry.meta.read().expect("lock");
+            (m.state == State::Building).then(|| m.operation_id.clone())
+        };
+        if let Some(op) = building {
+            tracing::info!(collection = name, operation = %op, "drop: cancelling the running build");
+            self.ops.cancel_and_wait(&op, std::time::Duration::from_secs(300))?;
         }
         self.entries.write().expect("lock").remove(name);
         entry.dropped.store(true, Ordering::SeqCst);
@@ -488,6 +492,12 @@ impl Catalog {
     /// An operation by id.
     pub fn operation(&self, id: &str) -> Result<Operation, ServiceError> {
         self.ops.get(id)
+    }
+
+    /// Ask a running build or compaction to stop (see
+    /// [`Operations::cancel`]).
+    pub fn cancel_operation(&self, id: &str) -> Result<Operation, ServiceError> {
+        self.ops.cancel(id)
     }
 
     /// Start building `name` from `source` in the background. Checks the
@@ -564,22 +574,29 @@ impl Catalog {
                 &format!("building {name:?} from {n} x {dim} vectors ({detail})"),
             )?,
         };
-        let op = self.ops.start("build", name, "reading", n as u64);
-        let op_id = op.lock().expect("lock").id.clone();
-        {
+        let op = {
             let mut m = entry.meta.write().expect("lock");
+            // Refused before an operation is registered, so a refusal
+            // leaves none behind.
             if m.state == State::Building {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "collection {name:?} is already building (operation {})",
                     m.operation_id
                 )));
             }
+            let op = self.ops.start("build", name, "reading", n as u64)?;
+            let before = m.clone();
             m.state = State::Building;
             m.generation += 1;
-            m.operation_id = op_id.clone();
+            m.operation_id = op.lock().expect("lock").id.clone();
             m.error.clear();
-            self.persist(&m)?;
-        }
+            if let Err(e) = self.persist(&m) {
+                *m = before;
+                op.lock().expect("lock").finish(Err(e.to_string()));
+                return Err(e);
+            }
+            op
+        };
         let cat = self.clone();
         let name = name.to_string();
         let source = source.to_path_buf();
@@ -607,6 +624,10 @@ impl Catalog {
                         collection = %name, vectors = rep.vectors, replaced = rep.replaced,
                         seconds = g.started.elapsed().as_secs_f64(), "build done"
                     ),
+                    Err(e) if g.cancel.is_cancelled() => {
+                        m.error = e.to_string();
+                        tracing::info!(collection = %name, "build cancelled; nothing of it kept");
+                    }
                     Err(e) => {
                         m.error = e.to_string();
                         tracing::error!(collection = %name, error = %e, "build failed");
@@ -638,6 +659,9 @@ impl Catalog {
         file.check_finite()
             .map_err(|e| ServiceError::InvalidArgument(format!("source_path {}: {e}", source.display())))?;
         let data = file.f32_data();
+        // Taken out first: a guard in the call's arguments would be held
+        // for the whole build, and the progress callback locks `op`.
+        let cancel = op.lock().expect("lock").cancel.clone();
         entry
             .live
             .coll
@@ -647,6 +671,7 @@ impl Catalog {
                 Vec::new(),
                 how.threads,
                 how.ram_budget,
+                &cancel,
                 &mut |stage, done, total| op.lock().expect("lock").report(stage, done, total),
             )
             .map_err(crate::live::live_error)

@@ -36,6 +36,7 @@ pub mod live;
 pub mod meta;
 pub mod metrics;
 pub mod notify;
+pub mod op_journal;
 pub mod operations;
 pub mod replication;
 pub mod service;

@@ -313,7 +313,8 @@ impl Flusher {
                     live.queued.store(false, Ordering::Release);
                 }
                 Task::Flush(live) => {
-                    let r = run_flush(&live, budget.as_ref(), false, &mut |_, _, _| {});
+                    let never = quarry_engine::cancel::CancelToken::default();
+                    let r = run_flush(&live, budget.as_ref(), false, &never, &mut |_, _, _| {});
                     live.queued.store(false, Ordering::Release);
                     match &r {
                         // Writes that arrived during the flush may have
@@ -331,7 +332,8 @@ impl Flusher {
                     }
                 }
                 Task::Compact(live, op) => {
-                    let r = run_flush(&live, budget.as_ref(), true, &mut |stage, done, total| {
+                    let cancel = op.lock().expect("lock").cancel.clone();
+                    let r = run_flush(&live, budget.as_ref(), true, &cancel, &mut |stage, done, total| {
                         op.lock().expect("lock").report(stage, done, total)
                     });
                     self.kick(&live);
@@ -350,6 +352,7 @@ fn run_flush(
     live: &Live,
     budget: &dyn Budget,
     compact: bool,
+    cancel: &quarry_engine::cancel::CancelToken,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<FlushReport, ServiceError> {
     let (merge, n) = live.coll.flush_plan(compact);
@@ -370,7 +373,7 @@ fn run_flush(
     };
     let t = Instant::now();
     let r = if compact {
-        live.coll.compact(progress)
+        live.coll.compact(cancel, progress)
     } else {
         live.coll.flush(progress)
     };

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 
-async fn create_and_build(ch: Channel, name: &str, source: &Path) {
+async fn create_and_build(ch: Channel, name: &str, source: &Path) -> String {
     create(ch.clone(), name, false).await;
-    build_and_wait(ch, name, source, 0).await;
+    build_and_wait(ch, name, source, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +446,7 @@ async fn sigterm_under_load_drains_and_restart_answers_the_same() {
     let data = tmp.path().join("data");
     let mut server = Server::start(&data, &[], "drain_timeout_secs = 5\n");
     let ch = server.channel().await;
-    create_and_build(ch.clone(), "docs", &source).await;
+    let built = create_and_build(ch.clone(), "docs", &source).await;
     let before = search_all(ch.clone(), "docs", &queries).await;
 
     // Eight clients search in a loop; SIGTERM arrives mid-load.
@@ -530,6 +530,17 @@ async fn sigterm_under_load_drains_and_restart_answers_the_same() {
     let ch = server.channel().await;
     let after = search_all(ch.clone(), "docs", &queries).await;
     assert_eq!(before, after);
+    // The build's operation still answers, and a new one gets a new id.
+    let mut c = quarry_proto::v1::collections_client::CollectionsClient::new(ch.clone());
+    let o = c
+        .get_operation(pb::GetOperationRequest { id: built.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(o.state, pb::OperationState::Done as i32, "{o:?}");
+    assert_eq!((o.collection.as_str(), o.vector_count, o.progress), ("docs", 3000, 1.0));
+    let again = build_and_wait(ch, "docs", &source, 0).await;
+    assert_ne!(again, built, "an operation id was handed out twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

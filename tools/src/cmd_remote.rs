@@ -165,10 +165,25 @@ enum CollectionsCmd {
         #[arg(long)]
         max_queries: Option<usize>,
     },
-    /// Drop a collection and its files.
+    /// Drop a collection and its files (a running build of it is
+    /// cancelled first).
     Drop {
         /// Collection name.
         name: String,
+    },
+    /// One build or compaction by id, as it stands (or as it ended).
+    Operation {
+        /// Operation id, as BuildIndex or compact printed it.
+        id: String,
+    },
+    /// Stop a running build or compaction; waits until it has stopped
+    /// unless --no-wait.
+    Cancel {
+        /// Operation id.
+        id: String,
+        /// Return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -374,9 +389,41 @@ async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, 
                 return Ok(());
             }
             Ok(pb::OperationState::Failed) => bail!("{what} failed: {}", o.error),
+            Ok(pb::OperationState::Cancelled) => bail!("{what} was cancelled: {}", o.error),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+fn operation_json(o: &pb::Operation) -> serde_json::Value {
+    let state = pb::OperationState::try_from(o.state)
+        .map(|s| s.as_str_name().trim_start_matches("OPERATION_STATE_").to_lowercase())
+        .unwrap_or_else(|_| o.state.to_string());
+    serde_json::json!({"operation_id": o.id, "collection": o.collection, "state": state,
+        "stage": o.stage, "progress": o.progress, "elapsed_seconds": o.elapsed_seconds,
+        "eta_seconds": o.eta_seconds, "vectors": o.vector_count, "error": o.error})
+}
+
+fn print_operation(o: &pb::Operation, json: bool) {
+    let v = operation_json(o);
+    if json {
+        println!("{v}");
+        return;
+    }
+    println!(
+        "{:<32} {:<10} {:<9} {:>5.1} %  {:>8.0} s  {} vectors{}",
+        o.id,
+        v["state"].as_str().unwrap_or("?"),
+        o.stage,
+        o.progress * 100.0,
+        o.elapsed_seconds,
+        o.vector_count,
+        if o.error.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", o.error)
+        }
+    );
 }
 
 /// Run `quarryctl collections …`.
@@ -608,6 +655,30 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .await
                     .map_err(status_err)?;
                 eprintln!("dropped {name}");
+            }
+            CollectionsCmd::Operation { id } => {
+                let o = c
+                    .get_operation(pb::GetOperationRequest { id })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                print_operation(&o, a.conn.json);
+            }
+            CollectionsCmd::Cancel { id, no_wait } => {
+                let mut o = c
+                    .cancel_operation(pb::CancelOperationRequest { id: id.clone() })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                while !no_wait && o.state == pb::OperationState::Running as i32 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    o = c
+                        .get_operation(pb::GetOperationRequest { id: id.clone() })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                }
+                print_operation(&o, a.conn.json);
             }
         }
         Ok(())

@@ -131,3 +131,69 @@ fn the_server_is_found_by_host_port_uri_unix_socket_or_environment() {
         assert!(!o.status.success() && text(&o).contains(says), "{server}: {}", text(&o));
     }
 }
+
+#[test]
+fn a_build_is_followed_cancelled_and_reported_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarryd::start(dir.path());
+    let server = ["--server", q.addr.as_str()];
+    let run = |args: &[&str]| {
+        let all: Vec<&str> = args.iter().chain(server.iter()).copied().collect();
+        let o = quarryctl(&all, &[]);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let data = dir.path().join("set");
+    let o = quarryctl(
+        &[
+            "gen",
+            "--out",
+            data.to_str().unwrap(),
+            "--n",
+            "30000",
+            "--dim",
+            "32",
+            "--queries",
+            "10",
+            "--no-lid",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let base = data.join("base.fbin");
+    run(&["collections", "create", "docs", "--dim", "32"]);
+    let started = run(&[
+        "collections",
+        "build",
+        "docs",
+        "--source",
+        base.to_str().unwrap(),
+        "--no-wait",
+    ]);
+    let id = serde_json::from_str::<serde_json::Value>(started.trim()).unwrap()["operation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Cancel waits for the build to stop and says how it ended.
+    let out = run(&["collections", "cancel", &id, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["operation_id"].as_str(), v["state"].as_str()),
+        (Some(id.as_str()), Some("cancelled")),
+        "{out}"
+    );
+    // `operation` reports it later too, as a table line by default.
+    let line = run(&["collections", "operation", &id]);
+    assert!(line.starts_with(&id) && line.contains("cancelled"), "{line}");
+    // A second cancel is refused with the reason.
+    let all = ["collections", "cancel", id.as_str(), "--server", q.addr.as_str()];
+    let o = quarryctl(&all, &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("already ended (cancelled)"),
+        "{}",
+        text(&o)
+    );
+    // And the collection builds afterwards.
+    let done = run(&["collections", "build", "docs", "--source", base.to_str().unwrap()]);
+    assert!(done.contains("\"state\":\"done\""), "{done}");
+}

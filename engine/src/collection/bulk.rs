@@ -24,6 +24,7 @@
 use super::apply::Pending;
 use super::segment::{bulk_slot, load_segment};
 use super::{apply_segment, broken, Collection, CollectionError, Op, Result};
+use crate::cancel::CancelToken;
 use crate::storage::write_atomic;
 use crate::wal::Lsn;
 use std::borrow::Cow;
@@ -58,13 +59,17 @@ impl Collection {
         threads: usize,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<BulkReport> {
-        self.bulk_load_within(data, ids, payloads, threads, None, progress)
+        self.bulk_load_within(data, ids, payloads, threads, None, &CancelToken::default(), progress)
     }
 
     /// [`Collection::bulk_load`] whose segment build keeps within
     /// `ram_budget` bytes (by its estimate): past it, the build is
     /// partitioned (`index::partition`), or refused with the figures if
-    /// even that cannot fit. `None`: the collection's build setting.
+    /// even that cannot fit. `None`: the collection's build setting. Once
+    /// `cancel` is set the build stops at its next check, removes what it
+    /// wrote, and returns the build's `Cancelled` error; the collection is
+    /// as it was.
+    #[allow(clippy::too_many_arguments)]
     pub fn bulk_load_within(
         &self,
         data: Cow<'_, [f32]>,
@@ -72,6 +77,7 @@ impl Collection {
         payloads: Vec<Vec<u8>>,
         threads: usize,
         ram_budget: Option<u64>,
+        cancel: &CancelToken,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<BulkReport> {
         let dim = self.opts.dim;
@@ -137,7 +143,9 @@ impl Collection {
             payloads.into_iter().map(Arc::from).collect()
         };
         // The build, with no lock held: searches, writes and flushes go on.
-        let seg = self.write_segment(&name, &data, &slots, ids, &payloads, threads, ram_budget, progress)?;
+        let seg = self.write_segment(
+            &name, &data, &slots, ids, &payloads, threads, ram_budget, cancel, progress,
+        )?;
         drop(data);
         let records: Vec<(u64, u64, Vec<u8>)> = slots
             .iter()

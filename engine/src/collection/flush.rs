@@ -16,6 +16,7 @@
 use super::manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
 use super::segment::{encode_tombstones, seg_name, Segment};
 use super::{io_err, Collection, Loc, Result, State};
+use crate::cancel::CancelToken;
 use crate::graph::FreshIndex;
 use crate::storage::write_atomic;
 use crate::wal::Lsn;
@@ -50,13 +51,15 @@ impl Collection {
     /// Fold the fresh index (and, past `max_segments`, every segment) into
     /// a new disk segment and switch the manifest; see the module doc.
     pub fn flush(&self, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<super::FlushReport> {
-        self.flush_with(false, progress)
+        self.flush_with(false, &CancelToken::default(), progress)
     }
 
     /// Merge the fresh index and every segment into one new segment now,
-    /// dropping every dead vector (`quarryctl compact`).
-    pub fn compact(&self, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<FlushReport> {
-        self.flush_with(true, progress)
+    /// dropping every dead vector (`quarryctl compact`). Once `cancel` is
+    /// set the merge stops at its next check and the collection is left as
+    /// it was (nothing of the new segment kept).
+    pub fn compact(&self, cancel: &CancelToken, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<FlushReport> {
+        self.flush_with(true, cancel, progress)
     }
 
     /// What the next flush would do: whether it merges every segment
@@ -79,7 +82,12 @@ impl Collection {
         self.flush_lock.try_lock().is_err()
     }
 
-    fn flush_with(&self, force_merge: bool, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<FlushReport> {
+    fn flush_with(
+        &self,
+        force_merge: bool,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<FlushReport> {
         let mut generation = self.flush_lock.lock().expect("lock");
         let dim = self.opts.dim;
         // Freeze: new writes go to a new fresh index from here on. In RAM
@@ -167,6 +175,7 @@ impl Collection {
                 &batch.payloads,
                 0,
                 None,
+                cancel,
                 progress,
             )
             .map(Some)

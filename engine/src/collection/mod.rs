@@ -46,6 +46,8 @@
 
 mod apply;
 mod bulk;
+#[cfg(test)]
+mod cancel_tests;
 mod flush;
 mod manifest;
 mod op;

@@ -196,10 +196,40 @@ impl Collection {
         payloads: &[Arc<[u8]>],
         threads: usize,
         ram_budget: Option<u64>,
+        cancel: &crate::cancel::CancelToken,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<Segment> {
         let fs = self.fs.as_ref();
         let tmp = self.dir.join(format!("{name}.tmp"));
+        let built = self.write_segment_in(
+            &tmp, name, data, slots, ids, payloads, threads, ram_budget, cancel, progress,
+        );
+        if built.is_err() && fs.exists(&tmp) {
+            // A failed or cancelled build leaves nothing behind (a crash
+            // leaves `<name>.tmp`, removed at the next open).
+            if let Err(e) = fs.remove_dir_all(&tmp) {
+                tracing::warn!(path = %tmp.display(), error = %e, "cannot remove an unfinished segment");
+            }
+        }
+        built
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_segment_in(
+        &self,
+        tmp: &Path,
+        name: &str,
+        data: &[f32],
+        slots: &[u64],
+        ids: &[u64],
+        payloads: &[Arc<[u8]>],
+        threads: usize,
+        ram_budget: Option<u64>,
+        cancel: &crate::cancel::CancelToken,
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<Segment> {
+        let fs = self.fs.as_ref();
+        let tmp = tmp.to_path_buf();
         if fs.exists(&tmp) {
             fs.remove_dir_all(&tmp).map_err(io_err(&tmp, "remove"))?;
         }
@@ -212,6 +242,7 @@ impl Collection {
         }
         // Over the budget, `build_index` builds partitioned.
         o.ram_budget = ram_budget.or(o.ram_budget);
+        o.graph.cancel = cancel.clone();
         build_index(data.into(), self.opts.dim, slots, &idx, &o, progress)?;
         for f in fs.list(&idx).map_err(io_err(&idx, "list"))? {
             let p = idx.join(f);

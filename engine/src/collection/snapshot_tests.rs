@@ -102,7 +102,8 @@ fn the_files_outlive_a_compaction_while_the_snapshot_holds_them() {
     let p = primary(&d.path().join("p"));
     let snap = p.snapshot("s1").unwrap();
     let seg_dir = snap.files[0].path.split('/').next().unwrap().to_string();
-    p.compact(&mut |_, _, _| {}).unwrap();
+    p.compact(&crate::cancel::CancelToken::default(), &mut |_, _, _| {})
+        .unwrap();
     assert!(d.path().join("p").join(&seg_dir).exists(), "held by the snapshot");
     let (fs, sdir) = (RealFs, d.path().join("s"));
     install(&fs, &sdir, &snap).unwrap();

@@ -721,7 +721,8 @@ fn an_index_built_before_writes_is_adopted_without_rewriting_it_and_takes_writes
     assert!(before == after, "the adopted index's files are untouched");
     // A merge folds it into a new segment (reading its vectors back from
     // the graph file) and retires it.
-    c.compact(&mut |_, _, _| {}).unwrap();
+    c.compact(&crate::cancel::CancelToken::default(), &mut |_, _, _| {})
+        .unwrap();
     drop(c);
     assert!(!index_dir.exists(), "the merged-away index is deleted");
     let (c, _) = open(&fs, &live);

@@ -48,6 +48,9 @@ pub struct BuildParams {
     /// in two shards, and the merged graph is repaired once, without
     /// vectors.
     pub repair: bool,
+    /// Checked between batches: once set, the build returns
+    /// [`BuildError::Cancelled`].
+    pub cancel: crate::cancel::CancelToken,
 }
 
 impl BuildParams {
@@ -62,6 +65,7 @@ impl BuildParams {
             max_batch_frac: 0.02,
             max_candidates: 750,
             repair: true,
+            cancel: crate::cancel::CancelToken::default(),
         }
     }
 }
@@ -72,6 +76,20 @@ pub enum BuildError {
     /// Parameters out of range.
     #[error("invalid build parameter: {0}")]
     Invalid(String),
+    /// The build's cancel token was set.
+    #[error("the build was cancelled")]
+    Cancelled,
+}
+
+impl BuildParams {
+    /// `Err(Cancelled)` once the cancel token is set.
+    pub fn check_cancel(&self) -> Result<(), BuildError> {
+        if self.cancel.is_cancelled() {
+            Err(BuildError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// An in-RAM graph with fixed-capacity adjacency lists.
@@ -332,6 +350,7 @@ pub fn build(
     let mut done = 0usize;
     progress(0, n);
     while done < order.len() {
+        p.check_cancel()?;
         let size = done.clamp(1, max_batch).min(order.len() - done);
         let batch = &order[done..done + size];
         // 1. Search + prune each new point against the snapshot.

@@ -256,6 +256,7 @@ fn build_in_ram(
     let pq = PqCodebook::train(data, dim, &pq_params).map_err(|e| IndexError::Invalid(e.to_string()))?;
     let codes = pq.encode_all(data, o.graph.threads);
     progress(stage::PQ, 1, 1);
+    o.graph.check_cancel()?;
     report.pq_seconds = t.elapsed().as_secs_f64();
 
     let t = std::time::Instant::now();
@@ -267,10 +268,12 @@ fn build_in_ram(
     report.repaired_links = stats.repaired;
 
     let t = std::time::Instant::now();
+    o.graph.check_cancel()?;
     progress(stage::NAV, 0, 1);
     let nav =
         (o.nav_sample > 0).then(|| NavTier::build(data, dim, o.metric, &NavParams::new(o.nav_sample, o.graph.seed)));
     progress(stage::NAV, 1, 1);
+    o.graph.check_cancel()?;
     report.nav_seconds = t.elapsed().as_secs_f64();
 
     let mut vector = |old: u32, out: &mut Vec<f32>| {

@@ -108,4 +108,18 @@ impl pb::collections_server::Collections for CollectionsSvc {
             Err(e) => st.fail(e),
         }
     }
+
+    async fn cancel_operation(
+        &self,
+        req: Request<pb::CancelOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        let st = &self.0;
+        if let Err(e) = st.check_open() {
+            return st.fail(e);
+        }
+        match st.catalog.cancel_operation(&req.into_inner().id) {
+            Ok(op) => Ok(Response::new(operation_to_pb(&op))),
+            Err(e) => st.fail(e),
+        }
+    }
 }

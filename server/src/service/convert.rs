@@ -147,6 +147,7 @@ pub(super) fn operation_to_pb(o: &catalog::Operation) -> pb::Operation {
             OpState::Running => pb::OperationState::Running,
             OpState::Done => pb::OperationState::Done,
             OpState::Failed => pb::OperationState::Failed,
+            OpState::Cancelled => pb::OperationState::Cancelled,
         } as i32,
         stage: o.stage.clone(),
         progress: o.progress,

@@ -149,8 +149,8 @@ pub async fn create_with(ch: Channel, name: &str, mutable: bool, residency: pb::
 }
 
 /// Bulk-load `source` into collection `name` (ids `first_id` + row) with
-/// BuildIndex and wait for the operation to finish.
-pub async fn build_and_wait(ch: Channel, name: &str, source: &Path, first_id: u64) {
+/// BuildIndex and wait for the operation to finish; its id.
+pub async fn build_and_wait(ch: Channel, name: &str, source: &Path, first_id: u64) -> String {
     let mut c = quarry_proto::v1::collections_client::CollectionsClient::new(ch);
     let op = c
         .build_index(pb::BuildIndexRequest {
@@ -178,6 +178,7 @@ pub async fn build_and_wait(ch: Channel, name: &str, source: &Path, first_id: u6
         assert!(t.elapsed() < Duration::from_secs(120), "build took too long");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    op.id
 }
 
 /// The ids of the `k` nearest to `v` (any dimension) in collection `name`,

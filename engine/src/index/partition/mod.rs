@@ -465,7 +465,7 @@ pub fn build_partitioned(
             }
         }
         progress(stage::PQ, first + block.len() / dim, n);
-        Ok(())
+        Ok(o.graph.check_cancel()?)
     })?;
     let mean: Vec<f32> = mean.iter().map(|a| (a / n as f64) as f32).collect();
     let pq_seconds = t_pq.elapsed().as_secs_f64();
@@ -495,7 +495,7 @@ pub fn build_partitioned(
             }
         }
         progress(stage::ASSIGN, first + c, n);
-        Ok(())
+        Ok(o.graph.check_cancel()?)
     })?;
     let sizes = w.finish_ids()?;
     rep.shard_sizes = sizes.clone();
@@ -571,6 +571,7 @@ pub fn build_partitioned(
         }
         first += c;
         progress(stage::MERGE, first, n);
+        o.graph.check_cancel()?;
     }
     drop(readers);
     rep.scratch_bytes = w.bytes();
