@@ -2,7 +2,7 @@
 """Check `quarryctl plan` against a measured run it was not fitted on.
 
 Usage: validate.py QUARRYCTL COSTS SEARCH.jsonl[,SEARCH2.jsonl...] BUILD.json INDEX_DIR N DIM
-       --recalls 0.9,0.95 --cores 2 --ram-gb 24 --build-ram-gb 6 [--family F]
+       --recalls 0.9,0.95 --cores 2 --ram-gb 24 --build-ram-gb 6 [--family F] [--growth end|all]
 
 For each recall target: the plan's prediction (fitted on COSTS) beside the
 measured run interpolated to that recall (linearly between the two L
@@ -28,6 +28,7 @@ ap.add_argument("--cores", default="2")
 ap.add_argument("--ram-gb", default="24")
 ap.add_argument("--build-ram-gb", default="6")
 ap.add_argument("--family")
+ap.add_argument("--growth", default="end", help="end or all (quarryctl plan --growth)")
 a = ap.parse_args()
 
 runs = []
@@ -59,7 +60,7 @@ print("| ---: | --- | ---: | ---: | ---: |")
 for r in a.recalls.split(","):
     cmd = [a.quarryctl, "plan", "--costs", a.costs, "--vectors", str(a.n), "--dim", str(a.dim),
            "--recall", r, "--cores", a.cores, "--ram-gb", a.ram_gb, "--build-ram-gb", a.build_ram_gb,
-           "--cache-share", "0", "--json"]
+           "--cache-share", "0", "--growth", a.growth, "--json"]
     if a.family:
         cmd += ["--family", a.family]
     p = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)

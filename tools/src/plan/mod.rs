@@ -65,6 +65,12 @@ pub struct PlanArgs {
     /// Build memory budget, GiB (default: the RAM's 80 %).
     #[arg(long)]
     pub build_ram_gb: Option<f64>,
+    /// How IOs, hops and L grow past the measured sizes: `end`, the line
+    /// through the two largest sizes (the growth where the runs end), or
+    /// `all`, least squares over every size (more optimistic: the cost
+    /// of a recall grows faster than ln n).
+    #[arg(long, value_enum, default_value_t = model::Growth::End)]
+    pub growth: model::Growth,
     /// Measured family to use (default: the one whose dimension is
     /// nearest to --dim).
     #[arg(long)]
@@ -95,6 +101,7 @@ pub struct Plan {
     pub family_lid: Option<f64>,
     pub measured_sizes: Vec<u64>,
     pub slope_from: Option<String>,
+    pub growth: model::Growth,
     pub extrapolation: f64,
     pub r: u32,
     pub pq_bytes: u32,
@@ -152,7 +159,7 @@ pub fn predict(runs: &[Run], a: &PlanArgs) -> Result<Plan> {
                     families.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
                 );
             };
-            fit_family(runs, &families, fam, a.recall)?
+            fit_family(runs, &families, fam, a.recall, a.growth)?
         }
         None => choose_family(runs, &families, a, &mut notes)?,
     };
@@ -291,6 +298,7 @@ pub fn predict(runs: &[Run], a: &PlanArgs) -> Result<Plan> {
         family_lid: f.lid,
         measured_sizes: f.measured.iter().map(|m| m.n).collect(),
         slope_from: f.borrowed_slope.clone(),
+        growth: a.growth,
         extrapolation,
         r: f.r,
         pq_bytes: f.pq_bytes,
@@ -351,16 +359,22 @@ fn families(runs: &[Run]) -> Vec<Family> {
 /// Fit `fam` at `recall`. A family measured at one size borrows its
 /// growth with n from the family with the most sizes, of the same degree
 /// R where there is one (the growth depends on the graph).
-fn fit_family(runs: &[Run], families: &[Family], fam: &Family, recall: f64) -> Result<model::Fitted> {
+fn fit_family(
+    runs: &[Run],
+    families: &[Family],
+    fam: &Family,
+    recall: f64,
+    growth: model::Growth,
+) -> Result<model::Fitted> {
     let lender = families
         .iter()
         .filter(|x| x.name != fam.name && x.sizes >= 2)
         .max_by_key(|x| (x.r == fam.r, x.sizes, std::cmp::Reverse(x.name.clone())));
     let lent = match lender {
-        Some(l) if fam.sizes < 2 => Some(model::fit(runs, &l.name, recall, None)?),
+        Some(l) if fam.sizes < 2 => Some(model::fit(runs, &l.name, recall, None, growth)?),
         _ => None,
     };
-    Ok(model::fit(runs, &fam.name, recall, lent.as_ref())?)
+    Ok(model::fit(runs, &fam.name, recall, lent.as_ref(), growth)?)
 }
 
 /// With no `--family`: of the families whose dimension is nearest to
@@ -375,7 +389,7 @@ fn choose_family(runs: &[Run], families: &[Family], a: &PlanArgs, notes: &mut Ve
     let mut failed = Vec::new();
     let near: Vec<&Family> = families.iter().filter(|f| gap(f) == nearest).collect();
     for fam in &near {
-        match fit_family(runs, families, fam, a.recall) {
+        match fit_family(runs, families, fam, a.recall, a.growth) {
             Ok(f) => {
                 if best.as_ref().is_none_or(|b| f.ios.at(ln) < b.ios.at(ln)) {
                     best = Some(f);
@@ -449,7 +463,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         a.vectors, a.dim, a.recall, a.cores, a.ram_gb
     );
     println!(
-        "model: family {} ({}-d{}, R {}, PQ {} B, {} records), measured at n = {:?}{}",
+        "model: family {} ({}-d{}, R {}, PQ {} B, {} records), measured at n = {:?}, growth {}{}",
         p.family,
         p.family_dim,
         p.family_lid.map(|l| format!(", LID {l:.1}")).unwrap_or_default(),
@@ -457,6 +471,10 @@ pub fn run(a: PlanArgs) -> Result<()> {
         p.pq_bytes,
         p.measured_disk_vector,
         p.measured_sizes,
+        match p.growth {
+            model::Growth::End => "through the two largest sizes",
+            model::Growth::All => "fitted over every size",
+        },
         p.slope_from
             .as_ref()
             .map(|s| format!("; growth with n from {s}"))
@@ -538,6 +556,7 @@ mod tests {
             cache_share: Some(0.1),
             disk_vector: None,
             build_ram_gb: None,
+            growth: model::Growth::All,
             family: None,
             costs: None,
             json: false,

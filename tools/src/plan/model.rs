@@ -292,9 +292,27 @@ pub struct Fitted {
     pub cache_curve: Vec<(f64, f64)>,
 }
 
+/// How IOs, hops and L grow with ln n past the measured sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Growth {
+    /// The line through the two largest sizes: the growth where the runs
+    /// end. The cost of a recall grows faster than ln n on graphs of a
+    /// fixed degree, so this is the less optimistic of the two.
+    End,
+    /// Least squares over every size.
+    All,
+}
+
 /// Fit `family` at `recall`; `slope_from` lends the ln n growth when the
 /// family has one size only.
-pub fn fit(runs: &[Run], family: &str, recall: f64, slope_from: Option<&Fitted>) -> Result<Fitted, ModelError> {
+pub fn fit(
+    runs: &[Run],
+    family: &str,
+    recall: f64,
+    slope_from: Option<&Fitted>,
+    growth: Growth,
+) -> Result<Fitted, ModelError> {
     let fam: Vec<&Run> = runs.iter().filter(|r| r.family == family).collect();
     let first = *fam.first().ok_or(ModelError::NoRuns)?;
     let measured = sizes(runs, family)
@@ -305,11 +323,14 @@ pub fn fit(runs: &[Run], family: &str, recall: f64, slope_from: Option<&Fitted>)
     // Sizes whose smallest L already passes the target say only "at most
     // this"; they are left out of the fits while two others remain.
     let exact: Vec<&AtRecall> = measured.iter().filter(|m| !m.censored).collect();
-    let fitted: Vec<&AtRecall> = if exact.len() >= 2 {
+    let mut fitted: Vec<&AtRecall> = if exact.len() >= 2 {
         exact
     } else {
         measured.iter().collect()
     };
+    if growth == Growth::End && fitted.len() > 2 {
+        fitted.drain(..fitted.len() - 2);
+    }
     let censored = measured
         .iter()
         .filter(|m| m.censored && !fitted.iter().any(|f| f.n == m.n))
@@ -343,6 +364,9 @@ pub fn fit(runs: &[Run], family: &str, recall: f64, slope_from: Option<&Fitted>)
             builds.push(((n as f64).ln(), r.build_s * r.build_threads as f64 / n as f64));
         }
     }
+    if growth == Growth::End && builds.len() > 2 {
+        builds.drain(..builds.len() - 2);
+    }
     let nav: Vec<f64> = fam
         .iter()
         .map(|r| {
@@ -368,7 +392,14 @@ pub fn fit(runs: &[Run], family: &str, recall: f64, slope_from: Option<&Fitted>)
         p50,
         p99,
         core_us,
-        build: Line::fit(&builds),
+        // One size: its cost per point, growing as the lender's does.
+        build: Line::fit(&builds).or_else(|| match (builds.as_slice(), slope_from.and_then(|o| o.build)) {
+            ([(x, y)], Some(other)) => Some(Line {
+                a: y - other.b * x,
+                b: other.b,
+            }),
+            _ => None,
+        }),
         nav_bytes_per_dim: nav.iter().sum::<f64>() / nav.len() as f64,
         cache_curve: cache_curve(runs, family),
     })
@@ -481,7 +512,7 @@ pub(crate) mod tests {
     #[test]
     fn the_fit_recovers_the_law_it_was_made_from() {
         let runs = synthetic();
-        let f = fit(&runs, "f", 0.9, None).unwrap();
+        let f = fit(&runs, "f", 0.9, None, Growth::All).unwrap();
         assert!((f.ios.b - 5.0).abs() < 1e-9, "{:?}", f.ios);
         let at_10m = f.ios.at((1e7f64).ln());
         assert!((at_10m - (20.0 + 5.0 * 100f64.ln())).abs() < 1e-6);
@@ -498,6 +529,31 @@ pub(crate) mod tests {
         let b = f.build.unwrap();
         assert!(b.a.abs() < 1e-9 && (b.b - 2e-4).abs() < 1e-12, "{b:?}");
         assert!((f.nav_bytes_per_dim - 6.0).abs() < 0.01, "{}", f.nav_bytes_per_dim);
+    }
+
+    #[test]
+    fn end_growth_is_the_line_through_the_two_largest_sizes() {
+        // IOs at recall 0.9 grow as 20 + (ln(n / 1e5))^2: faster than ln n.
+        let mut runs = Vec::new();
+        let at = |n: u64| 20.0 + (n as f64 / 1e5).ln().powi(2);
+        for n in [100_000u64, 300_000, 1_000_000, 3_000_000] {
+            runs.push(run(n, 20, 0.8, at(n) - 10.0, 0));
+            runs.push(run(n, 40, 1.0, at(n) + 10.0, 0));
+        }
+        // Hops not a multiple of IOs, so the latency planes fit.
+        for r in &mut runs {
+            r.mean_hops += r.l as f64;
+        }
+        let end = fit(&runs, "f", 0.9, None, Growth::End).unwrap();
+        let all = fit(&runs, "f", 0.9, None, Growth::All).unwrap();
+        for n in [1_000_000u64, 3_000_000] {
+            assert!((end.ios.at((n as f64).ln()) - at(n)).abs() < 1e-9, "{n}");
+        }
+        // Past the runs, the end line is above the least-squares one, and
+        // nearer the truth.
+        let ln = (3e7f64).ln();
+        assert!(end.ios.at(ln) > all.ios.at(ln));
+        assert!((at(30_000_000) - end.ios.at(ln)).abs() < (at(30_000_000) - all.ios.at(ln)).abs());
     }
 
     #[test]
@@ -518,18 +574,26 @@ pub(crate) mod tests {
     fn a_recall_past_the_runs_is_refused_and_one_size_borrows_a_slope() {
         let runs = synthetic();
         assert!(matches!(
-            fit(&runs, "f", 1.01, None),
+            fit(&runs, "f", 1.01, None, Growth::All),
             Err(ModelError::RecallOutOfRange { .. })
         ));
-        let base = fit(&runs, "f", 0.9, None).unwrap();
+        let base = fit(&runs, "f", 0.9, None, Growth::All).unwrap();
         let mut one: Vec<Run> = runs.iter().filter(|r| r.n == 1_000_000).cloned().collect();
         for r in &mut one {
             r.family = "g".into();
             r.mean_ios *= 2.0;
         }
-        assert_eq!(fit(&one, "g", 0.9, None).unwrap_err(), ModelError::NoSlope("g".into()));
-        let g = fit(&one, "g", 0.9, Some(&base)).unwrap();
+        assert_eq!(
+            fit(&one, "g", 0.9, None, Growth::All).unwrap_err(),
+            ModelError::NoSlope("g".into())
+        );
+        let g = fit(&one, "g", 0.9, Some(&base), Growth::All).unwrap();
         assert_eq!(g.borrowed_slope.as_deref(), Some("f"));
+        // Its build cost per point is its own at 1M, growing as f's.
+        let (gb, fb) = (g.build.unwrap(), base.build.unwrap());
+        assert!((gb.b - fb.b).abs() < 1e-12);
+        let at = (1e6f64).ln();
+        assert!((gb.at(at) - one[0].build_s * 2.0 / 1e6).abs() < 1e-12, "{gb:?}");
         assert!((g.ios.b - base.ios.b).abs() < 1e-12);
         let at_1m = 2.0 * (20.0 + 5.0 * 10f64.ln());
         assert!((g.ios.at(1e6f64.ln()) - at_1m).abs() < 1e-6);
