@@ -42,6 +42,7 @@ async fn build_search_get_and_every_bad_input() {
             collection: "docs".into(),
             vectors: queries[..10 * DIM].to_vec(),
             params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
+            with_payload: false,
         })
         .await
         .unwrap()
@@ -78,6 +79,7 @@ async fn build_search_get_and_every_bad_input() {
         collection: name.into(),
         vector,
         params,
+        with_payload: false,
     };
     // Wrong dimension.
     let (c, m) = code_of(q.search(search(vec![0.0; DIM + 1], None, "docs")).await);
@@ -112,6 +114,7 @@ async fn build_search_get_and_every_bad_input() {
             collection: "docs".into(),
             vectors: queries[..DIM].repeat(65),
             params: None,
+            with_payload: false,
         })
         .await,
     );
@@ -124,15 +127,17 @@ async fn build_search_get_and_every_bad_input() {
     let (c, m) = code_of(q.search(search(good.clone(), None, "nope")).await);
     assert_eq!(c, Code::NotFound, "{m}");
     assert!(m.contains("\"nope\""), "{m}");
-    // Unknown id.
-    let (c, m) = code_of(
-        q.get(pb::GetRequest {
+    // Unknown ids are listed, the others returned, in request order.
+    let g = q
+        .get(pb::GetRequest {
             collection: "docs".into(),
-            ids: vec![123_456],
+            ids: vec![123_456, 3999, 7, 999_999],
         })
-        .await,
-    );
-    assert_eq!(c, Code::NotFound, "{m}");
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(g.missing_ids, [123_456, 999_999]);
+    assert_eq!(g.records.iter().map(|r| r.id).collect::<Vec<_>>(), [3999, 7]);
     // An empty collection answers with no neighbours; one that is building
     // keeps serving, and a second build of it is refused.
     let mut cc = CollectionsClient::new(ch.clone());
@@ -269,6 +274,7 @@ async fn a_ram_resident_collection_reads_nothing_and_stays_resident_across_a_res
                         collection: name.into(),
                         vector: v.to_vec(),
                         params: Some(pb::SearchParams { k: 10, l: 40, w: 4 }),
+                        with_payload: false,
                     })
                     .await
                     .unwrap()
@@ -465,6 +471,7 @@ async fn sigterm_under_load_drains_and_restart_answers_the_same() {
                         collection: "docs".into(),
                         vector: q.clone(),
                         params: None,
+                        with_payload: false,
                     })
                     .await;
                 match r {

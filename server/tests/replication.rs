@@ -385,7 +385,8 @@ async fn held(n: &Node, ids: std::ops::Range<u64>) -> Option<Vec<u64>> {
             })
             .await
         {
-            Ok(_) => out.push(id),
+            Ok(r) if !r.get_ref().records.is_empty() => out.push(id),
+            Ok(_) => {}
             Err(s) if s.code() == Code::NotFound && s.message().contains("does not exist") => return None,
             Err(_) => {}
         }

@@ -629,6 +629,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                             collection: name.clone(),
                             vector: v.to_vec(),
                             params: Some(pb::SearchParams { k, l, w }),
+                            with_payload: false,
                         })
                         .await
                         .map_err(status_err)?

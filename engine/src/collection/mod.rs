@@ -353,6 +353,15 @@ impl Collection {
         Ok(Some((v, e.payload.to_vec())))
     }
 
+    /// The payloads of `ids` (none for an id not in the collection), in
+    /// order, from RAM under one read lock.
+    pub fn payloads(&self, ids: &[u64]) -> Vec<Option<Arc<[u8]>>> {
+        let st = self.state.read().expect("lock");
+        ids.iter()
+            .map(|id| st.ids.get(id).map(|slot| st.slots[slot].payload.clone()))
+            .collect()
+    }
+
     /// Live vectors.
     pub fn len(&self) -> usize {
         self.state.read().expect("lock").slots.len()

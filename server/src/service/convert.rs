@@ -160,14 +160,36 @@ pub(super) fn operation_to_pb(o: &catalog::Operation) -> pb::Operation {
 
 /// The answer for the wire; `handler_start` is when the handler had the
 /// decoded request.
-pub(super) fn outcome_to_pb(o: SearchOutcome, handler_start: Instant) -> pb::SearchResponse {
+/// `distance` as a similarity, larger closer (see `Neighbor.score`).
+pub(super) fn score(metric: quarry_engine::Metric, distance: f32) -> f32 {
+    match metric {
+        quarry_engine::Metric::Cosine => 1.0 - distance,
+        quarry_engine::Metric::L2 | quarry_engine::Metric::Ip => -distance,
+    }
+}
+
+/// The answer for the wire; `payloads` (one per neighbour) when the
+/// request asked for them.
+pub(super) fn outcome_to_pb(
+    o: SearchOutcome,
+    handler_start: Instant,
+    metric: quarry_engine::Metric,
+    payloads: Option<Vec<Option<std::sync::Arc<[u8]>>>>,
+) -> pb::SearchResponse {
     pb::SearchResponse {
         neighbors: o
             .neighbors
             .iter()
-            .map(|n| pb::Neighbor {
+            .enumerate()
+            .map(|(i, n)| pb::Neighbor {
                 id: n.id,
                 distance: n.distance,
+                payload: payloads
+                    .as_ref()
+                    .and_then(|p| p.get(i).cloned().flatten())
+                    .map(|p| p.to_vec())
+                    .unwrap_or_default(),
+                score: score(metric, n.distance),
             })
             .collect(),
         stats: Some(pb::QueryStats {

@@ -18,10 +18,12 @@ impl pb::query_server::Query for QuerySvc {
             let (open, dim) = st.serving(&r.collection)?;
             AppState::check_vector(|| "vector".into(), &r.vector, dim, &r.collection)?;
             let params = st.params(r.params)?;
-            st.search_one(open, r.vector, params, deadline).await
+            let o = st.search_one(open.clone(), r.vector, params, deadline).await?;
+            let payloads = r.with_payload.then(|| payloads_of(&open, &o));
+            Ok(outcome_to_pb(o, start, open.coll.options().metric, payloads))
         };
         match run.await {
-            Ok(o) => Ok(Response::new(outcome_to_pb(o, start))),
+            Ok(o) => Ok(Response::new(o)),
             Err(e) => st.fail(e),
         }
     }
@@ -64,7 +66,8 @@ impl pb::query_server::Query for QuerySvc {
                 let o = rx
                     .await
                     .map_err(|_| ServiceError::Unavailable("the shard stopped before answering".into()))??;
-                results.push(outcome_to_pb(o, start));
+                let payloads = r.with_payload.then(|| payloads_of(&open, &o));
+                results.push(outcome_to_pb(o, start, open.coll.options().metric, payloads));
             }
             Ok(pb::SearchBatchResponse { results })
         };
@@ -87,17 +90,16 @@ impl pb::query_server::Query for QuerySvc {
                     st.config.max_batch
                 )));
             }
-            let name = r.collection.clone();
             tokio::task::spawn_blocking(move || {
                 let mut records = Vec::with_capacity(r.ids.len());
+                let mut missing_ids = Vec::new();
                 for &id in &r.ids {
-                    let found = open.coll.get(id).map_err(crate::live::live_error)?;
-                    match found {
+                    match open.coll.get(id).map_err(crate::live::live_error)? {
                         Some((vector, payload)) => records.push(pb::Record { id, vector, payload }),
-                        None => return Err(ServiceError::NotFound(format!("id {id} is not in collection {name:?}"))),
+                        None => missing_ids.push(id),
                     }
                 }
-                Ok(pb::GetResponse { records })
+                Ok(pb::GetResponse { records, missing_ids })
             })
             .await
             .map_err(|e| ServiceError::Internal(format!("get task failed: {e}")))?
@@ -107,4 +109,10 @@ impl pb::query_server::Query for QuerySvc {
             Err(e) => st.fail(e),
         }
     }
+}
+
+/// The payloads of a search's neighbours, from RAM.
+fn payloads_of(open: &crate::live::Live, o: &crate::shard::SearchOutcome) -> Vec<Option<std::sync::Arc<[u8]>>> {
+    let ids: Vec<u64> = o.neighbors.iter().map(|n| n.id).collect();
+    open.coll.payloads(&ids)
 }

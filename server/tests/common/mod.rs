@@ -188,6 +188,7 @@ pub async fn search_ids(q: &mut QueryClient<Channel>, name: &str, v: &[f32], k: 
         collection: name.into(),
         vector: v.to_vec(),
         params: Some(pb::SearchParams { k, l, w: 4 }),
+        with_payload: false,
     })
     .await
     .unwrap()

@@ -286,6 +286,7 @@ async fn remote(
                 collection: a.collection.clone(),
                 vector: queries[qi * dim..(qi + 1) * dim].to_vec(),
                 params: Some(pb::SearchParams { k: a.k, l: a.l, w: a.w }),
+                with_payload: false,
             });
             if let Some(ms) = a.deadline_ms {
                 r.set_timeout(Duration::from_millis(ms));
@@ -488,6 +489,7 @@ async fn interleaved(a: &Args, dir: &std::path::Path, w: &Workload<'_>) -> Resul
                     collection: a.collection.clone(),
                     vector: queries[qg * dim..(qg + 1) * dim].to_vec(),
                     params: Some(pb::SearchParams { k: a.k, l: a.l, w: a.w }),
+                    with_payload: false,
                 };
                 let t = Instant::now();
                 let resp = client.search(req).await.context("a gRPC search failed")?.into_inner();

@@ -262,6 +262,7 @@ async fn searcher(sh: Arc<Shared>) {
                 collection: "c".into(),
                 vector: vector(n),
                 params: None,
+                with_payload: false,
             })
             .await;
         match r {
@@ -295,32 +296,18 @@ async fn verify(sh: &Shared, p: usize) -> Result<(usize, Vec<String>)> {
     let mut lost = Vec::new();
     let mut got = Vec::new();
     for batch in ids.chunks(500) {
-        let recs = match q
+        let r = q
             .get(pb::GetRequest {
                 collection: "c".into(),
                 ids: batch.to_vec(),
             })
             .await
-        {
-            Ok(r) => r.into_inner().records,
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                let mut v = Vec::new();
-                for &id in batch {
-                    match q
-                        .get(pb::GetRequest {
-                            collection: "c".into(),
-                            ids: vec![id],
-                        })
-                        .await
-                    {
-                        Ok(r) => v.extend(r.into_inner().records),
-                        Err(_) => lost.push(format!("id {id}: missing (acked seq {})", acked[&id])),
-                    }
-                }
-                v
-            }
-            Err(s) => bail!("Get on node {p}: {s}"),
-        };
+            .map_err(|s| anyhow::anyhow!("Get on node {p}: {s}"))?
+            .into_inner();
+        for id in &r.missing_ids {
+            lost.push(format!("id {id}: missing (acked seq {})", acked[id]));
+        }
+        let recs = r.records;
         got.extend(recs);
     }
     let attempted = sh.book.lock().expect("lock").attempted.clone();

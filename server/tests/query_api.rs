@@ -1,0 +1,102 @@
+//! What a search answers besides ids: payloads on request, and a score
+//! whose order is the distance's under every metric.
+
+mod common;
+
+use common::*;
+use quarry_proto::v1 as pb;
+use quarry_proto::v1::collections_client::CollectionsClient;
+use quarry_proto::v1::query_client::QueryClient;
+use quarry_proto::v1::write_client::WriteClient;
+
+fn vector(id: u64) -> Vec<f32> {
+    (0..8)
+        .map(|i| ((id * 7 + i * 3) % 11) as f32 - 5.0 + 0.01 * id as f32)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_on_request_and_a_score_in_the_order_of_the_distance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[], "");
+    let ch = server.channel().await;
+    for (name, metric) in [
+        ("l2", pb::Metric::L2),
+        ("ip", pb::Metric::Ip),
+        ("cos", pb::Metric::Cosine),
+    ] {
+        CollectionsClient::new(ch.clone())
+            .create_collection(pb::CreateCollectionRequest {
+                name: name.into(),
+                dim: 8,
+                metric: metric as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let points = (0..200u64)
+            .map(|id| pb::Point {
+                id,
+                vector: vector(id),
+                payload: format!("doc-{id}").into_bytes(),
+            })
+            .collect();
+        WriteClient::new(ch.clone())
+            .upsert(pb::UpsertRequest {
+                collection: name.into(),
+                points,
+            })
+            .await
+            .unwrap();
+        let mut q = QueryClient::new(ch.clone());
+        let ask = |with_payload| pb::SearchRequest {
+            collection: name.into(),
+            vector: vector(42),
+            params: Some(pb::SearchParams { k: 10, l: 64, w: 4 }),
+            with_payload,
+        };
+        let r = q.search(ask(true)).await.unwrap().into_inner();
+        assert_eq!(r.neighbors.len(), 10, "{name}");
+        for n in &r.neighbors {
+            assert_eq!(n.payload, format!("doc-{}", n.id).into_bytes(), "{name}");
+            let want = match metric {
+                pb::Metric::Cosine => 1.0 - n.distance,
+                _ => -n.distance,
+            };
+            assert_eq!(n.score, want, "{name}");
+        }
+        assert!(r
+            .neighbors
+            .windows(2)
+            .all(|w| w[0].distance <= w[1].distance && w[0].score >= w[1].score));
+        if metric == pb::Metric::Cosine {
+            // The query is a stored vector: similarity 1 with itself.
+            assert_eq!(r.neighbors[0].id, 42);
+            assert!((r.neighbors[0].score - 1.0).abs() < 1e-4, "{:?}", r.neighbors[0]);
+        }
+        // Without the flag, the same neighbours and no payloads.
+        let plain = q.search(ask(false)).await.unwrap().into_inner();
+        assert_eq!(
+            plain.neighbors.iter().map(|n| n.id).collect::<Vec<_>>(),
+            r.neighbors.iter().map(|n| n.id).collect::<Vec<_>>()
+        );
+        assert!(plain.neighbors.iter().all(|n| n.payload.is_empty()));
+        // A batch too.
+        let b = q
+            .search_batch(pb::SearchBatchRequest {
+                collection: name.into(),
+                vectors: [vector(1), vector(2)].concat(),
+                params: None,
+                with_payload: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for res in &b.results {
+            assert!(res
+                .neighbors
+                .iter()
+                .all(|n| n.payload == format!("doc-{}", n.id).into_bytes()));
+        }
+    }
+}
