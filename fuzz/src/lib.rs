@@ -741,7 +741,10 @@ pub fn operations_journal(data: &[u8]) {
         return;
     };
     assert!(p.valid_len <= data.len());
-    assert!(p.entries.iter().all(|e| matches!(e.start, Record::Start { n, .. } if n < p.next)));
+    assert!(p
+        .entries
+        .iter()
+        .all(|e| matches!(e.start, Record::Start { n, .. } if n < p.next)));
     let mut again = Vec::new();
     for e in &p.entries {
         for r in std::iter::once(&e.start).chain(e.end.as_ref()) {
