@@ -56,7 +56,7 @@ EOF
 "$T/quarryd" --config "$work/q.toml" --data-dir "$work/data" 2>"$work/log" &
 srv=$!; echo $srv > "$work/pid"
 for _ in $(seq 1000); do grep -q "quarryd listening" "$work/log" && break; sleep 0.01; done
-C=("$T/quarryctl" collections --server http://127.0.0.1:7790)
+C=("$T/quarryctl" collections --json --server http://127.0.0.1:7790)
 hwm() { awk '/VmHWM/ {print $2 * 1024}' "/proc/$srv/status"; }
 rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$srv/status"; }
 idle() {  # wait until no flush runs and nothing is left to flush
@@ -91,7 +91,7 @@ sleep 1
 wait $cp
 t1=$(date +%s.%N)
 h1=$(hwm)
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({"phase": "compact", "merge_seconds": d["seconds"], "vectors": d["vectors"], "rss_before": int(sys.argv[2]), "peak_rss_before": int(sys.argv[3]), "peak_rss_after": int(sys.argv[4]), "wall_seconds": float(sys.argv[6]) - float(sys.argv[5])}))' "$work/compact.json" "$r0" "$h0" "$h1" "$t0" "$t1"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({"phase": "compact", "merge_seconds": d["elapsed_seconds"], "vectors": d["vectors"], "rss_before": int(sys.argv[2]), "peak_rss_before": int(sys.argv[3]), "peak_rss_after": int(sys.argv[4]), "wall_seconds": float(sys.argv[6]) - float(sys.argv[5])}))' "$work/compact.json" "$r0" "$h0" "$h1" "$t0" "$t1"
 echo "== 5. search after the compaction" >&2
 "${B[@]}" --label search-after-merge
 "${C[@]}" describe w --json >&2

@@ -5,6 +5,10 @@
 //! services.
 //! Output is one JSON object per line with `--json`, else a short table.
 
+use crate::remote_out::{
+    collection_json, print_collection, print_describe, print_operation, print_records, print_search, print_upserted,
+    print_write, Upserted,
+};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use quarry_proto::v1 as pb;
@@ -76,6 +80,16 @@ enum CollectionsCmd {
         /// PQ bytes per vector (0 = server default).
         #[arg(long, default_value_t = 0)]
         pq_bytes: u32,
+        /// RobustPrune alpha, 1.0..=2.0 (0 = server default, 1.2).
+        #[arg(long, default_value_t = 0.0)]
+        alpha: f32,
+        /// Learn an OPQ rotation before PQ (data of low intrinsic rank).
+        #[arg(long)]
+        opq: bool,
+        /// Navigation tier sample size (0 = server default: 1 % of n, at
+        /// most 100,000).
+        #[arg(long, default_value_t = 0)]
+        nav_sample: u32,
         /// Stored vector type: f32, f16 or i8 (default: the server's choice).
         #[arg(long)]
         disk_vector: Option<String>,
@@ -171,6 +185,23 @@ enum CollectionsCmd {
         /// Collection name.
         name: String,
     },
+    /// Points by id: each found one (id, vector, payload), then the ids
+    /// not in the collection.
+    Get {
+        /// Collection name.
+        name: String,
+        /// Ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u64>,
+    },
+    /// Delete points by id (an unknown id is not an error).
+    Delete {
+        /// Collection name.
+        name: String,
+        /// Ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u64>,
+    },
     /// One build or compaction by id, as it stands (or as it ended).
     Operation {
         /// Operation id, as BuildIndex or compact printed it.
@@ -225,80 +256,6 @@ fn upsert_request(
 }
 
 /// The JSON line `collections upsert` prints.
-fn print_upserted(
-    name: &str,
-    count: u64,
-    last_lsn: u64,
-    t0: std::time::Instant,
-    dim: usize,
-    batch: usize,
-    unary: bool,
-) {
-    let secs = t0.elapsed().as_secs_f64();
-    let mut j = serde_json::json!({"collection": name, "upserted": count, "last_lsn": last_lsn,
-        "seconds": secs, "vectors_per_second": count as f64 / secs, "dim": dim, "batch": batch});
-    if unary {
-        j["unary"] = serde_json::json!(true);
-    }
-    println!("{j}");
-}
-
-fn state_name(s: i32) -> &'static str {
-    match pb::CollectionState::try_from(s) {
-        Ok(pb::CollectionState::Empty) => "empty",
-        Ok(pb::CollectionState::Building) => "building",
-        Ok(pb::CollectionState::Ready) => "ready",
-        Ok(pb::CollectionState::Failed) => "failed",
-        _ => "?",
-    }
-}
-
-fn collection_json(c: &pb::Collection) -> serde_json::Value {
-    let p = c.index_params.unwrap_or_default();
-    let ram = c.ram.unwrap_or_default();
-    serde_json::json!({
-        "name": c.name, "dim": c.dim,
-        "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
-        "state": state_name(c.state), "vectors": c.vector_count,
-        "R": p.max_degree, "L": p.build_list_size, "alpha": p.alpha, "pq_bytes": p.pq_bytes,
-        "stored_vector": pb::StoredVector::try_from(c.stored_vector).map(|m| m.as_str_name()).unwrap_or("?"),
-        "operation_id": c.operation_id, "error": c.error,
-        "ram_bytes": {"pq_codes": ram.pq_codes, "pq_pivots": ram.pq_pivots, "nav_tier": ram.nav_tier,
-                      "cache": ram.cache, "id_map": ram.id_map, "total": ram.total},
-        "disk_bytes": c.disk_bytes,
-        "residency": pb::Residency::try_from(c.residency).map(|m| m.as_str_name()).unwrap_or("?"),
-        "mutable": c.mutable,
-        "writes": c.writes.as_ref().map(|w| serde_json::json!({
-            "fresh_vectors": w.fresh_vectors, "segments": w.segments, "last_lsn": w.last_lsn,
-            "durable_lsn": w.durable_lsn, "wal_bytes": w.wal_bytes, "flushing": w.flushing,
-            "flushes": w.flushes, "last_flush_error": w.last_flush_error})),
-        "fresh_index_ram_bytes": ram.fresh_index,
-    })
-}
-
-fn print_collection(c: &pb::Collection, json: bool) {
-    if json {
-        println!("{}", collection_json(c));
-    } else {
-        println!(
-            "{:<24} {:>5}-d {:<14} {:<9} {:>12} vectors  RAM {:>8.1} MiB  disk {:>8.1} MiB{}",
-            c.name,
-            c.dim,
-            pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
-            state_name(c.state),
-            c.vector_count,
-            c.ram.as_ref().map_or(0, |r| r.total) as f64 / 1048576.0,
-            c.disk_bytes as f64 / 1048576.0,
-            if c.error.is_empty() {
-                String::new()
-            } else {
-                format!("  error: {}", c.error)
-            }
-        );
-    }
-}
-
-/// Run `quarryctl status`.
 pub fn run_status(a: StatusArgs) -> Result<()> {
     runtime()?.block_on(async {
         let mut admin = AdminClient::new(channel(&a.conn).await?);
@@ -361,7 +318,7 @@ pub fn run_status(a: StatusArgs) -> Result<()> {
 }
 
 /// Poll an operation until it ends, printing progress; print the result.
-async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, what: &str) -> Result<()> {
+async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, what: &str, json: bool) -> Result<()> {
     let mut last = -1.0;
     loop {
         let o = c
@@ -381,11 +338,7 @@ async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, 
         }
         match pb::OperationState::try_from(o.state) {
             Ok(pb::OperationState::Done) => {
-                println!(
-                    "{}",
-                    serde_json::json!({"operation_id": o.id, "state": "done",
-                    "seconds": o.elapsed_seconds, "vectors": o.vector_count})
-                );
+                print_operation(&o, json);
                 return Ok(());
             }
             Ok(pb::OperationState::Failed) => bail!("{what} failed: {}", o.error),
@@ -393,37 +346,6 @@ async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, 
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-}
-
-fn operation_json(o: &pb::Operation) -> serde_json::Value {
-    let state = pb::OperationState::try_from(o.state)
-        .map(|s| s.as_str_name().trim_start_matches("OPERATION_STATE_").to_lowercase())
-        .unwrap_or_else(|_| o.state.to_string());
-    serde_json::json!({"operation_id": o.id, "collection": o.collection, "state": state,
-        "stage": o.stage, "progress": o.progress, "elapsed_seconds": o.elapsed_seconds,
-        "eta_seconds": o.eta_seconds, "vectors": o.vector_count, "error": o.error})
-}
-
-fn print_operation(o: &pb::Operation, json: bool) {
-    let v = operation_json(o);
-    if json {
-        println!("{v}");
-        return;
-    }
-    println!(
-        "{:<32} {:<10} {:<9} {:>5.1} %  {:>8.0} s  {} vectors{}",
-        o.id,
-        v["state"].as_str().unwrap_or("?"),
-        o.stage,
-        o.progress * 100.0,
-        o.elapsed_seconds,
-        o.vector_count,
-        if o.error.is_empty() {
-            String::new()
-        } else {
-            format!("  ({})", o.error)
-        }
-    );
 }
 
 /// Run `quarryctl collections …`.
@@ -450,7 +372,7 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .await
                     .map_err(status_err)?
                     .into_inner();
-                println!("{}", serde_json::to_string_pretty(&collection_json(&x))?);
+                print_describe(&x, a.conn.json);
             }
             CollectionsCmd::Create {
                 name,
@@ -459,6 +381,9 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 r,
                 l,
                 pq_bytes,
+                alpha,
+                opq,
+                nav_sample,
                 disk_vector,
                 residency,
                 mutable,
@@ -489,7 +414,9 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                             max_degree: r,
                             build_list_size: l,
                             pq_bytes,
-                            ..Default::default()
+                            alpha,
+                            opq,
+                            nav_sample,
                         }),
                         stored_vector: stored as i32,
                         mutable,
@@ -520,10 +447,10 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .into_inner();
                 eprintln!("build started: operation {}", op.id);
                 if no_wait {
-                    println!("{}", serde_json::json!({"operation_id": op.id}));
+                    print_operation(&op, a.conn.json);
                     return Ok(());
                 }
-                follow(&mut c, &op.id, "build").await?;
+                follow(&mut c, &op.id, "build", a.conn.json).await?;
             }
             CollectionsCmd::Upsert {
                 name,
@@ -554,7 +481,18 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                         count += r.count;
                         last_lsn = r.last_lsn;
                     }
-                    print_upserted(&name, count, last_lsn, t0, dim, batch, true);
+                    print_upserted(
+                        &Upserted {
+                            name: &name,
+                            count,
+                            last_lsn,
+                            t0,
+                            dim,
+                            batch,
+                            unary: true,
+                        },
+                        a.conn.json,
+                    );
                     return Ok(());
                 }
                 let feeder = tokio::task::spawn_blocking(move || {
@@ -585,7 +523,18 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .map_err(status_err)?
                     .into_inner();
                 let _ = feeder.await;
-                print_upserted(&name, r.count, r.last_lsn, t0, dim, batch, false);
+                print_upserted(
+                    &Upserted {
+                        name: &name,
+                        count: r.count,
+                        last_lsn: r.last_lsn,
+                        t0,
+                        dim,
+                        batch,
+                        unary: false,
+                    },
+                    a.conn.json,
+                );
             }
             CollectionsCmd::Compact { name, no_wait } => {
                 let mut admin = AdminClient::new(channel(&a.conn).await?);
@@ -596,10 +545,10 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .into_inner();
                 eprintln!("compaction started: operation {}", op.id);
                 if no_wait {
-                    println!("{}", serde_json::json!({"operation_id": op.id}));
+                    print_operation(&op, a.conn.json);
                     return Ok(());
                 }
-                follow(&mut c, &op.id, "compaction").await?;
+                follow(&mut c, &op.id, "compaction", a.conn.json).await?;
             }
             CollectionsCmd::Search {
                 name,
@@ -643,12 +592,12 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 }
                 let secs = t0.elapsed().as_secs_f64();
                 let recall = truth.as_ref().map(|_| hits as f64 / (nq * k as usize) as f64);
-                println!(
-                    "{}",
-                    serde_json::json!({"collection": name, "queries": nq, "k": k, "L": l, "W": w,
+                print_search(
+                    &serde_json::json!({"collection": name, "queries": nq, "k": k, "L": l, "W": w,
                         "recall_at_k": recall, "qps_one_client": nq as f64 / secs,
                         "lat_p50_us": lat.value_at_quantile(0.5), "lat_p99_us": lat.value_at_quantile(0.99),
-                        "mean_ios": ios as f64 / nq.max(1) as f64})
+                        "mean_ios": ios as f64 / nq.max(1) as f64}),
+                    a.conn.json,
                 );
             }
             CollectionsCmd::Drop { name } => {
@@ -656,6 +605,27 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                     .await
                     .map_err(status_err)?;
                 eprintln!("dropped {name}");
+            }
+            CollectionsCmd::Get { name, ids } => {
+                let mut q = quarry_proto::v1::query_client::QueryClient::new(channel(&a.conn).await?);
+                let r = q
+                    .get(pb::GetRequest { collection: name, ids })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                print_records(&r, a.conn.json);
+            }
+            CollectionsCmd::Delete { name, ids } => {
+                let mut w = quarry_proto::v1::write_client::WriteClient::new(channel(&a.conn).await?);
+                let r = w
+                    .delete(pb::DeleteRequest {
+                        collection: name.clone(),
+                        ids,
+                    })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                print_write(&name, "deleted", &r, a.conn.json);
             }
             CollectionsCmd::Operation { id } => {
                 let o = c
@@ -681,6 +651,47 @@ pub fn run_collections(a: CollectionsArgs) -> Result<()> {
                 }
                 print_operation(&o, a.conn.json);
             }
+        }
+        Ok(())
+    })
+}
+
+/// `quarryctl health`.
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// A service to ask about (e.g. quarry.v1.Query); default: the server
+    /// as a whole.
+    #[arg(long, default_value = "")]
+    service: String,
+}
+
+/// Run `quarryctl health`: the gRPC health check; fails unless SERVING.
+pub fn run_health(a: HealthArgs) -> Result<()> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    runtime()?.block_on(async {
+        let r = HealthClient::new(channel(&a.conn).await?)
+            .check(HealthCheckRequest {
+                service: a.service.clone(),
+            })
+            .await
+            .map_err(status_err)?
+            .into_inner();
+        let status = ServingStatus::try_from(r.status).unwrap_or(ServingStatus::Unknown);
+        let name = status.as_str_name();
+        let what = if a.service.is_empty() {
+            "quarryd"
+        } else {
+            a.service.as_str()
+        };
+        if a.conn.json {
+            println!("{}", serde_json::json!({"service": what, "status": name}));
+        } else {
+            println!("{what}: {name}");
+        }
+        if status != ServingStatus::Serving {
+            bail!("{what} is {name}");
         }
         Ok(())
     })

@@ -14,6 +14,7 @@ mod cmd_replication;
 mod cmd_search;
 mod cmd_verify;
 mod plan;
+mod remote_out;
 mod server_addr;
 
 use clap::{Parser, Subcommand};
@@ -44,8 +45,11 @@ enum Cmd {
     Relayout(cmd_relayout::RelayoutArgs),
     /// A running quarryd's status: shards, RAM, latency, collections.
     Status(cmd_remote::StatusArgs),
-    /// Manage a running quarryd's collections: list, describe, create, build, drop.
+    /// Manage a running quarryd's collections: list, describe, create,
+    /// build, upsert, get, delete, search, compact, drop, operation, cancel.
     Collections(cmd_remote::CollectionsArgs),
+    /// gRPC health check of a running quarryd (exit status 1 unless SERVING).
+    Health(cmd_remote::HealthArgs),
     /// Promote a standby to primary (sent to the standby's replication_listen).
     Failover(cmd_replication::FailoverArgs),
     /// Hand the primary role to the standby with no loss (sent to the primary).
@@ -72,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Relayout(a) => cmd_relayout::run(a),
         Cmd::Status(a) => cmd_remote::run_status(a),
         Cmd::Collections(a) => cmd_remote::run_collections(a),
+        Cmd::Health(a) => cmd_remote::run_health(a),
         Cmd::Failover(a) => cmd_replication::run_failover(a),
         Cmd::Switchover(a) => cmd_replication::run_switchover(a),
         Cmd::Replication(a) => cmd_replication::run_replication(a),

@@ -73,6 +73,40 @@ fn quarryctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().unwrap()
 }
 
+/// quarryctl `args` against the server at `addr`.
+fn call_on(addr: &str, args: &[&str]) -> Output {
+    let all: Vec<&str> = args.iter().copied().chain(["--server", addr]).collect();
+    quarryctl(&all, &[])
+}
+
+/// The stdout of a `call_on` that must succeed.
+fn run_on(addr: &str, args: &[&str]) -> String {
+    let o = call_on(addr, args);
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `quarryctl gen` of `n` × `dim` into `out`, 10 queries.
+fn gen(out: &Path, n: usize, dim: usize) {
+    let (n, dim) = (n.to_string(), dim.to_string());
+    let o = quarryctl(
+        &[
+            "gen",
+            "--out",
+            out.to_str().unwrap(),
+            "--n",
+            &n,
+            "--dim",
+            &dim,
+            "--queries",
+            "10",
+            "--no-lid",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -136,30 +170,9 @@ fn the_server_is_found_by_host_port_uri_unix_socket_or_environment() {
 fn a_build_is_followed_cancelled_and_reported_by_id() {
     let dir = tempfile::tempdir().unwrap();
     let q = Quarryd::start(dir.path());
-    let server = ["--server", q.addr.as_str()];
-    let run = |args: &[&str]| {
-        let all: Vec<&str> = args.iter().chain(server.iter()).copied().collect();
-        let o = quarryctl(&all, &[]);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let run = |args: &[&str]| run_on(&q.addr, args);
     let data = dir.path().join("set");
-    let o = quarryctl(
-        &[
-            "gen",
-            "--out",
-            data.to_str().unwrap(),
-            "--n",
-            "30000",
-            "--dim",
-            "32",
-            "--queries",
-            "10",
-            "--no-lid",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    gen(&data, 30_000, 32);
     let base = data.join("base.fbin");
     run(&["collections", "create", "docs", "--dim", "32"]);
     let started = run(&[
@@ -169,6 +182,7 @@ fn a_build_is_followed_cancelled_and_reported_by_id() {
         "--source",
         base.to_str().unwrap(),
         "--no-wait",
+        "--json",
     ]);
     let id = serde_json::from_str::<serde_json::Value>(started.trim()).unwrap()["operation_id"]
         .as_str()
@@ -186,8 +200,7 @@ fn a_build_is_followed_cancelled_and_reported_by_id() {
     let line = run(&["collections", "operation", &id]);
     assert!(line.starts_with(&id) && line.contains("cancelled"), "{line}");
     // A second cancel is refused with the reason.
-    let all = ["collections", "cancel", id.as_str(), "--server", q.addr.as_str()];
-    let o = quarryctl(&all, &[]);
+    let o = call_on(&q.addr, &["collections", "cancel", &id]);
     assert!(
         !o.status.success() && text(&o).contains("already ended (cancelled)"),
         "{}",
@@ -195,5 +208,88 @@ fn a_build_is_followed_cancelled_and_reported_by_id() {
     );
     // And the collection builds afterwards.
     let done = run(&["collections", "build", "docs", "--source", base.to_str().unwrap()]);
-    assert!(done.contains("\"state\":\"done\""), "{done}");
+    assert!(
+        done.starts_with("build-docs-") && done.contains(" done ") && done.contains("30000 vectors"),
+        "{done}"
+    );
+}
+
+#[test]
+fn points_health_and_describe_answer_as_tables_or_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Quarryd::start(dir.path());
+    let call = |args: &[&str]| call_on(&q.addr, args);
+    let run = |args: &[&str]| run_on(&q.addr, args);
+    let data = dir.path().join("set");
+    gen(&data, 300, 8);
+    assert_eq!(run(&["health"]).trim(), "quarryd: SERVING");
+    let h: serde_json::Value = serde_json::from_str(run(&["health", "--json"]).trim()).unwrap();
+    assert_eq!(h["status"], "SERVING");
+    let o = call(&["health", "--service", "no.such.Service"]);
+    assert!(!o.status.success() && text(&o).contains("NotFound"), "{}", text(&o));
+    // Every index parameter the API has.
+    run(&[
+        "collections",
+        "create",
+        "p",
+        "--dim",
+        "8",
+        "--r",
+        "16",
+        "--l",
+        "40",
+        "--alpha",
+        "1.3",
+        "--nav-sample",
+        "50",
+        "--pq-bytes",
+        "4",
+    ]);
+    let d: serde_json::Value = serde_json::from_str(run(&["collections", "describe", "p", "--json"]).trim()).unwrap();
+    assert_eq!(
+        (d["R"].as_u64(), d["L"].as_u64(), d["pq_bytes"].as_u64()),
+        (Some(16), Some(40), Some(4))
+    );
+    assert!((d["alpha"].as_f64().unwrap() - 1.3).abs() < 1e-6, "{d}");
+    let table = run(&["collections", "describe", "p"]);
+    assert!(
+        table.lines().any(|l| l.starts_with("alpha ") && l.contains("1.3")),
+        "{table}"
+    );
+    let o = call(&["collections", "create", "bad", "--dim", "8", "--alpha", "3"]);
+    assert!(!o.status.success() && text(&o).contains("alpha"), "{}", text(&o));
+    // Upsert, get (found and missing), delete.
+    let up = run(&[
+        "collections",
+        "upsert",
+        "p",
+        "--source",
+        data.join("base.fbin").to_str().unwrap(),
+    ]);
+    assert!(up.starts_with("p: 300 vectors upserted"), "{up}");
+    let got = run(&["collections", "get", "p", "--ids", "1,2,999"]);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 3, "{got}");
+    assert!(
+        lines[0].starts_with("1 ") && lines[1].starts_with("2 ") && lines[0].contains("8-d"),
+        "{got}"
+    );
+    assert_eq!(lines[2], "missing: 999");
+    let js: Vec<serde_json::Value> = run(&["collections", "get", "p", "--ids", "2,999", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(js[0]["vector"].as_array().unwrap().len(), 8);
+    assert_eq!(js[1]["missing_ids"], serde_json::json!([999]));
+    assert!(run(&["collections", "delete", "p", "--ids", "1"]).starts_with("p: 1 deleted"));
+    assert_eq!(run(&["collections", "get", "p", "--ids", "1"]).trim(), "missing: 1");
+    // A search prints its summary line.
+    let s = run(&[
+        "collections",
+        "search",
+        "p",
+        "--queries",
+        data.join("queries.fbin").to_str().unwrap(),
+    ]);
+    assert!(s.starts_with("p: 10 queries, k 10") && s.contains("reads/query"), "{s}");
 }
