@@ -494,6 +494,11 @@ impl Catalog {
         self.ops.get(id)
     }
 
+    /// Every operation held (see [`Operations::all`]).
+    pub fn operations(&self) -> Vec<Operation> {
+        self.ops.all()
+    }
+
     /// Ask a running build or compaction to stop (see
     /// [`Operations::cancel`]).
     pub fn cancel_operation(&self, id: &str) -> Result<Operation, ServiceError> {

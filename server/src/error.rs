@@ -112,6 +112,15 @@ impl From<quarry_engine::search::SearchError> for ServiceError {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OversizeStatusLayer;
 
+/// Requests refused as over `max_message_bytes` since start (the layer
+/// sees them before any service does).
+static OVERSIZED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`OVERSIZED`].
+pub fn oversized_refusals() -> u64 {
+    OVERSIZED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl<S> tower_layer::Layer<S> for OversizeStatusLayer {
     type Service = OversizeStatus<S>;
     fn layer(&self, inner: S) -> Self::Service {
@@ -149,6 +158,7 @@ where
                 });
             if oversize {
                 h.insert("grpc-status", http::HeaderValue::from_static("8"));
+                OVERSIZED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(resp)
         })

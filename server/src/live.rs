@@ -101,6 +101,8 @@ pub struct Live {
     /// Taken out of service (dropped, or being cut or replaced by a
     /// standby): shards let go of it once idle, queued flushes skip it.
     pub retired: AtomicBool,
+    /// Queries, writes, latency, flush and merge times (for /metrics).
+    pub stats: Arc<crate::metrics::CollectionStats>,
 }
 
 /// Map an engine error to a status: the caller's mistakes are
@@ -198,6 +200,7 @@ impl Live {
             last_flush_error: Mutex::new(String::new()),
             queued: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            stats: Arc::default(),
         }
     }
 
@@ -381,6 +384,7 @@ fn run_flush(
     match r {
         Ok(rep) => {
             live.flushes.fetch_add(1, Ordering::Relaxed);
+            live.stats.record_flush(rep.merged, t.elapsed().as_secs_f64());
             live.last_flush_error.lock().expect("lock").clear();
             tracing::info!(
                 collection = %live.name,

@@ -18,7 +18,18 @@
 //! - `quarry_queries_expired_total` — dropped for a passed deadline;
 //! - `quarry_shard_queue_depth{shard}`, `quarry_shard_in_flight{shard}`;
 //! - `quarry_ram_bytes{collection,component}`, `quarry_memory_budget_bytes`,
-//!   `quarry_process_resident_bytes`.
+//!   `quarry_process_resident_bytes`;
+//! - per collection (`CollectionStats`): `quarry_collection_queries_total`,
+//!   `quarry_collection_writes_total`, the histogram
+//!   `quarry_collection_query_latency_microseconds`, and
+//!   `quarry_collection_flush_seconds_total{kind}` /
+//!   `quarry_collection_flushes_total{kind}` (kind flush or merge); the
+//!   write path's gauges (`quarry_collection_fresh_vectors`,
+//!   `_segments`, `_wal_bytes`, `_last_lsn`, `_durable_lsn`) are read at
+//!   scrape time (`service::gauges`);
+//! - `quarry_operations{state}`, `quarry_operation_progress{id,collection}`;
+//! - `quarry_refused_messages_total{reason}` (oversized messages);
+//! - `quarry_build_info{version,commit}` (always 1).
 
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
@@ -57,19 +68,133 @@ impl Default for Metrics {
     }
 }
 
+/// What one collection has served, kept on its `Live` (its lifetime is
+/// the collection's in this process).
+#[derive(Default)]
+pub struct CollectionStats {
+    /// Searches answered.
+    pub queries: AtomicU64,
+    /// Points upserted and ids deleted (acknowledged), bulk loads included.
+    pub writes: AtomicU64,
+    latency_le: [AtomicU64; BUCKETS_US.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    /// (count, microseconds) of flushes, then of merges.
+    flush: [(AtomicU64, AtomicU64); 2],
+}
+
+impl CollectionStats {
+    /// One answered search of `us` microseconds.
+    pub fn record_query(&self, us: u64) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
+            self.latency_le[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A finished flush (`merge` false) or merge, in `seconds`.
+    pub fn record_flush(&self, merge: bool, seconds: f64) {
+        let (n, us) = &self.flush[merge as usize];
+        n.fetch_add(1, Ordering::Relaxed);
+        us.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// This collection's lines for each per-collection metric, appended
+    /// to `out[i]` in the order of [`COLLECTION_METRICS`].
+    pub fn render(&self, name: &str, out: &mut [String; 5]) {
+        let c = format!("collection=\"{name}\"");
+        let _ = writeln!(
+            out[0],
+            "quarry_collection_queries_total{{{c}}} {}",
+            self.queries.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out[1],
+            "quarry_collection_writes_total{{{c}}} {}",
+            self.writes.load(Ordering::Relaxed)
+        );
+        let mut cum = 0;
+        for (b, n) in BUCKETS_US.iter().zip(&self.latency_le) {
+            cum += n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out[2],
+                "quarry_collection_query_latency_microseconds_bucket{{{c},le=\"{b}\"}} {cum}"
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out[2],
+            "quarry_collection_query_latency_microseconds_bucket{{{c},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out[2],
+            "quarry_collection_query_latency_microseconds_sum{{{c}}} {}",
+            self.latency_sum_us.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out[2],
+            "quarry_collection_query_latency_microseconds_count{{{c}}} {count}"
+        );
+        for (kind, (n, us)) in ["flush", "merge"].iter().zip(&self.flush) {
+            let _ = writeln!(
+                out[3],
+                "quarry_collection_flushes_total{{{c},kind=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out[4],
+                "quarry_collection_flush_seconds_total{{{c},kind=\"{kind}\"}} {}",
+                us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+        }
+    }
+}
+
+/// (name, type, help) of the per-collection metrics, in render order.
+pub const COLLECTION_METRICS: [(&str, &str, &str); 5] = [
+    (
+        "quarry_collection_queries_total",
+        "counter",
+        "Searches answered, by collection.",
+    ),
+    (
+        "quarry_collection_writes_total",
+        "counter",
+        "Points upserted and ids deleted (acknowledged), by collection.",
+    ),
+    (
+        "quarry_collection_query_latency_microseconds",
+        "histogram",
+        "Search latency inside the server (queue wait + shard), by collection.",
+    ),
+    (
+        "quarry_collection_flushes_total",
+        "counter",
+        "Flushes and merges finished, by collection and kind.",
+    ),
+    (
+        "quarry_collection_flush_seconds_total",
+        "counter",
+        "Seconds spent in finished flushes and merges (divide by flushes_total for the mean).",
+    ),
+];
+
 /// Histogram bucket bounds, microseconds.
 const BUCKETS_US: [u64; 16] = [
     100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 20_000, 50_000, 100_000, 1_000_000,
 ];
 
 impl Metrics {
-    /// Record an answered search.
-    pub fn record_query(&self, s: &quarry_engine::search::QueryStats, queue_micros: f64) {
+    /// Record an answered search of collection `c`.
+    pub fn record_query(&self, s: &quarry_engine::search::QueryStats, queue_micros: f64, c: &CollectionStats) {
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.ios.fetch_add(s.ios as u64, Ordering::Relaxed);
         self.cache_hits.fetch_add(s.cache_hits as u64, Ordering::Relaxed);
         let us = (s.micros + queue_micros).max(1.0) as u64;
         self.latency.lock().expect("lock").saturating_record(us);
+        c.record_query(us);
     }
 
     /// Record a refused or failed request.
@@ -157,6 +282,27 @@ impl Metrics {
             let _ = writeln!(o, "quarry_query_latency_quantile_microseconds{{quantile=\"{qn}\"}} {v}");
         }
         drop(h);
+        let _ = writeln!(
+            o,
+            "# HELP quarry_refused_messages_total Requests refused before decoding, by reason (oversized: over max_message_bytes)."
+        );
+        let _ = writeln!(o, "# TYPE quarry_refused_messages_total counter");
+        let _ = writeln!(
+            o,
+            "quarry_refused_messages_total{{reason=\"oversized\"}} {}",
+            crate::error::oversized_refusals()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP quarry_build_info The running quarryd's version and commit (always 1)."
+        );
+        let _ = writeln!(o, "# TYPE quarry_build_info gauge");
+        let _ = writeln!(
+            o,
+            "quarry_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("QUARRY_COMMIT")
+        );
         o.push_str(extra);
         o
     }

@@ -325,6 +325,20 @@ impl Operations {
             .ok_or_else(|| ServiceError::NotFound(format!("operation {id:?} does not exist")))
     }
 
+    /// A snapshot of every operation held (running ones and the kept
+    /// finished ones), by id number.
+    pub fn all(&self) -> Vec<Operation> {
+        let mut v: Vec<Operation> = self
+            .ops
+            .lock()
+            .expect("lock")
+            .values()
+            .map(|o| o.lock().expect("lock").clone())
+            .collect();
+        v.sort_by_key(|o| o.n);
+        v
+    }
+
     /// A snapshot of operation `id`.
     pub fn get(&self, id: &str) -> Result<Operation, ServiceError> {
         self.ops

@@ -276,6 +276,7 @@ impl Drop for Shards {
 struct Pending {
     reply: oneshot::Sender<Result<SearchOutcome, ServiceError>>,
     queue_micros: f64,
+    stats: Arc<crate::metrics::CollectionStats>,
 }
 
 /// A collection's searcher on this shard.
@@ -296,7 +297,7 @@ fn reply_live(
     counters.queries.fetch_add(1, Ordering::Relaxed);
     let out = r
         .map(|(neighbors, stats)| {
-            metrics.record_query(&stats, p.queue_micros);
+            metrics.record_query(&stats, p.queue_micros, &p.stats);
             SearchOutcome {
                 neighbors,
                 stats,
@@ -422,6 +423,7 @@ fn shard_main(
                         Pending {
                             reply: job.reply,
                             queue_micros,
+                            stats: live.stats.clone(),
                         },
                     );
                 }

@@ -18,7 +18,7 @@ fn vector(id: u64) -> Vec<f32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_on_request_and_a_score_in_the_order_of_the_distance() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), &[], "");
+    let server = Server::start(&tmp.path().join("data"), &[], "max_message_bytes = 65536\n");
     let ch = server.channel().await;
     for (name, metric) in [
         ("l2", pb::Metric::L2),
@@ -99,4 +99,83 @@ async fn payloads_on_request_and_a_score_in_the_order_of_the_distance() {
                 .all(|n| n.payload == format!("doc-{}", n.id).into_bytes()));
         }
     }
+    // What /metrics says of it all.
+    let (c, _) = code_of(
+        QueryClient::new(ch.clone())
+            .search(pb::SearchRequest {
+                collection: "l2".into(),
+                vector: vec![0.5; 20_000],
+                params: None,
+                with_payload: false,
+            })
+            .await,
+    );
+    assert_eq!(c, tonic::Code::ResourceExhausted);
+    let m = scrape(&server);
+    let value = |series: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+            .parse()
+            .unwrap()
+    };
+    for name in ["l2", "ip", "cos"] {
+        let c = format!("{{collection=\"{name}\"}}");
+        // One search with payloads, one without, a batch of two.
+        assert_eq!(value(&format!("quarry_collection_queries_total{c}")), 4.0, "{name}");
+        assert_eq!(
+            value(&format!("quarry_collection_query_latency_microseconds_count{c}")),
+            4.0
+        );
+        assert_eq!(value(&format!("quarry_collection_writes_total{c}")), 200.0);
+        assert_eq!(value(&format!("quarry_collection_fresh_vectors{c}")), 200.0);
+        assert_eq!(value(&format!("quarry_collection_segments{c}")), 0.0);
+        let last = value(&format!("quarry_collection_last_lsn{c}"));
+        assert!(last >= 1.0 && value(&format!("quarry_collection_durable_lsn{c}")) == last);
+    }
+    assert_eq!(value("quarry_refused_messages_total{reason=\"oversized\"}"), 1.0);
+    assert_eq!(value("quarry_operations{state=\"running\"}"), 0.0);
+    // Every series the Grafana dashboard plots is one quarryd exports
+    // (the replication ones need a pair).
+    let dash = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/grafana-quarry.json")).unwrap();
+    let names: std::collections::BTreeSet<&str> = dash
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("quarry_") && !w.starts_with("quarry_replication_"))
+        .collect();
+    assert!(names.len() > 15, "{names:?}");
+    for n in names {
+        assert!(
+            m.contains(&format!("# TYPE {n} ")) || m.contains(&format!("\n{n}")),
+            "the dashboard plots {n}, which /metrics lacks"
+        );
+    }
+    let info = m
+        .lines()
+        .find(|l| l.starts_with("quarry_build_info{"))
+        .expect("build info");
+    assert!(
+        info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))) && info.ends_with(" 1"),
+        "{info}"
+    );
+}
+
+/// GET /metrics from the server's metrics listener (its address from the
+/// "quarryd listening" line).
+fn scrape(server: &Server) -> String {
+    use std::io::{Read, Write};
+    let addr = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.split_once("metrics=")
+                .map(|(_, r)| r.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("quarryd logged its metrics address");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
 }

@@ -59,6 +59,7 @@ impl AppState {
                 }
             }
         }
+        o.push_str(&collection_gauges(&self.catalog));
         let _ = writeln!(o, "# HELP quarry_memory_budget_bytes The configured memory budget.");
         let _ = writeln!(o, "# TYPE quarry_memory_budget_bytes gauge");
         let _ = writeln!(o, "quarry_memory_budget_bytes {}", self.catalog.budget());
@@ -176,6 +177,86 @@ fn replication_gauges(r: &crate::replication::node::Replica, catalog: &Catalog) 
             o,
             "quarry_replication_lag_seconds{{collection=\"{}\"}} {}",
             c.name, c.lag_seconds
+        );
+    }
+    o
+}
+
+/// Per collection: its counters and latency (`CollectionStats`), the write
+/// path's state, and the operations with their progress.
+fn collection_gauges(catalog: &Catalog) -> String {
+    use std::fmt::Write as _;
+    let lives: Vec<(String, Arc<Live>)> = catalog
+        .list()
+        .into_iter()
+        .map(|e| (e.meta.read().expect("lock").name.clone(), e.live.clone()))
+        .collect();
+    let mut per: [String; 5] = Default::default();
+    for (name, live) in &lives {
+        live.stats.render(name, &mut per);
+    }
+    let mut o = String::new();
+    for ((name, kind, help), body) in crate::metrics::COLLECTION_METRICS.iter().zip(&per) {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        o.push_str(body);
+    }
+    let states: Vec<(String, pb::WriteState)> = lives.iter().map(|(n, l)| (n.clone(), write_state(l))).collect();
+    for (metric, help, f) in [
+        (
+            "quarry_collection_fresh_vectors",
+            "Vectors in the in-RAM fresh index, not yet flushed to a segment.",
+            (|w: &pb::WriteState| w.fresh_vectors) as fn(&pb::WriteState) -> u64,
+        ),
+        ("quarry_collection_segments", "Disk segments.", |w| w.segments as u64),
+        (
+            "quarry_collection_wal_bytes",
+            "Bytes of write-ahead log on disk.",
+            |w| w.wal_bytes,
+        ),
+        ("quarry_collection_last_lsn", "The last LSN written to the log.", |w| {
+            w.last_lsn
+        }),
+        (
+            "quarry_collection_durable_lsn",
+            "The last LSN durable in the log.",
+            |w| w.durable_lsn,
+        ),
+        ("quarry_collection_flushing", "1 while a flush or merge runs.", |w| {
+            w.flushing as u64
+        }),
+    ] {
+        let _ = writeln!(o, "# HELP {metric} {help}");
+        let _ = writeln!(o, "# TYPE {metric} gauge");
+        for (name, w) in &states {
+            let _ = writeln!(o, "{metric}{{collection=\"{name}\"}} {}", f(w));
+        }
+    }
+    let ops = catalog.operations();
+    let _ = writeln!(
+        o,
+        "# HELP quarry_operations Builds and compactions held, by state (the running ones and the last 1,000 ended)."
+    );
+    let _ = writeln!(o, "# TYPE quarry_operations gauge");
+    for (state, label) in [
+        (OpState::Running, "running"),
+        (OpState::Done, "done"),
+        (OpState::Failed, "failed"),
+        (OpState::Cancelled, "cancelled"),
+    ] {
+        let n = ops.iter().filter(|x| x.state == state).count();
+        let _ = writeln!(o, "quarry_operations{{state=\"{label}\"}} {n}");
+    }
+    let _ = writeln!(
+        o,
+        "# HELP quarry_operation_progress A running build's or compaction's progress, 0..=1."
+    );
+    let _ = writeln!(o, "# TYPE quarry_operation_progress gauge");
+    for x in ops.iter().filter(|x| x.state == OpState::Running) {
+        let _ = writeln!(
+            o,
+            "quarry_operation_progress{{id=\"{}\",collection=\"{}\",stage=\"{}\"}} {}",
+            x.id, x.collection, x.stage, x.progress
         );
     }
     o

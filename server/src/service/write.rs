@@ -96,8 +96,8 @@ impl AppState {
             )));
         };
         let count = ops.len() as u64;
-        let last_lsn = self.apply(live, ops, deadline).await?;
-        self.metrics.writes.fetch_add(count, Ordering::Relaxed);
+        let last_lsn = self.apply(live.clone(), ops, deadline).await?;
+        self.count_writes(&live, count);
         Ok(pb::WriteResponse { count, last_lsn })
     }
 }
@@ -187,10 +187,10 @@ impl pb::write_server::Write for WriteSvc {
                 if let Some(b) = bulk.as_mut() {
                     b.push(ops);
                     if b.full() {
-                        let (n, lsn) = st.bulk_load(live, b.take()).await?;
+                        let (n, lsn) = st.bulk_load(live.clone(), b.take()).await?;
                         count += n;
                         last_lsn = lsn;
-                        st.metrics.writes.fetch_add(n, Ordering::Relaxed);
+                        st.count_writes(&live, n);
                     }
                     continue;
                 }
@@ -211,9 +211,9 @@ impl pb::write_server::Write for WriteSvc {
                     .await
                     .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
                 let k = ops.len() as u64;
-                last_lsn = st.apply(live, ops, deadline).await?;
+                last_lsn = st.apply(live.clone(), ops, deadline).await?;
                 count += k;
-                st.metrics.writes.fetch_add(k, Ordering::Relaxed);
+                st.count_writes(&live, k);
             }
             if name.is_none() {
                 return Err(ServiceError::InvalidArgument("the stream held no messages".into()));
@@ -222,10 +222,10 @@ impl pb::write_server::Write for WriteSvc {
                 if !b.is_empty() {
                     let (live, _) = st.writable(name.as_deref().expect("named"))?;
                     if b.len() >= live.coll.options().flush_at {
-                        let (n, lsn) = st.bulk_load(live, b.take()).await?;
+                        let (n, lsn) = st.bulk_load(live.clone(), b.take()).await?;
                         count += n;
                         last_lsn = lsn;
-                        st.metrics.writes.fetch_add(n, Ordering::Relaxed);
+                        st.count_writes(&live, n);
                     } else {
                         // Fewer than a flush's worth: they would stay in the
                         // fresh index anyway, and inserting them there costs
@@ -248,7 +248,7 @@ impl pb::write_server::Write for WriteSvc {
                             last_lsn = st.apply(live.clone(), chunk.to_vec(), deadline).await?;
                         }
                         count += n;
-                        st.metrics.writes.fetch_add(n, Ordering::Relaxed);
+                        st.count_writes(&live, n);
                     }
                 }
             }
@@ -376,5 +376,13 @@ impl AppState {
             .map_err(|_| ServiceError::Internal("the bulk load thread ended without an answer".into()))?
             .map_err(crate::live::live_error)?;
         Ok((n as u64, rep.lsn))
+    }
+}
+
+impl AppState {
+    /// Count `n` acknowledged writes to `live`, server-wide and per collection.
+    fn count_writes(&self, live: &Live, n: u64) {
+        self.metrics.writes.fetch_add(n, Ordering::Relaxed);
+        live.stats.writes.fetch_add(n, Ordering::Relaxed);
     }
 }
