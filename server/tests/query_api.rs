@@ -99,6 +99,13 @@ async fn payloads_on_request_and_a_score_in_the_order_of_the_distance() {
                 .all(|n| n.payload == format!("doc-{}", n.id).into_bytes()));
         }
     }
+    // Describe counts every byte the collections hold on disk (their WAL,
+    // with no segment yet), as du would.
+    for name in ["l2", "ip", "cos"] {
+        let on_disk = dir_bytes(&tmp.path().join("data").join("collections").join(name).join("live"));
+        let d = describe(ch.clone(), name).await;
+        assert!(on_disk > 0 && d.disk_bytes == on_disk, "{name}: describe {} vs {on_disk}", d.disk_bytes);
+    }
     // What /metrics says of it all.
     let (c, _) = code_of(
         QueryClient::new(ch.clone())
@@ -179,3 +186,20 @@ fn scrape(server: &Server) -> String {
     c.read_to_string(&mut s).unwrap();
     s
 }
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
