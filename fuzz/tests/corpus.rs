@@ -173,4 +173,6 @@ smoke_tests!(
     index_manifest,
     dataset,
     operations_journal,
+    api_tokens,
+    collection_meta,
 );

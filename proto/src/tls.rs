@@ -12,7 +12,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 /// One node's TLS files, as a configuration table names them.
 #[derive(Clone, Debug)]
 pub struct TlsFiles<'a> {
-    /// The table, for messages ("replication.tls_cert ...").
+    /// The table, for messages ("replication.tls_cert ..."); empty for
+    /// the top level ("tls_cert ...").
     pub table: &'a str,
     /// This node's certificate chain (PEM).
     pub cert: &'a Path,
@@ -40,15 +41,25 @@ fn read_pem(label: &str, path: &Path, kind: &str) -> Result<Vec<u8>, String> {
 }
 
 impl TlsFiles<'_> {
+    /// `key` as the configuration names it: `table.key`, or `key` alone
+    /// for the top-level table (`table` empty).
+    fn key_name(&self, key: &str) -> String {
+        if self.table.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.table)
+        }
+    }
+
     fn identity(&self) -> Result<Identity, String> {
-        let cert = read_pem(&format!("{}.tls_cert", self.table), self.cert, "CERTIFICATE")?;
-        let key = read_pem(&format!("{}.tls_key", self.table), self.key, "PRIVATE KEY")?;
+        let cert = read_pem(&self.key_name("tls_cert"), self.cert, "CERTIFICATE")?;
+        let key = read_pem(&self.key_name("tls_key"), self.key, "PRIVATE KEY")?;
         Ok(Identity::from_pem(cert, key))
     }
 
     fn ca(&self) -> Result<Option<Certificate>, String> {
         self.ca
-            .map(|p| read_pem(&format!("{}.tls_ca", self.table), p, "CERTIFICATE").map(Certificate::from_pem))
+            .map(|p| read_pem(&self.key_name("tls_ca"), p, "CERTIFICATE").map(Certificate::from_pem))
             .transpose()
     }
 
@@ -61,15 +72,16 @@ impl TlsFiles<'_> {
             c = c.client_ca_root(ca).client_auth_optional(!require_client_cert);
         } else if require_client_cert {
             return Err(format!(
-                "{}.tls_require_client_cert needs {}.tls_ca (the CA client certificates must chain to)",
-                self.table, self.table
+                "{} needs {} (the CA client certificates must chain to)",
+                self.key_name("tls_require_client_cert"),
+                self.key_name("tls_ca")
             ));
         }
         // tonic parses the files only here: a bad certificate or key is
         // refused at start, not at the first connection.
         tonic::transport::Server::builder()
             .tls_config(c.clone())
-            .map_err(|e| format!("{}.tls_cert/tls_key/tls_ca: {}", self.table, error_chain(&e)))?;
+            .map_err(|e| format!("{}/tls_key/tls_ca: {}", self.key_name("tls_cert"), error_chain(&e)))?;
         Ok(c)
     }
 
@@ -80,8 +92,8 @@ impl TlsFiles<'_> {
     pub fn client(&self, server_name: Option<&str>) -> Result<ClientTlsConfig, String> {
         let Some(ca) = self.ca()? else {
             return Err(format!(
-                "{}.tls_ca is required with TLS (the CA the peer's certificate must chain to)",
-                self.table
+                "{} is required with TLS (the CA the peer's certificate must chain to)",
+                self.key_name("tls_ca")
             ));
         };
         let mut c = ClientTlsConfig::new()
@@ -91,7 +103,7 @@ impl TlsFiles<'_> {
         if let Some(n) = server_name {
             c = c.domain_name(n);
         }
-        check_client(&c, &format!("{}.tls_cert/tls_key/tls_ca", self.table))?;
+        check_client(&c, &format!("{}/tls_key/tls_ca", self.key_name("tls_cert")))?;
         Ok(c)
     }
 }

@@ -88,6 +88,25 @@ pub struct Config {
     /// running server, or a file that is not a socket, is refused. The
     /// file is removed on exit.
     pub listen_unix: Option<PathBuf>,
+    /// Bearer tokens for the gRPC API, one `<role> <token>` per line
+    /// (`read`: search, get, list, describe, operation status, stats;
+    /// `admin`: everything). Unset: no token is asked for, and `listen`
+    /// must then be a loopback address unless `allow_unauthenticated`.
+    pub api_token_file: Option<PathBuf>,
+    /// Serve the API without tokens on a non-loopback `listen` (anyone
+    /// who reaches the port can write and drop collections).
+    pub allow_unauthenticated: bool,
+    /// TLS on the public gRPC (and HTTP) listeners: this server's
+    /// certificate chain (PEM). With `tls_key`; `tls_ca` is optional.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// A CA for client certificates: with it, clients are asked for a
+    /// certificate chained to it (optional unless
+    /// `tls_require_client_cert`).
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse clients without a certificate chained to `tls_ca`.
+    pub tls_require_client_cert: bool,
     /// Search shards (pinned threads, one ring each); 0 = one per core.
     pub shards: usize,
     /// Requests waiting per shard before the service answers
@@ -186,6 +205,12 @@ impl Default for Config {
             listen: "127.0.0.1:7700".parse().expect("literal"),
             metrics_listen: "127.0.0.1:7701".parse().expect("literal"),
             listen_unix: None,
+            api_token_file: None,
+            allow_unauthenticated: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_require_client_cert: false,
             shards: 0,
             queue_depth: 256,
             inflight_per_shard: 32,
@@ -285,10 +310,35 @@ impl Config {
         }
     }
 
+    /// The public listeners' TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<quarry_proto::tls::TlsFiles<'_>> {
+        Some(quarry_proto::tls::TlsFiles {
+            table: "",
+            cert: self.tls_cert.as_deref()?,
+            key: self.tls_key.as_deref()?,
+            ca: self.tls_ca.as_deref(),
+        })
+    }
+
     /// Check every range; the message names the key and the limit.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         self.replication.validate().map_err(ConfigError::Invalid)?;
+        if self.api_token_file.is_none() && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
+            return bad(format!(
+                "listen = {} is not a loopback address and no api_token_file is set: anyone who can reach it could write and drop collections. Set api_token_file (see ops/quarryd.toml), or allow_unauthenticated = true to serve it open on purpose",
+                self.listen
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together: set both for TLS, or neither".into());
+        }
+        if self.tls_cert.is_none() && (self.tls_ca.is_some() || self.tls_require_client_cert) {
+            return bad("tls_ca and tls_require_client_cert need TLS on (tls_cert and tls_key)".into());
+        }
+        if self.tls_require_client_cert && self.tls_ca.is_none() {
+            return bad("tls_require_client_cert needs tls_ca (the CA client certificates must chain to)".into());
+        }
         if self.shards > 256 {
             return bad(format!("shards = {} is more than 256", self.shards));
         }
@@ -419,6 +469,30 @@ mod tests {
             p.replication.replication_listen.map(|a| a.to_string())
         );
         assert_eq!(p.replication.token_file, s.replication.token_file);
+    }
+
+    #[test]
+    fn an_open_public_listener_and_half_a_tls_setting_are_refused() {
+        for (toml, says) in [
+            ("listen = \"0.0.0.0:7700\"", "no api_token_file is set"),
+            ("tls_cert = \"/c\"", "tls_cert and tls_key go together"),
+            ("tls_ca = \"/a\"", "need TLS on"),
+            (
+                "tls_cert = \"/c\"\ntls_key = \"/k\"\ntls_require_client_cert = true",
+                "tls_require_client_cert needs tls_ca",
+            ),
+        ] {
+            let e = Config::from_toml(toml).unwrap().validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        for ok in [
+            "listen = \"0.0.0.0:7700\"\napi_token_file = \"/t\"",
+            "listen = \"0.0.0.0:7700\"\nallow_unauthenticated = true",
+            "listen = \"[::1]:7700\"",
+            "tls_cert = \"/c\"\ntls_key = \"/k\"\ntls_ca = \"/a\"\ntls_require_client_cert = true",
+        ] {
+            Config::from_toml(ok).unwrap().validate().unwrap();
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! See ARCHITECTURE.md for why the shards are our own io_uring loop rather
 //! than glommio executors.
 
+pub mod auth;
 pub mod budget;
 pub mod catalog;
 pub mod config;
@@ -135,6 +136,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         admin_server::AdminServer, collections_server::CollectionsServer, query_server::QueryServer,
         write_server::WriteServer,
     };
+    // Bearer tokens: read at start, so a bad file stops quarryd here.
+    let tokens = match &cfg.api_token_file {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read api_token_file {}", p.display()))?;
+            let t = auth::parse_tokens(&bytes).map_err(|e| anyhow::anyhow!("api_token_file {}: {e}", p.display()))?;
+            Some(Arc::new(t))
+        }
+        None => None,
+    };
+    // TLS: the files are read and checked now, so a bad one stops quarryd
+    // here, naming the key.
+    let tls = cfg
+        .tls_files()
+        .map(|f| f.server(cfg.tls_require_client_cert))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let max = cfg.max_message_bytes;
     let query = QueryServer::new(service::QuerySvc(state.clone()))
         .max_decoding_message_size(max)
@@ -160,16 +177,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let mut grpc_stop = stop_rx.clone();
     let mut unix_stop = stop_rx.clone();
-    let router = tonic::transport::Server::builder()
-        .layer(error::OversizeStatusLayer)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .add_service(query)
-        .add_service(collections)
-        .add_service(write)
-        .add_service(admin);
-    let unix_serve = unix_listener.map(|l| (router.clone(), l));
+    // The same services on every listener; TLS only on TCP (the Unix
+    // socket is guarded by its file's permissions).
+    let api_router = |b: tonic::transport::Server| {
+        b.layer(error::OversizeStatusLayer)
+            .layer(auth::AuthLayer(tokens.clone()))
+            .add_service(health_service.clone())
+            .add_service(reflection.clone())
+            .add_service(reflection_v1alpha.clone())
+            .add_service(query.clone())
+            .add_service(collections.clone())
+            .add_service(write.clone())
+            .add_service(admin.clone())
+    };
+    let router = match &tls {
+        Some(t) => api_router(tonic::transport::Server::builder().tls_config(t.clone())?),
+        None => api_router(tonic::transport::Server::builder()),
+    };
+    let unix_serve = unix_listener.map(|l| (api_router(tonic::transport::Server::builder()), l));
     let server = async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -209,6 +234,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     tracing::info!(
         grpc = %grpc_addr,
+        tls = tls.is_some(),
+        tokens = tokens.is_some(),
         grpc_unix = %cfg.listen_unix.as_deref().map_or("-".into(), |p| p.display().to_string()),
         metrics = %metrics_addr,
         data_dir = %cfg.data_dir.display(),

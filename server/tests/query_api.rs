@@ -104,7 +104,11 @@ async fn payloads_on_request_and_a_score_in_the_order_of_the_distance() {
     for name in ["l2", "ip", "cos"] {
         let on_disk = dir_bytes(&tmp.path().join("data").join("collections").join(name).join("live"));
         let d = describe(ch.clone(), name).await;
-        assert!(on_disk > 0 && d.disk_bytes == on_disk, "{name}: describe {} vs {on_disk}", d.disk_bytes);
+        assert!(
+            on_disk > 0 && d.disk_bytes == on_disk,
+            "{name}: describe {} vs {on_disk}",
+            d.disk_bytes
+        );
     }
     // What /metrics says of it all.
     let (c, _) = code_of(
@@ -166,27 +170,6 @@ async fn payloads_on_request_and_a_score_in_the_order_of_the_distance() {
     );
 }
 
-/// GET /metrics from the server's metrics listener (its address from the
-/// "quarryd listening" line).
-fn scrape(server: &Server) -> String {
-    use std::io::{Read, Write};
-    let addr = server
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|l| {
-            l.split_once("metrics=")
-                .map(|(_, r)| r.split_whitespace().next().unwrap().to_string())
-        })
-        .expect("quarryd logged its metrics address");
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
-}
-
 /// Bytes of every file under `dir`.
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
@@ -202,4 +185,3 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
-

@@ -16,15 +16,71 @@ use quarry_proto::v1::admin_client::AdminClient;
 use quarry_proto::v1::collections_client::CollectionsClient;
 use std::time::Duration;
 
-/// Where the server is.
+/// Where the server is, and how to be let in.
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// quarryd's gRPC address: host:port, http://host:port or unix:PATH.
+    /// quarryd's gRPC address: host:port, http://host:port,
+    /// https://host:port (with --ca) or unix:PATH.
     #[arg(long, env = "QUARRY_SERVER", default_value = "127.0.0.1:7700", global = true)]
     pub server: String,
     /// JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A file whose first line is an API token of the server's
+    /// api_token_file (or QUARRY_API_TOKEN_FILE).
+    #[arg(long, env = "QUARRY_API_TOKEN_FILE", global = true, conflicts_with = "token")]
+    pub api_token_file: Option<std::path::PathBuf>,
+    /// The API token itself; prefer QUARRY_TOKEN or --api-token-file, which
+    /// other users cannot read in the process list.
+    #[arg(long, env = "QUARRY_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// With https://: the CA that signed quarryd's certificate (PEM; or
+    /// QUARRY_CA).
+    #[arg(long, env = "QUARRY_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
+    /// With https://: a client certificate (PEM) for a server that asks
+    /// for one (or QUARRY_CLIENT_CERT); with --client-key.
+    #[arg(long, env = "QUARRY_CLIENT_CERT", global = true, requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM; or QUARRY_CLIENT_KEY).
+    #[arg(long, env = "QUARRY_CLIENT_KEY", global = true, requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// The name quarryd's certificate must carry, when it is not the host
+    /// in --server.
+    #[arg(long, global = true)]
+    pub server_name: Option<String>,
+}
+
+impl Conn {
+    fn access(&self) -> Result<crate::server_addr::Access> {
+        let token = match (&self.token, &self.api_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(p)) => Some(crate::server_addr::read_token(p)?),
+            (None, None) => None,
+        };
+        Ok(crate::server_addr::Access {
+            ca: self.ca.clone(),
+            identity: self.client_cert.clone().zip(self.client_key.clone()),
+            server_name: self.server_name.clone(),
+            token,
+        })
+    }
+}
+
+/// A channel that sends the bearer token with every request.
+type Api = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// Adds `authorization: Bearer <token>` when there is a token.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
 }
 
 /// `quarryctl status`.
@@ -222,11 +278,24 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-async fn channel(c: &Conn) -> Result<tonic::transport::Channel> {
-    crate::server_addr::channel(&c.server).await
+async fn channel(c: &Conn) -> Result<Api> {
+    let access = c.access()?;
+    let bearer = Bearer(access.bearer()?);
+    let ch = crate::server_addr::channel(&c.server, &access).await?;
+    Ok(Api::new(ch, bearer))
 }
 
 fn status_err(s: tonic::Status) -> anyhow::Error {
+    use std::error::Error;
+    // A status made by the client's transport, not quarryd: say what
+    // broke, and the likely cause when the connection was cut at once.
+    if s.source().is_some() {
+        let chain = quarry_proto::tls::error_chain(&s);
+        return anyhow::anyhow!(
+            "{:?}: the connection failed: {chain} (a quarryd with tls_cert set answers only https:// with --ca)",
+            s.code()
+        );
+    }
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
@@ -318,7 +387,7 @@ pub fn run_status(a: StatusArgs) -> Result<()> {
 }
 
 /// Poll an operation until it ends, printing progress; print the result.
-async fn follow(c: &mut CollectionsClient<tonic::transport::Channel>, id: &str, what: &str, json: bool) -> Result<()> {
+async fn follow(c: &mut CollectionsClient<Api>, id: &str, what: &str, json: bool) -> Result<()> {
     let mut last = -1.0;
     loop {
         let o = c

@@ -16,6 +16,11 @@ struct Quarryd {
 
 impl Quarryd {
     fn start(dir: &Path) -> Quarryd {
+        Quarryd::start_with(dir, "")
+    }
+
+    /// With extra configuration lines.
+    fn start_with(dir: &Path, extra: &str) -> Quarryd {
         let bin = Path::new(env!("CARGO_BIN_EXE_quarryctl")).with_file_name("quarryd");
         assert!(
             bin.exists(),
@@ -27,7 +32,7 @@ impl Quarryd {
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nlisten_unix = {:?}\nshards = 1\n",
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nlisten_unix = {:?}\nshards = 1\n{extra}",
                 sock.display().to_string()
             ),
         )
@@ -66,7 +71,17 @@ impl Drop for Quarryd {
 
 fn quarryctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quarryctl"));
-    c.args(args).env_remove("QUARRY_SERVER");
+    c.args(args);
+    for k in [
+        "QUARRY_SERVER",
+        "QUARRY_TOKEN",
+        "QUARRY_API_TOKEN_FILE",
+        "QUARRY_CA",
+        "QUARRY_CLIENT_CERT",
+        "QUARRY_CLIENT_KEY",
+    ] {
+        c.env_remove(k);
+    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -292,4 +307,106 @@ fn points_health_and_describe_answer_as_tables_or_json() {
         data.join("queries.fbin").to_str().unwrap(),
     ]);
     assert!(s.starts_with("p: 10 queries, k 10") && s.contains("reads/query"), "{s}");
+}
+
+#[test]
+fn tokens_and_tls_through_quarryctl_with_each_refusal_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/pair-certs.sh"))
+        .arg(&tls)
+        .arg("server=DNS:quarry.test,IP:127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (read, admin) = ("read-0123456789abcdef", "admin-0123456789abcdef");
+    let tokens = dir.path().join("api.tokens");
+    std::fs::write(&tokens, format!("read {read}\nadmin {admin}\n")).unwrap();
+    let admin_file = dir.path().join("admin.token");
+    std::fs::write(&admin_file, format!("{admin}\n")).unwrap();
+    let f = |n: &str| tls.join(n).display().to_string();
+    let q = Quarryd::start_with(
+        dir.path(),
+        &format!(
+            "api_token_file = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n",
+            tokens.display().to_string(),
+            f("server.crt"),
+            f("server.key")
+        ),
+    );
+    let https = format!("https://{}", q.addr);
+    let ca = f("ca.crt");
+    // Each call and what it printed, for the transcript.
+    let call = |args: &[&str], env: &[(&str, &str)]| {
+        let o = quarryctl(args, env);
+        eprintln!(
+            "$ {} quarryctl {}\n{}",
+            env.iter().map(|(k, _)| format!("{k}=…")).collect::<Vec<_>>().join(" "),
+            args.join(" "),
+            text(&o)
+        );
+        o
+    };
+    let refused = |o: &Output, says: &str| {
+        assert!(
+            !o.status.success() && text(o).contains(says),
+            "expected {says:?}: {}",
+            text(o)
+        );
+    };
+
+    // https:// without the CA, and plain HTTP to the TLS port.
+    refused(&call(&["collections", "list", "--server", &https], &[]), "needs --ca");
+    refused(
+        &call(&["collections", "list", "--server", &q.addr, "--token", admin], &[]),
+        "the connection failed",
+    );
+    // TLS, no token: UNAUTHENTICATED.
+    refused(
+        &call(&["collections", "list", "--server", &https, "--ca", &ca], &[]),
+        "Unauthenticated",
+    );
+    // A read token lists, and is refused a create.
+    let o = call(
+        &["collections", "list", "--server", &https, "--ca", &ca],
+        &[("QUARRY_TOKEN", read)],
+    );
+    assert!(
+        o.status.success() && text(&o).contains("no collections"),
+        "{}",
+        text(&o)
+    );
+    let create = [
+        "collections",
+        "create",
+        "c",
+        "--dim",
+        "8",
+        "--server",
+        &https,
+        "--ca",
+        &ca,
+    ];
+    refused(&call(&create, &[("QUARRY_TOKEN", read)]), "PermissionDenied");
+    // The admin token from a file creates; the read token then describes.
+    let admin_path = admin_file.display().to_string();
+    let o = call(&[&create[..], &["--api-token-file", &admin_path]].concat(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = call(
+        &["collections", "describe", "c", "--server", &https, "--ca", &ca],
+        &[("QUARRY_TOKEN", read)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // The Unix socket is plain but still asks for the token.
+    let unix = format!("unix:{}", q.sock.display());
+    refused(
+        &call(&["collections", "list", "--server", &unix], &[]),
+        "Unauthenticated",
+    );
+    let o = call(&["collections", "list", "--server", &unix], &[("QUARRY_TOKEN", read)]);
+    assert!(o.status.success() && text(&o).contains('c'), "{}", text(&o));
+    // Health needs no token.
+    let o = call(&["health", "--server", &https, "--ca", &ca], &[]);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -231,3 +231,24 @@ pub fn code_of<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String
     let s = r.expect_err("expected an error status");
     (s.code(), s.message().to_string())
 }
+
+/// GET /metrics from the server's metrics listener (its address from the
+/// "quarryd listening" line).
+pub fn scrape(server: &Server) -> String {
+    use std::io::{Read, Write};
+    let addr = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.split_once("metrics=")
+                .map(|(_, r)| r.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("quarryd logged its metrics address");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
