@@ -104,8 +104,9 @@ pub fn needs(path: &str) -> Option<Role> {
     }
 }
 
-/// Why a request is refused, as a gRPC status.
-fn check(tokens: &Tokens, path: &str, authorization: Option<&[u8]>) -> Result<(), tonic::Status> {
+/// Why a request is refused, as a gRPC status (also the JSON API's
+/// check, with the gRPC method its route calls).
+pub fn check(tokens: &Tokens, path: &str, authorization: Option<&[u8]>) -> Result<(), tonic::Status> {
     let Some(need) = needs(path) else { return Ok(()) };
     let Some(token) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else {
         return Err(tonic::Status::unauthenticated(

@@ -81,6 +81,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus metrics listen address (HTTP, GET /metrics).
     pub metrics_listen: SocketAddr,
+    /// The JSON HTTP API's listen address (unset = off): the gRPC API as
+    /// JSON over HTTP/1.1, with the same tokens, TLS, limits and errors.
+    pub http_listen: Option<SocketAddr>,
     /// Also serve gRPC on this Unix-domain socket (unset = TCP only), for
     /// clients on the same host: it skips the TCP/IP stack on both sides
     /// (see ARCHITECTURE.md, "Unix-domain socket"). A stale
@@ -205,6 +208,7 @@ impl Default for Config {
             listen: "127.0.0.1:7700".parse().expect("literal"),
             metrics_listen: "127.0.0.1:7701".parse().expect("literal"),
             listen_unix: None,
+            http_listen: None,
             api_token_file: None,
             allow_unauthenticated: false,
             tls_cert: None,
@@ -324,11 +328,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         self.replication.validate().map_err(ConfigError::Invalid)?;
-        if self.api_token_file.is_none() && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
-            return bad(format!(
-                "listen = {} is not a loopback address and no api_token_file is set: anyone who can reach it could write and drop collections. Set api_token_file (see ops/quarryd.toml), or allow_unauthenticated = true to serve it open on purpose",
-                self.listen
-            ));
+        let open = [("listen", Some(self.listen)), ("http_listen", self.http_listen)];
+        for (key, addr) in open {
+            let Some(addr) = addr else { continue };
+            if self.api_token_file.is_none() && !addr.ip().is_loopback() && !self.allow_unauthenticated {
+                return bad(format!(
+                    "{key} = {addr} is not a loopback address and no api_token_file is set: anyone who can reach it could write and drop collections. Set api_token_file (see ops/quarryd.toml), or allow_unauthenticated = true to serve it open on purpose"
+                ));
+            }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together: set both for TLS, or neither".into());
@@ -475,6 +482,10 @@ mod tests {
     fn an_open_public_listener_and_half_a_tls_setting_are_refused() {
         for (toml, says) in [
             ("listen = \"0.0.0.0:7700\"", "no api_token_file is set"),
+            (
+                "http_listen = \"10.0.0.1:7703\"",
+                "http_listen = 10.0.0.1:7703 is not a loopback",
+            ),
             ("tls_cert = \"/c\"", "tls_cert and tls_key go together"),
             ("tls_ca = \"/a\"", "need TLS on"),
             (

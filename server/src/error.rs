@@ -116,6 +116,12 @@ pub struct OversizeStatusLayer;
 /// sees them before any service does).
 static OVERSIZED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Count one request refused as over `max_message_bytes` (the JSON
+/// API's refusals; the gRPC layer counts its own).
+pub fn count_oversized() {
+    OVERSIZED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// See [`OVERSIZED`].
 pub fn oversized_refusals() -> u64 {
     OVERSIZED.load(std::sync::atomic::Ordering::Relaxed)

@@ -33,6 +33,7 @@ pub mod catalog;
 pub mod config;
 pub mod datadir;
 pub mod error;
+pub mod http;
 pub mod live;
 pub mod meta;
 pub mod metrics;
@@ -117,6 +118,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (metrics_listen)", cfg.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let http_listener = match cfg.http_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (http_listen)"))?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Reflection in both versions clients use (grpcurl and grpcio's
@@ -175,6 +185,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Some(r) => Some(serve_replication(&cfg, r, &catalog, stop_rx.clone())?),
         None => None,
     };
+    // The JSON API calls the same service values; TLS from the same files.
+    let http_serve = match http_listener {
+        Some(l) => {
+            let tls = match cfg.tls_files() {
+                Some(f) => Some(Arc::new(
+                    http::tls_config(&f, cfg.tls_require_client_cert).map_err(anyhow::Error::msg)?,
+                )),
+                None => None,
+            };
+            let services = http::routes::Services {
+                collections: service::CollectionsSvc(state.clone()),
+                query: service::QuerySvc(state.clone()),
+                write: service::WriteSvc(state.clone()),
+                admin: service::AdminSvc(state.clone()),
+            };
+            let api = Arc::new(http::Api::new(services, tokens.clone(), cfg.max_message_bytes));
+            Some(http::serve(l, tls, api, stop_rx.clone()))
+        }
+        None => None,
+    };
     let mut grpc_stop = stop_rx.clone();
     let mut unix_stop = stop_rx.clone();
     // The same services on every listener; TLS only on TCP (the Unix
@@ -227,6 +257,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Some(shard0) => shard0.spawn(server),
         None => tokio::spawn(server),
     };
+    // On the same runtime as gRPC: the services' futures wait on the shards there.
+    if let Some(h) = http_serve {
+        match &net {
+            Some(shard0) => drop(shard0.spawn(h)),
+            None => drop(tokio::spawn(h)),
+        }
+    }
     let render_state = state.clone();
     let render: Arc<dyn Fn() -> String + Send + Sync> =
         Arc::new(move || render_state.metrics.render(&render_state.render_gauges()));
@@ -238,6 +275,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tokens = tokens.is_some(),
         grpc_unix = %cfg.listen_unix.as_deref().map_or("-".into(), |p| p.display().to_string()),
         metrics = %metrics_addr,
+        http = %http_addr.map_or("-".into(), |a| a.to_string()),
         data_dir = %cfg.data_dir.display(),
         shards = shards.len(),
         collections = catalog.list().len(),

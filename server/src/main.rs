@@ -31,6 +31,9 @@ struct Args {
     /// Also serve gRPC on this Unix-domain socket (overrides listen_unix).
     #[arg(long)]
     listen_unix: Option<PathBuf>,
+    /// Serve the JSON HTTP API on this address (overrides http_listen).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
     /// Search shards, 0 = one per core (overrides shards).
     #[arg(long)]
     shards: Option<usize>,
@@ -74,6 +77,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = a.metrics_listen {
         cfg.metrics_listen = v;
+    }
+    if let Some(v) = a.http_listen {
+        cfg.http_listen = Some(v);
     }
     if let Some(v) = a.listen_unix {
         cfg.listen_unix = Some(v);
