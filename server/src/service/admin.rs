@@ -1,4 +1,5 @@
-//! The Admin service: Stats and Compact.
+//! The Admin service: Stats, Compact, and the snapshot calls (their
+//! work in `snapshots`).
 
 use super::*;
 
@@ -73,6 +74,36 @@ impl pb::admin_server::Admin for AdminSvc {
         match st.check_open().and_then(|_| st.catalog.start_compact(&r.collection)) {
             Ok(op) => Ok(Response::new(operation_to_pb(&op))),
             Err(e) => st.fail(e),
+        }
+    }
+
+    async fn create_snapshot(
+        &self,
+        req: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotInfo>, Status> {
+        match self.0.create_snapshot(req.into_inner()).await {
+            Ok(i) => Ok(Response::new(i)),
+            Err(e) => self.0.fail(e),
+        }
+    }
+
+    async fn verify_snapshot(
+        &self,
+        req: Request<pb::VerifySnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotInfo>, Status> {
+        match self.0.verify_snapshot(req.into_inner()).await {
+            Ok(i) => Ok(Response::new(i)),
+            Err(e) => self.0.fail(e),
+        }
+    }
+
+    async fn restore_snapshot(
+        &self,
+        req: Request<pb::RestoreSnapshotRequest>,
+    ) -> Result<Response<pb::Collection>, Status> {
+        match self.0.restore_snapshot(req.into_inner()).await {
+            Ok(c) => Ok(Response::new(c)),
+            Err(e) => self.0.fail(e),
         }
     }
 }
