@@ -218,15 +218,15 @@ enum CollectionsCmd {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-async fn channel(c: &Conn) -> Result<tonic::transport::Channel> {
+pub(crate) async fn channel(c: &Conn) -> Result<tonic::transport::Channel> {
     crate::server_addr::channel(&c.server).await
 }
 
-fn status_err(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 

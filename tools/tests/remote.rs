@@ -1,6 +1,7 @@
 //! `quarryctl` against a real `quarryd` (the workspace's own binary,
 //! built beside quarryctl by `cargo test --workspace`): the forms of
-//! `--server` and `QUARRY_SERVER`.
+//! `--server` and `QUARRY_SERVER`, and snapshots created, verified and
+//! restored online and offline.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -292,4 +293,96 @@ fn points_health_and_describe_answer_as_tables_or_json() {
         data.join("queries.fbin").to_str().unwrap(),
     ]);
     assert!(s.starts_with("p: 10 queries, k 10") && s.contains("reads/query"), "{s}");
+}
+
+#[test]
+fn snapshots_are_created_verified_and_restored_online_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Quarryd::start(dir.path());
+    let run = |q: &Quarryd, args: &[&str]| run_on(&q.addr, args);
+    let data = dir.path().join("set");
+    gen(&data, 300, 8);
+    run(&q, &["collections", "create", "p", "--dim", "8"]);
+    run(
+        &q,
+        &[
+            "collections",
+            "upsert",
+            "p",
+            "--source",
+            data.join("base.fbin").to_str().unwrap(),
+        ],
+    );
+    run(&q, &["collections", "delete", "p", "--ids", "7"]);
+    let snap = dir.path().join("snap");
+    let i: serde_json::Value = serde_json::from_str(
+        run(
+            &q,
+            &["snapshot", "create", "p", "--out", snap.to_str().unwrap(), "--json"],
+        )
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (i["collection"].as_str(), i["lsn"].as_u64()),
+        (Some("p"), Some(301)),
+        "{i}"
+    );
+    let table = run(&q, &["snapshot", "verify", snap.to_str().unwrap()]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("lsn ") && l.trim_end().ends_with(" 301")),
+        "{table}"
+    );
+    let d: serde_json::Value = serde_json::from_str(
+        run(
+            &q,
+            &[
+                "snapshot",
+                "restore",
+                snap.to_str().unwrap(),
+                "--collection",
+                "online",
+                "--json",
+            ],
+        )
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (d["name"].as_str(), d["vectors"].as_u64()),
+        (Some("online"), Some(299)),
+        "{d}"
+    );
+    // Offline: refused while quarryd holds the data directory.
+    let data_dir = dir.path().join("data");
+    let offline = [
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--collection",
+        "offline",
+        "--data-dir",
+    ];
+    let mut args: Vec<&str> = offline.to_vec();
+    args.push(data_dir.to_str().unwrap());
+    let o = quarryctl(&args, &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("in use by another quarryd"),
+        "{}",
+        text(&o)
+    );
+    let _ = q.child.kill();
+    let _ = q.child.wait();
+    let o = quarryctl(&args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    q = Quarryd::start(dir.path());
+    let got = run(&q, &["collections", "get", "offline", "--ids", "6,7"]);
+    assert!(got.starts_with("6 ") && got.contains("missing: 7"), "{got}");
+    let o = call_on(
+        &q.addr,
+        &["snapshot", "verify", dir.path().join("nothing").to_str().unwrap()],
+    );
+    assert!(!o.status.success() && text(&o).contains("nothing"), "{}", text(&o));
 }
