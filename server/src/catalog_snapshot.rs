@@ -133,7 +133,7 @@ impl Catalog {
         self.kick_flush(&entry.live);
         tracing::info!(
             collection = name, snapshot = %dir.display(), source = %report.source, lsn = report.lsn,
-            vectors = entry.live.coll.len(), linked = report.linked_files, copied = report.copied_files,
+            vectors = entry.live.coll.len(), linked = report.placed.linked_files, copied = report.placed.copied_files,
             "restored from a snapshot"
         );
         Ok(entry)

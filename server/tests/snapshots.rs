@@ -10,15 +10,14 @@
 
 mod common;
 
-use common::{code_of, create, dataset, describe, Server, DIM};
+use common::{code_of, compact_and_wait, create, dataset, delete, describe, Server, DIM};
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::admin_client::AdminClient;
-use quarry_proto::v1::collections_client::CollectionsClient;
 use quarry_proto::v1::query_client::QueryClient;
 use quarry_proto::v1::write_client::WriteClient;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -28,26 +27,6 @@ fn vector(id: u64, version: u64) -> Vec<f32> {
     use rand::{Rng, SeedableRng};
     let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(id << 8 | version);
     (0..DIM).map(|_| r.random_range(-1.0f32..1.0)).collect()
-}
-
-async fn compact(ch: Channel, name: &str) {
-    let op = AdminClient::new(ch.clone())
-        .compact(pb::CompactRequest {
-            collection: name.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    wait_for("the compaction", Duration::from_secs(120), async || {
-        let o = CollectionsClient::new(ch.clone())
-            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_ne!(o.state, pb::OperationState::Failed as i32, "{}", o.error);
-        o.state == pb::OperationState::Done as i32
-    })
-    .await;
 }
 
 async fn upsert(ch: Channel, name: &str, ids: impl Iterator<Item = u64>, version: u64) {
@@ -67,16 +46,6 @@ async fn upsert(ch: Channel, name: &str, ids: impl Iterator<Item = u64>, version
         .await
         .unwrap();
     }
-}
-
-async fn delete(ch: Channel, name: &str, ids: Vec<u64>) {
-    WriteClient::new(ch)
-        .delete(pb::DeleteRequest {
-            collection: name.into(),
-            ids,
-        })
-        .await
-        .unwrap();
 }
 
 /// What Get answers for `ids`, in full.
@@ -123,18 +92,6 @@ async fn restore(ch: Channel, dir: &Path, collection: &str) -> Result<pb::Collec
         .map(|r| r.into_inner())
 }
 
-async fn names(ch: Channel) -> Vec<String> {
-    CollectionsClient::new(ch)
-        .list_collections(pb::ListCollectionsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .collections
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
-}
-
 /// Directory names under `collections/`.
 fn on_disk(data: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(data.join("collections"))
@@ -143,26 +100,6 @@ fn on_disk(data: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-async fn wait_for(what: &str, within: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let t = Instant::now();
-    while !ok().await {
-        assert!(t.elapsed() < within, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const CONFIG: &str = "flush_at = 300\nmax_segments = 2\nwal_segment_mb = 1\nmax_batch = 500\nmax_payload_bytes = 64\n";
@@ -178,7 +115,7 @@ async fn a_restored_collection_holds_exactly_the_writes_up_to_the_snapshot() {
     delete(ch.clone(), "c", (0..600).step_by(7).collect()).await;
     // Everything in segments, then fewer writes than flush_at after the
     // checkpoint: the snapshot's log holds them.
-    compact(ch.clone(), "c").await;
+    compact_and_wait(ch.clone(), "c").await;
     upsert(ch.clone(), "c", 600..700, 0).await;
     delete(ch.clone(), "c", vec![650, 3]).await;
     let at_s = model(ch.clone(), "c", 0..800).await;
@@ -224,7 +161,14 @@ async fn a_restored_collection_holds_exactly_the_writes_up_to_the_snapshot() {
     let (c, m) = code_of(restore(ch.clone(), &out, "c").await);
     assert_eq!(c, Code::AlreadyExists, "{m}");
     let bad = tmp.path().join("snaps").join("bad");
-    copy_tree(&out, &bad);
+    // A copy of it, as from a backup host.
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&out)
+        .arg(&bad)
+        .status()
+        .unwrap()
+        .success());
     let wal = std::fs::read_dir(bad.join("wal"))
         .unwrap()
         .next()
@@ -241,7 +185,7 @@ async fn a_restored_collection_holds_exactly_the_writes_up_to_the_snapshot() {
         c == Code::FailedPrecondition && m.contains("wal/wal-") && m.contains("crc32c"),
         "{c:?} {m}"
     );
-    assert!(!names(ch.clone()).await.contains(&"from_bad".to_string()));
+    assert!(!common::names(ch.clone()).await.contains(&"from_bad".to_string()));
     assert_eq!(on_disk(&data), before, "nothing created");
     for (res, code, field) in [
         (
@@ -405,7 +349,7 @@ async fn kill9_during_create_snapshot_leaves_it_whole_or_absent() {
     assert!(!data.join("collections/c/live/wal/followers.bin").exists());
     let before = describe(ch.clone(), "c").await.writes.unwrap().wal_bytes;
     assert!(before > 3 << 19, "{before} bytes of log");
-    compact(ch.clone(), "c").await;
+    compact_and_wait(ch.clone(), "c").await;
     let after = describe(ch.clone(), "c").await.writes.unwrap().wal_bytes;
     assert!(
         after <= 1 << 20,

@@ -315,14 +315,11 @@ fn snapshots_are_created_verified_and_restored_online_and_offline() {
     );
     run(&q, &["collections", "delete", "p", "--ids", "7"]);
     let snap = dir.path().join("snap");
-    let i: serde_json::Value = serde_json::from_str(
-        run(
-            &q,
-            &["snapshot", "create", "p", "--out", snap.to_str().unwrap(), "--json"],
-        )
-        .trim(),
-    )
-    .unwrap();
+    let json = |out: String| -> serde_json::Value { serde_json::from_str(out.trim()).unwrap() };
+    let i = json(run(
+        &q,
+        &["snapshot", "create", "p", "--out", snap.to_str().unwrap(), "--json"],
+    ));
     assert_eq!(
         (i["collection"].as_str(), i["lsn"].as_u64()),
         (Some("p"), Some(301)),
@@ -335,21 +332,8 @@ fn snapshots_are_created_verified_and_restored_online_and_offline() {
             .any(|l| l.starts_with("lsn ") && l.trim_end().ends_with(" 301")),
         "{table}"
     );
-    let d: serde_json::Value = serde_json::from_str(
-        run(
-            &q,
-            &[
-                "snapshot",
-                "restore",
-                snap.to_str().unwrap(),
-                "--collection",
-                "online",
-                "--json",
-            ],
-        )
-        .trim(),
-    )
-    .unwrap();
+    let restore = ["snapshot", "restore", snap.to_str().unwrap(), "--collection"];
+    let d = json(run(&q, &[&restore[..], &["online", "--json"]].concat()));
     assert_eq!(
         (d["name"].as_str(), d["vectors"].as_u64()),
         (Some("online"), Some(299)),
@@ -357,16 +341,7 @@ fn snapshots_are_created_verified_and_restored_online_and_offline() {
     );
     // Offline: refused while quarryd holds the data directory.
     let data_dir = dir.path().join("data");
-    let offline = [
-        "snapshot",
-        "restore",
-        snap.to_str().unwrap(),
-        "--collection",
-        "offline",
-        "--data-dir",
-    ];
-    let mut args: Vec<&str> = offline.to_vec();
-    args.push(data_dir.to_str().unwrap());
+    let args = [&restore[..], &["offline", "--data-dir", data_dir.to_str().unwrap()]].concat();
     let o = quarryctl(&args, &[]);
     assert!(
         !o.status.success() && text(&o).contains("in use by another quarryd"),

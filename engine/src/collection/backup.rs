@@ -122,23 +122,41 @@ pub struct BackupInfo {
     pub checkpoint_lsn: Lsn,
     /// S: the backup holds exactly the records up to it.
     pub lsn: Lsn,
-    /// Files listed in the descriptor.
-    pub files: usize,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Segment files hard-linked (sharing blocks with the collection).
-    pub linked_files: usize,
-    /// Files written (log, manifest, tombstones, and segment files whose
-    /// link failed).
-    pub copied_files: usize,
+    /// Its files and how they were placed.
+    #[serde(flatten)]
+    pub placed: Placement,
     /// Records C + 1..=S copied.
     pub log_records: u64,
     /// Wall time.
     pub seconds: f64,
-    /// Why segment files were copied rather than linked, if any was.
-    pub copy_reason: Option<String>,
     /// Temporary directories of backups a crash cut short, removed.
     pub leftovers_removed: Vec<PathBuf>,
+}
+
+/// The files of a backup, or of a restore, and how they were placed.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Placement {
+    /// Files listed in the descriptor.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Segment files hard-linked (sharing blocks with their source).
+    pub linked_files: usize,
+    /// Files written: the log's copy, the manifest, the tombstones, and
+    /// segment files whose link was refused.
+    pub copied_files: usize,
+    /// Why segment files were copied rather than linked, if any was.
+    pub copy_reason: Option<String>,
+}
+
+impl Placement {
+    /// Count one placed file.
+    pub(super) fn count(&mut self, how: Placed) {
+        match how {
+            Placed::Linked => self.linked_files += 1,
+            Placed::Copied(_) => self.copied_files += 1,
+        }
+    }
 }
 
 /// How a file was placed.
@@ -306,9 +324,7 @@ fn clear_leftovers(fs: &dyn Vfs, out: &Path) -> Result<Vec<PathBuf>> {
 /// What the work inside the temporary directory produced.
 struct Written {
     desc: BackupDescriptor,
-    linked: usize,
-    copied: usize,
-    copy_reason: Option<String>,
+    placed: Placement,
 }
 
 impl Collection {
@@ -399,18 +415,15 @@ impl Collection {
             collection: name.to_string(),
             checkpoint_lsn: w.desc.checkpoint,
             lsn: w.desc.lsn,
-            files: w.desc.files.len(),
-            bytes: w.desc.bytes(),
-            linked_files: w.linked,
-            copied_files: w.copied,
+            placed: w.placed,
             log_records: w.desc.lsn - w.desc.checkpoint,
             seconds: t0.elapsed().as_secs_f64(),
-            copy_reason: w.copy_reason,
             leftovers_removed,
         };
+        let p = &info.placed;
         tracing::info!(
-            dir = %out.display(), checkpoint = info.checkpoint_lsn, lsn = info.lsn, files = info.files,
-            bytes = info.bytes, linked = info.linked_files, copied = info.copied_files,
+            dir = %out.display(), checkpoint = info.checkpoint_lsn, lsn = info.lsn, files = p.files,
+            bytes = p.bytes, linked = p.linked_files, copied = p.copied_files,
             seconds = info.seconds, "backup written"
         );
         Ok(info)
@@ -464,26 +477,22 @@ impl Collection {
             walk(&self.dir, seg, &mut listed).map_err(BackupError::from)?;
         }
         let total: u64 = listed.iter().map(|f| f.1).sum();
-        let (mut done, mut linked, mut copied, mut copy_reason) = (0u64, 0usize, files.len(), None);
+        let mut placed = Placement {
+            copied_files: files.len(),
+            ..Placement::default()
+        };
+        let mut done = 0u64;
         for (path, len) in listed {
             let (src, dst) = (self.dir.join(&path), dirs.parent_of(fs, &path)?);
-            let crc = match link_or_copy(fs, &src, &dst, &mut copy_reason)? {
-                Placed::Linked => {
-                    linked += 1;
-                    super::snapshot::crc_of(&dst)?
-                }
-                Placed::Copied(crc) => {
-                    copied += 1;
-                    crc
-                }
+            let how = link_or_copy(fs, &src, &dst, &mut placed.copy_reason)?;
+            placed.count(how);
+            let crc = match how {
+                Placed::Linked => super::snapshot::crc_of(&dst)?,
+                Placed::Copied(crc) => crc,
             };
             let got = fs.file_len(&dst).map_err(io(&dst, "stat"))?;
             if got != len {
-                return Err(CollectionError::Corrupt(format!(
-                    "{}: {got} bytes where the segment had {len}",
-                    dst.display()
-                ))
-                .into());
+                return Err(self.corrupt(format!("{}: {got} bytes where the segment had {len}", dst.display())));
             }
             done += len;
             progress("files", done, total);
@@ -493,7 +502,7 @@ impl Collection {
         small.extend(tombstones);
         for (path, bytes) in small {
             write_new(fs, &dirs.parent_of(fs, &path)?, &bytes)?;
-            copied += 1;
+            placed.copied_files += 1;
             files.push(SnapshotFile {
                 path,
                 len: bytes.len() as u64,
@@ -516,12 +525,9 @@ impl Collection {
         dirs.sync(fs)?;
         write_new(fs, &tmp.join(DESCRIPTOR_FILE), &desc.encode())?;
         fs.sync_dir(tmp).map_err(io(tmp, "sync"))?;
-        Ok(Written {
-            desc,
-            linked,
-            copied,
-            copy_reason,
-        })
+        placed.files = desc.files.len();
+        placed.bytes = desc.bytes();
+        Ok(Written { desc, placed })
     }
 
     /// Copy records `c + 1..=s` into `wal/` under the root of `dirs` as

@@ -68,11 +68,11 @@ pub fn backup_path_kind(path: &str) -> Result<PathKind, String> {
     }
     let top = path.split('/').next().unwrap_or_default();
     let depth = path.split('/').count();
+    let small = depth == 1 && (path == super::MANIFEST_FILE || (path.starts_with("tomb-") && path.ends_with(".bin")));
+    let log = depth == 2 && top == "wal" && path["wal/".len()..].starts_with("wal-") && path.ends_with(".log");
     let kind = if (top.starts_with("seg-") || top.starts_with("bulk-")) && depth >= 2 {
         Some(PathKind::Segment)
-    } else if depth == 1 && (path == super::MANIFEST_FILE || (path.starts_with("tomb-") && path.ends_with(".bin"))) {
-        Some(PathKind::Copied)
-    } else if depth == 2 && top == "wal" && path["wal/".len()..].starts_with("wal-") && path.ends_with(".log") {
+    } else if small || log {
         Some(PathKind::Copied)
     } else {
         None
@@ -126,18 +126,7 @@ impl BackupDescriptor {
         if b.len() < 4 + 4 + 8 * 3 + 4 + 2 + 4 + 4 + 4 {
             return Err((0, format!("{} bytes, shorter than the smallest descriptor", b.len())));
         }
-        if &b[..4] != DESCRIPTOR_MAGIC {
-            return Err((0, "bad magic (expected QSNP)".into()));
-        }
-        let body = b.len() - 4;
-        let stored = u32::from_le_bytes(b[body..].try_into().expect("4 bytes"));
-        let crc = crc32c::crc32c(&b[..body]);
-        if crc != stored {
-            return Err((
-                body as u64,
-                format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
-            ));
-        }
+        let body = crate::wal::magic_and_crc(b, DESCRIPTOR_MAGIC)?;
         let mut r = Reader { b: &b[..body], at: 4 };
         let version = r.u32()?;
         if version != DESCRIPTOR_VERSION {

@@ -77,7 +77,10 @@ fn a_restore_holds_exactly_the_writes_up_to_the_backups_lsn() {
     assert_eq!(info.lsn, s);
     assert!(info.checkpoint_lsn > 0 && info.checkpoint_lsn < s, "{info:?}");
     assert_eq!(info.log_records, s - info.checkpoint_lsn);
-    assert!(info.linked_files > 0 && info.copy_reason.is_none(), "{info:?}");
+    assert!(
+        info.placed.linked_files > 0 && info.placed.copy_reason.is_none(),
+        "{info:?}"
+    );
     assert!(p.wal().followers().is_empty() && p.wal().held_from().is_none());
     // Segment files share the original's blocks; nothing else does.
     let seg = p.state.read().unwrap().segments[0].name.clone();
@@ -95,7 +98,7 @@ fn a_restore_holds_exactly_the_writes_up_to_the_backups_lsn() {
     let rep = verify_backup(&RealFs, &out).unwrap();
     assert_eq!(
         (rep.lsn, rep.checkpoint_lsn, rep.files),
-        (s, info.checkpoint_lsn, info.files)
+        (s, info.checkpoint_lsn, info.placed.files)
     );
     assert!(
         rep.segments.iter().any(|s| s.starts_with("bulk-")),
@@ -108,7 +111,7 @@ fn a_restore_holds_exactly_the_writes_up_to_the_backups_lsn() {
         (r.lsn, r.source.as_str(), r.meta.as_slice()),
         (s, "src", &b"{\"meta\":1}"[..])
     );
-    assert!(r.linked_files > 0);
+    assert!(r.placed.linked_files > 0);
     let wal_file = std::fs::read_dir(target.join("wal"))
         .unwrap()
         .next()
@@ -324,14 +327,14 @@ fn files_are_copied_where_links_fail_and_the_copy_restores_the_same() {
     cfs.set_cross_device(true);
     let out = d.path().join("b");
     let info = backup(&p, &out).unwrap();
-    assert_eq!(info.linked_files, 0);
-    assert_eq!(info.copied_files, info.files);
+    let pl = &info.placed;
+    assert_eq!((pl.linked_files, pl.copied_files), (0, pl.files));
     assert!(
-        info.copy_reason.as_deref().unwrap().contains("files were copied"),
+        pl.copy_reason.as_deref().unwrap().contains("files were copied"),
         "{info:?}"
     );
     let r = restore_backup(&cfs, &out, &d.path().join("r")).unwrap();
-    assert_eq!((r.linked_files, r.copied_files), (0, r.files));
+    assert_eq!((r.placed.linked_files, r.placed.copied_files), (0, r.placed.files));
     cfs.set_cross_device(false);
     assert_eq!(state(&open_restored(&d.path().join("r")), 0..300), at_s);
 }

@@ -75,7 +75,7 @@ mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
-pub use backup::{BackupError, BackupInfo};
+pub use backup::{BackupError, BackupInfo, Placement};
 pub use backup_desc::{
     backup_path_kind, BackupDescriptor, PathKind, DESCRIPTOR_FILE, DESCRIPTOR_MAGIC, DESCRIPTOR_VERSION,
 };

@@ -16,7 +16,7 @@
 //! file system allows; the log's copy (appended to and cut by recovery),
 //! the manifest and the tombstones are copied.
 
-use super::backup::{copy_file, io, link_or_copy, sibling, BackupError, Dirs, Placed};
+use super::backup::{copy_file, io, link_or_copy, sibling, BackupError, Dirs, Placed, Placement};
 use super::backup_desc::{backup_path_kind, BackupDescriptor, PathKind, DESCRIPTOR_FILE};
 use super::manifest::{Manifest, MANIFEST_FILE};
 use super::op::Op;
@@ -77,16 +77,9 @@ pub struct RestoreReport {
     /// S: the restored collection holds exactly the writes up to it (its
     /// recovery replays C + 1..=S), and its next write gets S + 1.
     pub lsn: Lsn,
-    /// Files placed.
-    pub files: usize,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Segment files hard-linked from the backup.
-    pub linked_files: usize,
-    /// Files copied.
-    pub copied_files: usize,
-    /// Why segment files were copied rather than linked, if any was.
-    pub copy_reason: Option<String>,
+    /// Its files and how they were placed.
+    #[serde(flatten)]
+    pub placed: Placement,
     /// The caller's metadata the backup carries (quarryd's
     /// `collection.json` of the source).
     #[serde(skip)]
@@ -332,7 +325,7 @@ pub fn restore_backup(fs: &dyn Vfs, dir: &Path, target: &Path) -> Result<Restore
         fs.sync_dir(parent).map_err(io(parent, "sync"))?;
         Ok(p)
     });
-    let (linked, copied, copy_reason) = match placed {
+    let placed = match placed {
         Ok(p) => p,
         Err(e) => {
             if let Err(r) = fs.remove_dir_all(&tmp) {
@@ -342,7 +335,8 @@ pub fn restore_backup(fs: &dyn Vfs, dir: &Path, target: &Path) -> Result<Restore
         }
     };
     tracing::info!(
-        backup = %dir.display(), dir = %target.display(), lsn = d.lsn, linked, copied, "backup restored"
+        backup = %dir.display(), dir = %target.display(), lsn = d.lsn, linked = placed.linked_files,
+        copied = placed.copied_files, "backup restored"
     );
     Ok(RestoreReport {
         dir: target.to_path_buf(),
@@ -351,30 +345,27 @@ pub fn restore_backup(fs: &dyn Vfs, dir: &Path, target: &Path) -> Result<Restore
         metric: d.metric.name().into(),
         checkpoint_lsn: d.checkpoint,
         lsn: d.lsn,
-        files: d.files.len(),
-        bytes: d.bytes(),
-        linked_files: linked,
-        copied_files: copied,
-        copy_reason,
+        placed,
         meta: d.meta,
     })
 }
 
-/// Every file of `d` from `dir` into `tmp`, all fsynced: (linked, copied,
-/// why copied).
-fn place(fs: &dyn Vfs, dir: &Path, tmp: &Path, d: &BackupDescriptor) -> Result<(usize, usize, Option<String>)> {
+/// Every file of `d` from `dir` into `tmp`, all fsynced.
+fn place(fs: &dyn Vfs, dir: &Path, tmp: &Path, d: &BackupDescriptor) -> Result<Placement> {
     let mut dirs = Dirs::new(tmp);
-    let (mut linked, mut copied, mut why) = (0, 0, None);
+    let mut placed = Placement {
+        files: d.files.len(),
+        bytes: d.bytes(),
+        ..Placement::default()
+    };
     for f in &d.files {
         let (src, dst) = (dir.join(&f.path), dirs.parent_of(fs, &f.path)?);
-        let placed = match backup_path_kind(&f.path) {
-            Ok(PathKind::Segment) => link_or_copy(fs, &src, &dst, &mut why)?,
+        let how = match backup_path_kind(&f.path) {
+            Ok(PathKind::Segment) => link_or_copy(fs, &src, &dst, &mut placed.copy_reason)?,
             _ => Placed::Copied(copy_file(fs, &src, &dst)?.1),
         };
-        match placed {
-            Placed::Linked => linked += 1,
-            Placed::Copied(crc) if crc == f.crc => copied += 1,
-            Placed::Copied(crc) => {
+        if let Placed::Copied(crc) = how {
+            if crc != f.crc {
                 return Err(damaged(
                     dir,
                     &f.path,
@@ -382,10 +373,11 @@ fn place(fs: &dyn Vfs, dir: &Path, tmp: &Path, d: &BackupDescriptor) -> Result<(
                         "changed while it was restored (crc32c {crc:#010x}; SNAPSHOT says {:#010x})",
                         f.crc
                     ),
-                ))
+                ));
             }
         }
+        placed.count(how);
     }
     dirs.sync(fs)?;
-    Ok((linked, copied, why))
+    Ok(placed)
 }

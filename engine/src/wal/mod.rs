@@ -100,7 +100,7 @@ pub use followers::{
 use followers::{load_followers, Registry};
 pub use record::{decode_record, encode_record, RecordHead, HEADER, MAGIC, RECORD_HEADER, VERSION};
 use record::{durable_record_after, header, seg_name};
-pub(crate) use record::{header as segment_header, parse_seg_name};
+pub(crate) use record::{header as segment_header, magic_and_crc, parse_seg_name};
 pub use replica::TruncateReport;
 pub use retention::{RetainReport, WalHold};
 

@@ -81,29 +81,20 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::CreateSnapshotRequest>,
     ) -> Result<Response<pb::SnapshotInfo>, Status> {
-        match self.0.create_snapshot(req.into_inner()).await {
-            Ok(i) => Ok(Response::new(i)),
-            Err(e) => self.0.fail(e),
-        }
+        self.0.answer(self.0.create_snapshot(req.into_inner()).await)
     }
 
     async fn verify_snapshot(
         &self,
         req: Request<pb::VerifySnapshotRequest>,
     ) -> Result<Response<pb::SnapshotInfo>, Status> {
-        match self.0.verify_snapshot(req.into_inner()).await {
-            Ok(i) => Ok(Response::new(i)),
-            Err(e) => self.0.fail(e),
-        }
+        self.0.answer(self.0.verify_snapshot(req.into_inner()).await)
     }
 
     async fn restore_snapshot(
         &self,
         req: Request<pb::RestoreSnapshotRequest>,
     ) -> Result<Response<pb::Collection>, Status> {
-        match self.0.restore_snapshot(req.into_inner()).await {
-            Ok(c) => Ok(Response::new(c)),
-            Err(e) => self.0.fail(e),
-        }
+        self.0.answer(self.0.restore_snapshot(req.into_inner()).await)
     }
 }

@@ -160,6 +160,11 @@ impl AppState {
         Ok(rx)
     }
 
+    /// A handler's result as its answer (a failure counted).
+    fn answer<T>(&self, r: Result<T, ServiceError>) -> Result<Response<T>, Status> {
+        r.map(Response::new).or_else(|e| self.fail(e))
+    }
+
     fn fail<T>(&self, e: ServiceError) -> Result<T, Status> {
         let s: Status = e.into();
         self.metrics.record_error(s.code());

@@ -54,12 +54,12 @@ fn info_to_pb(i: &BackupInfo) -> pb::SnapshotInfo {
         collection: i.collection.clone(),
         lsn: i.lsn,
         checkpoint_lsn: i.checkpoint_lsn,
-        files: i.files as u64,
-        bytes: i.bytes,
-        linked_files: i.linked_files as u64,
-        copied_files: i.copied_files as u64,
+        files: i.placed.files as u64,
+        bytes: i.placed.bytes,
+        linked_files: i.placed.linked_files as u64,
+        copied_files: i.placed.copied_files as u64,
         seconds: i.seconds,
-        copy_reason: i.copy_reason.clone().unwrap_or_default(),
+        copy_reason: i.placed.copy_reason.clone().unwrap_or_default(),
         leftovers_removed: i.leftovers_removed.iter().map(|p| p.display().to_string()).collect(),
         ..Default::default()
     }
