@@ -291,6 +291,20 @@ pub fn followers(data: &[u8]) {
     }
 }
 
+/// `collection::BackupDescriptor::decode` (a backup's `SNAPSHOT`): what
+/// decodes re-encodes to its bytes, and lists only paths a backup may hold.
+pub fn backup_descriptor(data: &[u8]) {
+    let (fix, _, rest) = mode(data);
+    let mut b = rest.to_vec();
+    if fix {
+        fix_trailing_crc(&mut b);
+    }
+    if let Ok(d) = collection::BackupDescriptor::decode(&b) {
+        assert_eq!(d.encode(), b, "a decoded descriptor re-encodes to its bytes");
+        assert!(d.lsn >= d.checkpoint && d.files.iter().all(|f| collection::backup_path_kind(&f.path).is_ok()));
+    }
+}
+
 /// `wal::decode_epochs` (`epochs.bin`), encode → decode round trips, and
 /// the divergence arithmetic over what decodes: `end_of` never answers an
 /// epoch above the one asked, and `common_prefix` of a history with itself
@@ -816,6 +830,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wal_segment", wal_segment),
     ("wal_op", wal_op),
     ("followers", followers),
+    ("backup_descriptor", backup_descriptor),
     ("epochs", epochs),
     ("replication_msg", replication_msg),
     ("collection_manifest", collection_manifest),

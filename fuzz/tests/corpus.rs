@@ -161,6 +161,7 @@ smoke_tests!(
     wal_segment,
     wal_op,
     followers,
+    backup_descriptor,
     epochs,
     replication_msg,
     collection_manifest,

@@ -354,6 +354,44 @@ fn write_replication_seeds() {
     put("operations_journal", "torn", &journal[..journal.len() - 7]);
 }
 
+#[test]
+#[ignore = "writes corpus/; run by hand"]
+fn write_backup_seeds() {
+    let file = |path: &str, len, crc| collection::SnapshotFile {
+        path: path.into(),
+        len,
+        crc,
+    };
+    let d = collection::BackupDescriptor {
+        checkpoint: 40,
+        lsn: 57,
+        created_unix_ms: 1_765_000_000_000,
+        dim: 8,
+        metric: Metric::L2,
+        collection: "img".into(),
+        meta: meta_json(),
+        files: vec![
+            file("manifest.json", 180, 0x1234_5678),
+            file("seg-00000000000000000040-00000002/index/graph.qgr", 8192, 7),
+            file("seg-00000000000000000040-00000002/records.bin", 904, 8),
+            file("tomb-00000000000000000040-00000002.bin", 20, 9),
+            file("wal/wal-00000000000000000041.log", 3100, 10),
+        ],
+    };
+    put("backup_descriptor", "five-files", &with(&[0], &d.encode()));
+    // Mode 1: mutations of it get their checksum fixed, so reach the checks behind it.
+    put("backup_descriptor", "five-files-fix", &with(&[1], &d.encode()));
+    let empty = collection::BackupDescriptor {
+        checkpoint: 0,
+        lsn: 0,
+        collection: "a".into(),
+        meta: Vec::new(),
+        files: vec![file("wal/wal-00000000000000000001.log", 16, 11)],
+        ..d
+    };
+    put("backup_descriptor", "empty-log", &with(&[0], &empty.encode()));
+}
+
 /// A primary's `collection.json` as quarryd writes it.
 fn meta_json() -> Vec<u8> {
     br#"{

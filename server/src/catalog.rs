@@ -16,6 +16,8 @@
 //! collections/<name>/index-<gen>/      an earlier release's built index,
 //!                                      adopted as the first segment
 //! collections/.dropped-<name>-<n>/     a drop being finished
+//! collections/.restore-<name>-<n>/     a restore being staged
+//!                                      (`catalog_snapshot.rs`)
 //! ```
 
 use crate::budget::{MemoryBudget, Reservation};
@@ -67,10 +69,14 @@ pub struct Catalog {
     /// Called while a collection taken out of service waits for its
     /// holders (the shards: `Shards::nudge`).
     retire_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Names held by running restores (`snapshot`).
+    restoring: Mutex<std::collections::BTreeSet<String>>,
 }
 
 #[path = "catalog_replica.rs"]
 mod replica;
+#[path = "catalog_snapshot.rs"]
+pub mod snapshot;
 
 /// A collection name: 1..=64 characters from `[A-Za-z0-9_-]`.
 pub(crate) fn check_name(name: &str) -> Result<(), ServiceError> {
@@ -144,12 +150,13 @@ impl Catalog {
             flusher: OnceLock::new(),
             changes: AtomicU64::new(0),
             retire_hook: OnceLock::new(),
+            restoring: Mutex::new(Default::default()),
         };
         let mut names = Vec::new();
         for n in fs.list(&cat.root).map_err(|e| internal("list", &cat.root, e))? {
             let dir = cat.root.join(&n);
-            if n.starts_with(DROPPED_PREFIX) {
-                tracing::info!(path = %dir.display(), "finishing the deletion of a dropped collection");
+            if n.starts_with(DROPPED_PREFIX) || snapshot::is_staging(&n) {
+                tracing::info!(path = %dir.display(), "finishing the deletion of a dropped collection or a restore cut short");
                 fs.remove_dir_all(&dir).map_err(|e| internal("remove", &dir, e))?;
             } else if fs.exists(&dir.join("collection.json")) {
                 names.push(dir);
@@ -371,7 +378,7 @@ impl Catalog {
         let params = params.resolve(dim)?;
         let stored = stored.unwrap_or(quarry_engine::index::IndexBuildOptions::default_stored(dim as usize));
         let mut entries = self.entries.write().expect("lock");
-        if entries.contains_key(name) {
+        if entries.contains_key(name) || self.restoring(name) {
             return Err(ServiceError::AlreadyExists(format!(
                 "collection {name:?} already exists"
             )));

@@ -29,6 +29,8 @@
 //!   scrape time (`service::gauges`);
 //! - `quarry_operations{state}`, `quarry_operation_progress{id,collection}`;
 //! - `quarry_refused_messages_total{reason}` (oversized messages);
+//! - `quarry_snapshots_total{op}` — snapshots created and restored
+//!   (`op` = `create`, `restore`), successful ones;
 //! - `quarry_build_info{version,commit}` (always 1).
 
 use hdrhistogram::Histogram;
@@ -48,6 +50,10 @@ pub struct Metrics {
     pub expired: AtomicU64,
     /// Points upserted and ids deleted (acknowledged).
     pub writes: AtomicU64,
+    /// Snapshots written (CreateSnapshot).
+    pub snapshots_created: AtomicU64,
+    /// Collections restored from snapshots (RestoreSnapshot).
+    pub snapshots_restored: AtomicU64,
     /// Errors by gRPC code name.
     errors: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Latency, microseconds (shard time + queue wait).
@@ -62,6 +68,8 @@ impl Default for Metrics {
             cache_hits: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            snapshots_created: AtomicU64::new(0),
+            snapshots_restored: AtomicU64::new(0),
             errors: Mutex::new(Default::default()),
             latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")),
         }
@@ -230,6 +238,17 @@ impl Metrics {
         );
         let _ = writeln!(o, "# TYPE quarry_writes_total counter");
         let _ = writeln!(o, "quarry_writes_total {}", self.writes.load(Ordering::Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP quarry_snapshots_total Snapshots of a collection created, and collections restored from one."
+        );
+        let _ = writeln!(o, "# TYPE quarry_snapshots_total counter");
+        for (op, n) in [
+            ("create", &self.snapshots_created),
+            ("restore", &self.snapshots_restored),
+        ] {
+            let _ = writeln!(o, "quarry_snapshots_total{{op=\"{op}\"}} {}", n.load(Ordering::Relaxed));
+        }
         let _ = writeln!(
             o,
             "# HELP quarry_query_errors_total Requests refused or failed, by gRPC code."

@@ -661,17 +661,7 @@ async fn a_second_server_on_a_held_data_directory_refuses_to_start() {
     );
     // The first server was not disturbed: it still answers, and still has
     // its collection.
-    let mut c = quarry_proto::v1::collections_client::CollectionsClient::new(server.channel().await);
-    let names: Vec<String> = c
-        .list_collections(quarry_proto::v1::ListCollectionsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .collections
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(names, vec!["kept".to_string()]);
+    assert_eq!(common::names(server.channel().await).await, vec!["kept".to_string()]);
     // After it stops, the directory is free again.
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(15)).success());

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{build_and_wait, create, dataset, describe, recall, search_all, search_ids, Server, DIM};
+use common::{build_and_wait, create, dataset, delete, describe, recall, search_all, search_ids, Server, DIM};
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::query_client::QueryClient;
 use quarry_proto::v1::write_client::WriteClient;
@@ -42,16 +42,6 @@ async fn upsert(ch: Channel, name: &str, id: u64, vector: Vec<f32>) {
                 vector,
                 payload: vec![],
             }],
-        })
-        .await
-        .unwrap();
-}
-
-async fn delete(ch: Channel, name: &str, ids: Vec<u64>) {
-    WriteClient::new(ch)
-        .delete(pb::DeleteRequest {
-            collection: name.into(),
-            ids,
         })
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{code_of, create, dataset, describe, search_ids, Server, DIM};
+use common::{code_of, compact_and_wait, create, dataset, describe, search_ids, wait_for, Server, DIM};
 use quarry_engine::Metric;
 use quarry_proto::v1 as pb;
 use quarry_proto::v1::admin_client::AdminClient;
@@ -16,7 +16,7 @@ use quarry_proto::v1::write_client::WriteClient;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -68,14 +68,6 @@ async fn recall_vs(ch: Channel, name: &str, live: &HashMap<u64, Vec<f32>>, queri
         hits += got.iter().filter(|id| truth.contains(id)).count();
     }
     hits as f64 / (10 * n) as f64
-}
-
-async fn wait_for(what: &str, within: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let t = Instant::now();
-    while !ok().await {
-        assert!(t.elapsed() < within, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,21 +258,7 @@ async fn upsert_delete_get_search_bad_inputs_compact_and_restart() {
     assert!(r1 >= 0.9, "recall@10 over fresh + segments {r1}");
 
     // Compact: one segment, nothing fresh, same recall.
-    let op = AdminClient::new(ch.clone())
-        .compact(pb::CompactRequest { collection: "w".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    wait_for("the compaction", Duration::from_secs(120), async || {
-        let o = CollectionsClient::new(ch.clone())
-            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_ne!(o.state, pb::OperationState::Failed as i32, "{}", o.error);
-        o.state == pb::OperationState::Done as i32
-    })
-    .await;
+    compact_and_wait(ch.clone(), "w").await;
     let c = describe(ch.clone(), "w").await;
     let ws = c.writes.unwrap();
     assert_eq!((ws.segments, ws.fresh_vectors), (1, 0), "{ws:?}");

@@ -68,11 +68,11 @@ impl Conn {
 }
 
 /// A channel that sends the bearer token with every request.
-type Api = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+pub(crate) type Api = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
 
 /// Adds `authorization: Bearer <token>` when there is a token.
 #[derive(Clone)]
-struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -274,18 +274,18 @@ enum CollectionsCmd {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-async fn channel(c: &Conn) -> Result<Api> {
+pub(crate) async fn channel(c: &Conn) -> Result<Api> {
     let access = c.access()?;
     let bearer = Bearer(access.bearer()?);
     let ch = crate::server_addr::channel(&c.server, &access).await?;
     Ok(Api::new(ch, bearer))
 }
 
-fn status_err(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_err(s: tonic::Status) -> anyhow::Error {
     use std::error::Error;
     // A status made by the client's transport, not quarryd: say what
     // broke, and the likely cause when the connection was cut at once.

@@ -1,7 +1,8 @@
 //! quarryctl: Quarry's command-line tool — data sets (`gen`, `gt`, `lid`),
 //! index builds (`build`), measured searches (`search`) and integrity
-//! checks (`verify`); and, against a running quarryd over gRPC, `status`
-//! and `collections`; against a pair's replication listeners, `failover`,
+//! checks (`verify`); and, against a running quarryd over gRPC, `status`,
+//! `collections` and `snapshot` (whose `verify` and `restore --data-dir`
+//! work offline); against a pair's replication listeners, `failover`,
 //! `switchover` and `replication`; and `plan`, the capacity model fed by
 //! runs measured here.
 
@@ -12,6 +13,7 @@ mod cmd_relayout;
 mod cmd_remote;
 mod cmd_replication;
 mod cmd_search;
+mod cmd_snapshot;
 mod cmd_verify;
 mod plan;
 mod remote_out;
@@ -48,6 +50,10 @@ enum Cmd {
     /// Manage a running quarryd's collections: list, describe, create,
     /// build, upsert, get, delete, search, compact, drop, operation, cancel.
     Collections(cmd_remote::CollectionsArgs),
+    /// Snapshots of a collection: create (through a running quarryd),
+    /// verify (offline), restore (into a running quarryd, or offline into
+    /// a stopped one's data directory).
+    Snapshot(cmd_snapshot::SnapshotArgs),
     /// gRPC health check of a running quarryd (exit status 1 unless SERVING).
     Health(cmd_remote::HealthArgs),
     /// Promote a standby to primary (sent to the standby's replication_listen).
@@ -76,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Relayout(a) => cmd_relayout::run(a),
         Cmd::Status(a) => cmd_remote::run_status(a),
         Cmd::Collections(a) => cmd_remote::run_collections(a),
+        Cmd::Snapshot(a) => cmd_snapshot::run(a),
         Cmd::Health(a) => cmd_remote::run_health(a),
         Cmd::Failover(a) => cmd_replication::run_failover(a),
         Cmd::Switchover(a) => cmd_replication::run_switchover(a),

@@ -41,13 +41,18 @@ pub(crate) fn print_upserted(u: &Upserted<'_>, json: bool) {
 
 /// One collection in full: aligned `key  value` lines, or one JSON object.
 pub(crate) fn print_describe(c: &pb::Collection, json: bool) {
-    let v = collection_json(c);
+    print_object(&collection_json(c), json);
+}
+
+/// Any one result: aligned `key  value` lines (nested keys joined by
+/// dots), or one JSON object.
+pub(crate) fn print_object(v: &serde_json::Value, json: bool) {
     if json {
         println!("{v}");
         return;
     }
     let mut flat = Vec::new();
-    flatten("", &v, &mut flat);
+    flatten("", v, &mut flat);
     let w = flat.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, val) in flat {
         println!("{k:<w$}  {val}");
@@ -207,7 +212,15 @@ pub(crate) fn print_collection(c: &pb::Collection, json: bool) {
     }
 }
 
-/// Run `quarryctl status`.
+/// A snapshot as CreateSnapshot wrote it or VerifySnapshot checked it.
+pub(crate) fn snapshot_json(i: &pb::SnapshotInfo) -> serde_json::Value {
+    serde_json::json!({"dir": i.dir, "collection": i.collection, "lsn": i.lsn,
+        "checkpoint_lsn": i.checkpoint_lsn, "files": i.files, "bytes": i.bytes,
+        "linked_files": i.linked_files, "copied_files": i.copied_files, "seconds": i.seconds,
+        "copy_reason": i.copy_reason, "leftovers_removed": i.leftovers_removed.join(", ")})
+}
+
+/// An operation as GetOperation answers it.
 pub(crate) fn operation_json(o: &pb::Operation) -> serde_json::Value {
     let state = pb::OperationState::try_from(o.state)
         .map(|s| s.as_str_name().trim_start_matches("OPERATION_STATE_").to_lowercase())

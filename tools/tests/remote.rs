@@ -1,6 +1,7 @@
 //! `quarryctl` against a real `quarryd` (the workspace's own binary,
 //! built beside quarryctl by `cargo test --workspace`): the forms of
-//! `--server` and `QUARRY_SERVER`.
+//! `--server` and `QUARRY_SERVER`, and snapshots created, verified and
+//! restored online and offline.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -409,4 +410,71 @@ fn tokens_and_tls_through_quarryctl_with_each_refusal_said() {
     // Health needs no token.
     let o = call(&["health", "--server", &https, "--ca", &ca], &[]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn snapshots_are_created_verified_and_restored_online_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Quarryd::start(dir.path());
+    let run = |q: &Quarryd, args: &[&str]| run_on(&q.addr, args);
+    let data = dir.path().join("set");
+    gen(&data, 300, 8);
+    run(&q, &["collections", "create", "p", "--dim", "8"]);
+    run(
+        &q,
+        &[
+            "collections",
+            "upsert",
+            "p",
+            "--source",
+            data.join("base.fbin").to_str().unwrap(),
+        ],
+    );
+    run(&q, &["collections", "delete", "p", "--ids", "7"]);
+    let snap = dir.path().join("snap");
+    let json = |out: String| -> serde_json::Value { serde_json::from_str(out.trim()).unwrap() };
+    let i = json(run(
+        &q,
+        &["snapshot", "create", "p", "--out", snap.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(
+        (i["collection"].as_str(), i["lsn"].as_u64()),
+        (Some("p"), Some(301)),
+        "{i}"
+    );
+    let table = run(&q, &["snapshot", "verify", snap.to_str().unwrap()]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("lsn ") && l.trim_end().ends_with(" 301")),
+        "{table}"
+    );
+    let restore = ["snapshot", "restore", snap.to_str().unwrap(), "--collection"];
+    let d = json(run(&q, &[&restore[..], &["online", "--json"]].concat()));
+    assert_eq!(
+        (d["name"].as_str(), d["vectors"].as_u64()),
+        (Some("online"), Some(299)),
+        "{d}"
+    );
+    // Offline: refused while quarryd holds the data directory.
+    let data_dir = dir.path().join("data");
+    let args = [&restore[..], &["offline", "--data-dir", data_dir.to_str().unwrap()]].concat();
+    let o = quarryctl(&args, &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("in use by another quarryd"),
+        "{}",
+        text(&o)
+    );
+    let _ = q.child.kill();
+    let _ = q.child.wait();
+    let o = quarryctl(&args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    q = Quarryd::start(dir.path());
+    let got = run(&q, &["collections", "get", "offline", "--ids", "6,7"]);
+    assert!(got.starts_with("6 ") && got.contains("missing: 7"), "{got}");
+    let o = call_on(
+        &q.addr,
+        &["snapshot", "verify", dir.path().join("nothing").to_str().unwrap()],
+    );
+    assert!(!o.status.success() && text(&o).contains("nothing"), "{}", text(&o));
 }

@@ -38,6 +38,12 @@
 //! checkpoint are then deleted. A retired segment's files are deleted
 //! when the last search holding it lets go.
 //!
+//! **Backups** (`backup.rs`, `restore.rs`): the files of one consistent
+//! state at LSN S, taken while the collection serves (segments
+//! hard-linked, the log after the checkpoint copied), checked, and
+//! restored as a new collection directory whose recovery replays the
+//! copied log up to S.
+//!
 //! **Recovery.** Open the manifest, load its segments and tombstones, then
 //! replay the WAL from the checkpoint LSN + 1 (the WAL cuts a torn tail
 //! and refuses a corrupt record before it). Leftovers of an interrupted
@@ -45,6 +51,10 @@
 //! files) are removed.
 
 mod apply;
+mod backup;
+mod backup_desc;
+#[cfg(test)]
+mod backup_tests;
 mod bulk;
 #[cfg(test)]
 mod cancel_tests;
@@ -56,6 +66,7 @@ mod recovery;
 mod replica;
 #[cfg(test)]
 mod replica_tests;
+mod restore;
 mod segment;
 mod ship;
 mod snapshot;
@@ -64,6 +75,10 @@ mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
+pub use backup::{BackupError, BackupInfo, Placement};
+pub use backup_desc::{
+    backup_path_kind, BackupDescriptor, PathKind, DESCRIPTOR_FILE, DESCRIPTOR_MAGIC, DESCRIPTOR_VERSION,
+};
 pub use bulk::BulkReport;
 pub use flush::FlushReport;
 pub use manifest::{Manifest, MANIFEST_FILE, MANIFEST_VERSION};
@@ -71,6 +86,7 @@ pub use op::Op;
 pub use query::{CollectionResult, CollectionSearcher};
 pub use recovery::OpenReport;
 pub use replica::{CommitGate, GateError};
+pub use restore::{read_descriptor, restore_backup, verify_backup, BackupReport, RestoreReport};
 pub use segment::{decode_records, decode_tombstones, encode_records, encode_tombstones, Segment};
 pub use ship::install_segment;
 pub use snapshot::{finish_install, install_snapshot, needs_snapshot, FetchFn, Snapshot, SnapshotFile, NEEDS_SNAPSHOT};

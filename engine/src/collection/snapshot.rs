@@ -130,12 +130,31 @@ pub(super) fn crc_of(p: &Path) -> Result<u32> {
         .map_err(io_err(p, "read"))
 }
 
+/// What a snapshot and a backup both take under the flush lock: one
+/// consistent state of the collection's files.
+pub(super) struct View {
+    /// `manifest.json` as read (checkpoint C).
+    pub(super) manifest: Vec<u8>,
+    /// It, decoded.
+    pub(super) m: Manifest,
+    /// The tombstone file's name and bytes (the next flush deletes it).
+    pub(super) tombstones: Option<(String, Vec<u8>)>,
+    /// Every segment in the state (the manifest's, and bulk segments
+    /// logged after C), held so their files outlive a merge.
+    pub(super) pins: Vec<Arc<Segment>>,
+    /// The applied LSN, read after C: every record up to it is in the
+    /// segments or the log after C.
+    pub(super) applied: Lsn,
+}
+
 impl Collection {
-    /// Take a snapshot for follower `follower` (see the module doc for the
-    /// order). The follower is registered in the log at checkpoint + 1
-    /// before anything is read. A collection still holding an index
-    /// adopted from an earlier release is refused: compact it first.
-    pub fn snapshot(&self, follower: &str) -> Result<Snapshot> {
+    /// Under the flush lock (no flush, merge or bulk load switch changes
+    /// the segment list meanwhile): read the manifest, call `keep` with
+    /// its checkpoint C (which must keep the log after C before anything
+    /// else is read), hold every segment, read the tombstone file and the
+    /// applied LSN. A collection still holding an index adopted from an
+    /// earlier release is refused: compact it first.
+    pub(super) fn view<K>(&self, keep: impl FnOnce(Lsn) -> Result<K>) -> Result<(View, K)> {
         let _no_flush = self.flush_lock.lock().expect("lock");
         let mpath = self.dir.join(MANIFEST_FILE);
         let manifest = self.fs.read(&mpath).map_err(io_err(&mpath, "read"))?;
@@ -143,19 +162,52 @@ impl Collection {
             Manifest::decode(&manifest).map_err(|e| CollectionError::Corrupt(format!("{}: {e}", mpath.display())))?;
         if let Some(s) = m.segments.iter().find(|s| s.starts_with("../")) {
             return Err(CollectionError::InvalidArgument(format!(
-                "{}: segment {s} is an index adopted from an earlier release; compact the collection before taking a snapshot",
+                "{}: segment {s} is an index adopted from an earlier release; compact the collection before taking a snapshot or a backup",
                 self.dir.display()
             )));
         }
-        self.wal.register_follower(follower, m.checkpoint_lsn + 1)?;
-        let pins: Vec<Arc<Segment>> = {
+        let kept = keep(m.checkpoint_lsn)?;
+        let (applied, pins) = {
+            // The applied LSN first: a segment applied after it is held
+            // too, harmlessly; one applied before it is never missed.
+            let applied = self.applied.lock().expect("lock");
             let st = self.state.read().expect("lock");
-            st.segments
-                .iter()
-                .filter(|s| m.segments.contains(&s.name))
-                .cloned()
-                .collect()
+            (applied.applied, st.segments.clone())
         };
+        let tombstones = match &m.tombstones {
+            Some(t) => {
+                let p = self.dir.join(t);
+                let b = self.fs.read(&p).map_err(io_err(&p, "read"))?;
+                Some((t.clone(), b))
+            }
+            None => None,
+        };
+        Ok((
+            View {
+                manifest,
+                m,
+                tombstones,
+                pins,
+                applied,
+            },
+            kept,
+        ))
+    }
+
+    /// Take a snapshot for follower `follower` (see the module doc for the
+    /// order). The follower is registered in the log at checkpoint + 1
+    /// before anything is read. A collection still holding an index
+    /// adopted from an earlier release is refused: compact it first.
+    pub fn snapshot(&self, follower: &str) -> Result<Snapshot> {
+        let (v, ()) = self.view(|c| Ok(self.wal.register_follower(follower, c + 1)?))?;
+        let View {
+            manifest,
+            m,
+            tombstones,
+            pins,
+            ..
+        } = v;
+        let pins: Vec<Arc<Segment>> = pins.into_iter().filter(|s| m.segments.contains(&s.name)).collect();
         let mut listed = Vec::new();
         for s in &m.segments {
             walk(&self.dir, s, &mut listed)?;
@@ -165,19 +217,13 @@ impl Collection {
             let crc = crc_of(&self.dir.join(&path))?;
             files.push(SnapshotFile { path, len, crc });
         }
-        let tombstones = match &m.tombstones {
-            Some(t) => {
-                let p = self.dir.join(t);
-                let b = self.fs.read(&p).map_err(io_err(&p, "read"))?;
-                files.push(SnapshotFile {
-                    path: t.clone(),
-                    len: b.len() as u64,
-                    crc: crc32c::crc32c(&b),
-                });
-                Some((t.clone(), b))
-            }
-            None => None,
-        };
+        if let Some((t, b)) = &tombstones {
+            files.push(SnapshotFile {
+                path: t.clone(),
+                len: b.len() as u64,
+                crc: crc32c::crc32c(b),
+            });
+        }
         Ok(Snapshot {
             checkpoint: m.checkpoint_lsn,
             manifest,

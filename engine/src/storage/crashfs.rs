@@ -129,6 +129,8 @@ struct State {
     ops: u64,
     frozen: bool,
     backups: u64,
+    /// Hard links fail with EXDEV (as across file systems).
+    cross_device: bool,
 }
 
 impl State {
@@ -222,6 +224,12 @@ impl CrashFs {
         let mut st = self.st.lock().expect("lock");
         st.ops = 0;
         st.fault = f;
+    }
+
+    /// Make every later hard link fail with EXDEV, as between two file
+    /// systems (or link again).
+    pub fn set_cross_device(&self, on: bool) {
+        self.st.lock().expect("lock").cross_device = on;
     }
 
     /// Mutating operations so far (since the last `set_fault`).
@@ -552,6 +560,19 @@ impl Vfs for CrashFs {
         st.op()?;
         let len = std::fs::metadata(path)?.len();
         st.synced.insert(path.to_path_buf(), len);
+        Ok(())
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.st.lock().expect("lock");
+        st.op()?;
+        if st.cross_device {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        std::fs::hard_link(from, to)?;
+        // The same bytes: as durable as the other name's (the new name
+        // itself is durable only after a sync of its directory).
+        let synced = st.synced.get(from).copied().unwrap_or(0);
+        st.synced.insert(to.to_path_buf(), synced);
         Ok(())
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {

@@ -67,6 +67,11 @@ pub trait Vfs: Send + Sync {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// fsync a file written outside this trait (an index build's output).
     fn sync_file(&self, path: &Path) -> io::Result<()>;
+    /// Make `to` (which must not exist) another name of the file `from` (a
+    /// hard link: the same bytes, no copy). Durable by name after
+    /// `sync_dir` of `to`'s directory. Fails with the OS error, EXDEV when
+    /// the two are on different file systems.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Names of the entries in `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Whether `path` exists.
@@ -176,6 +181,9 @@ impl Vfs for RealFs {
     }
     fn sync_file(&self, path: &Path) -> io::Result<()> {
         std::fs::File::open(path)?.sync_all()
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut v = Vec::new();

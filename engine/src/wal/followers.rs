@@ -79,6 +79,11 @@ pub(crate) struct Registry {
     /// write whose rename may still become durable): it is rewritten
     /// before any segment is deleted.
     pub(crate) dirty: bool,
+    /// In-memory holds (`super::retention`, [`super::WalHold`]): the first
+    /// LSN each needs, by hold number. Never written to the file.
+    pub(crate) holds: BTreeMap<u64, Lsn>,
+    /// The last hold number given.
+    pub(crate) last_hold: u64,
 }
 
 fn now_secs() -> u64 {

@@ -67,7 +67,8 @@
 //! each follower that needed one of them is dropped, with a warning: its
 //! next ack fails with [`WalError::FollowerDropped`] and it must re-sync
 //! from a snapshot. Records at or above the caller's LSN are never deleted,
-//! whatever the cap.
+//! whatever the cap, nor are those a [`WalHold`] ([`Wal::hold`]: in memory
+//! only, for a backup's copy of the log) needs.
 
 use crate::storage::{SyncHandle, VFile, Vfs};
 use std::path::{Path, PathBuf};
@@ -98,9 +99,10 @@ pub use followers::{
 };
 use followers::{load_followers, Registry};
 pub use record::{decode_record, encode_record, RecordHead, HEADER, MAGIC, RECORD_HEADER, VERSION};
-use record::{durable_record_after, header, parse_seg_name, seg_name};
+use record::{durable_record_after, header, seg_name};
+pub(crate) use record::{header as segment_header, magic_and_crc, parse_seg_name};
 pub use replica::TruncateReport;
-pub use retention::RetainReport;
+pub use retention::{RetainReport, WalHold};
 
 /// Log sequence number: 1 for the first record ever, contiguous.
 pub type Lsn = u64;

@@ -25,6 +25,18 @@ pub(crate) fn small_file(b: &[u8], magic: &[u8; 4], version: u32, what: &str) ->
     if b.len() < 16 {
         return Err((0, format!("{} bytes, shorter than the smallest {what} (16)", b.len())));
     }
+    let body = magic_and_crc(b, magic)?;
+    let found = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+    if found != version {
+        return Err((4, format!("version {found} (this build reads {version})")));
+    }
+    Ok((u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")), body))
+}
+
+/// Check a small file's `magic` (its first 4 bytes; `b` is at least 8
+/// long) and its trailing crc32c over every byte before it. Returns the
+/// offset of the trailer, or Err((offset, why)).
+pub(crate) fn magic_and_crc(b: &[u8], magic: &[u8; 4]) -> Result<usize, (u64, String)> {
     if &b[..4] != magic {
         return Err((0, format!("bad magic (expected {})", String::from_utf8_lossy(magic))));
     }
@@ -37,11 +49,7 @@ pub(crate) fn small_file(b: &[u8], magic: &[u8; 4], version: u32, what: &str) ->
             format!("checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"),
         ));
     }
-    let found = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-    if found != version {
-        return Err((4, format!("version {found} (this build reads {version})")));
-    }
-    Ok((u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")), body))
+    Ok(body)
 }
 
 pub(crate) fn seg_name(first: Lsn) -> String {

@@ -46,6 +46,13 @@ impl Wal {
         self.append_inner(bodies, Some(first)).map(|_| ())
     }
 
+    /// How many times the tail was cut since the log was opened: a reader
+    /// that sees it change knows the records it read may have been
+    /// replaced.
+    pub fn cuts(&self) -> u64 {
+        self.inner.cuts.load(Ordering::Acquire)
+    }
+
     /// The epoch history (a copy).
     pub fn epochs(&self) -> EpochHistory {
         self.inner.epochs.lock().expect("lock").clone()

@@ -1,4 +1,5 @@
-//! The Admin service: Stats and Compact.
+//! The Admin service: Stats, Compact, and the snapshot calls (their
+//! work in `snapshots`).
 
 use super::*;
 
@@ -74,5 +75,26 @@ impl pb::admin_server::Admin for AdminSvc {
             Ok(op) => Ok(Response::new(operation_to_pb(&op))),
             Err(e) => st.fail(e),
         }
+    }
+
+    async fn create_snapshot(
+        &self,
+        req: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotInfo>, Status> {
+        self.0.answer(self.0.create_snapshot(req.into_inner()).await)
+    }
+
+    async fn verify_snapshot(
+        &self,
+        req: Request<pb::VerifySnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotInfo>, Status> {
+        self.0.answer(self.0.verify_snapshot(req.into_inner()).await)
+    }
+
+    async fn restore_snapshot(
+        &self,
+        req: Request<pb::RestoreSnapshotRequest>,
+    ) -> Result<Response<pb::Collection>, Status> {
+        self.0.answer(self.0.restore_snapshot(req.into_inner()).await)
     }
 }

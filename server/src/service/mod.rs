@@ -5,8 +5,9 @@
 //! wire messages, and every limit check (dimension, NaN/Inf, k/L/W ranges,
 //! batch sizes). Does not own: the search (`shard`), the collections
 //! (`catalog`) or message-size limits (set on the tonic servers in
-//! `lib.rs`). One file per service; [`convert`] holds the proto
-//! conversions and [`gauges`] the Prometheus text. Replication is served
+//! `lib.rs`). One file per service (the Admin service's snapshot calls
+//! in `snapshots`); [`convert`] holds the proto conversions and
+//! [`gauges`] the Prometheus text. Replication is served
 //! on its own listener (`crate::replication::service`).
 
 mod admin;
@@ -14,6 +15,7 @@ mod collections;
 mod convert;
 mod gauges;
 mod query;
+mod snapshots;
 mod write;
 
 pub use admin::AdminSvc;
@@ -156,6 +158,11 @@ impl AppState {
             reply: tx,
         })?;
         Ok(rx)
+    }
+
+    /// A handler's result as its answer (a failure counted).
+    fn answer<T>(&self, r: Result<T, ServiceError>) -> Result<Response<T>, Status> {
+        r.map(Response::new).or_else(|e| self.fail(e))
     }
 
     fn fail<T>(&self, e: ServiceError) -> Result<T, Status> {

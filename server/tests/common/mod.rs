@@ -252,3 +252,57 @@ pub fn scrape(server: &Server) -> String {
     c.read_to_string(&mut s).unwrap();
     s
 }
+
+/// Poll `ok` every 50 ms until it holds; fail after `within`.
+pub async fn wait_for(what: &str, within: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !ok().await {
+        assert!(t.elapsed() < within, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Compact collection `name` and wait until the operation is done.
+pub async fn compact_and_wait(ch: Channel, name: &str) {
+    let op = quarry_proto::v1::admin_client::AdminClient::new(ch.clone())
+        .compact(pb::CompactRequest {
+            collection: name.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    wait_for("the compaction", Duration::from_secs(120), async || {
+        let o = quarry_proto::v1::collections_client::CollectionsClient::new(ch.clone())
+            .get_operation(pb::GetOperationRequest { id: op.id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(o.state, pb::OperationState::Failed as i32, "{}", o.error);
+        o.state == pb::OperationState::Done as i32
+    })
+    .await;
+}
+
+/// Delete `ids` from collection `name`.
+pub async fn delete(ch: Channel, name: &str, ids: Vec<u64>) {
+    quarry_proto::v1::write_client::WriteClient::new(ch)
+        .delete(pb::DeleteRequest {
+            collection: name.into(),
+            ids,
+        })
+        .await
+        .unwrap();
+}
+
+/// The names of every collection, as ListCollections answers.
+pub async fn names(ch: Channel) -> Vec<String> {
+    quarry_proto::v1::collections_client::CollectionsClient::new(ch)
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
