@@ -352,6 +352,11 @@ class AsyncClient:
             if failure:
                 raise failure[0] from e
             raise error_from_rpc(e) from e
+        except asyncio.CancelledError:
+            # grpc.aio cancels the call when the request iterator raises.
+            if failure:
+                raise failure[0] from None
+            raise
         return WriteResult._from_pb(r)
 
     # ---------------------------------------------------------------- reads

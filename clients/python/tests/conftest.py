@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pytest
@@ -69,8 +69,10 @@ class StartFailed(Exception):
         self.log = log
 
 
-def start_quarryd(tmp: Path, extra_config: str = "", unix: bool = False) -> Quarryd:
-    """Start quarryd over ``tmp`` and wait until its health check says SERVING."""
+def start_quarryd(tmp: Path, extra_config: str = "", unix: bool = False, **probe: Any) -> Quarryd:
+    """Start quarryd over ``tmp`` and wait until its health check says SERVING
+    (asked with a ``quarry.Client`` made with ``probe``: TLS settings).
+    Raises StartFailed with its log if it exits first."""
     if not QUARRYD.is_file():
         pytest.fail(f"quarryd binary not found at {QUARRYD}: build it first (cargo build --release) or set QUARRYD")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -98,7 +100,7 @@ def start_quarryd(tmp: Path, extra_config: str = "", unix: bool = False) -> Quar
             )
         q = Quarryd(proc, f"127.0.0.1:{port}", tmp / "data", log, sock)
         deadline = time.monotonic() + 30
-        c = quarry.Client(q.address, token="", timeout=2)
+        c = quarry.Client(q.address, token="", timeout=2, **probe)
         try:
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
