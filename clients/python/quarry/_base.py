@@ -28,12 +28,45 @@ CLIENT_MAX_MESSAGE = 256 << 20
 PathOrBytes = Union[str, "os.PathLike[str]", bytes, None]
 ArrayLike = Any  # anything np.asarray takes
 
-# Full method paths of the calls made with hand-encoded requests.
-UPSERT = "/quarry.v1.Write/Upsert"
-BULK_UPSERT = "/quarry.v1.Write/BulkUpsert"
-SEARCH = "/quarry.v1.Query/Search"
-SEARCH_BATCH = "/quarry.v1.Query/SearchBatch"
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+class Methods:
+    """Every RPC the clients make, as multi-callables of one channel (sync
+    or aio: both have the same ``unary_unary``/``stream_unary``).
+
+    The calls that carry vectors (Upsert, BulkUpsert, Search, SearchBatch)
+    take requests already encoded by :mod:`quarry._wire` (no serializer);
+    the health check is encoded by hand too, so no health package is
+    needed. The rest use the generated messages.
+    """
+
+    def __init__(self, ch: Any) -> None:
+        def unary(path: str, req: Any, resp: Any) -> Any:
+            return ch.unary_unary(
+                path,
+                request_serializer=None if req is None else req.SerializeToString,
+                response_deserializer=None if resp is None else resp.FromString,
+            )
+
+        c, q, w, a = "/quarry.v1.Collections/", "/quarry.v1.Query/", "/quarry.v1.Write/", "/quarry.v1.Admin/"
+        self.create_collection = unary(c + "CreateCollection", pb.CreateCollectionRequest, pb.Collection)
+        self.list_collections = unary(c + "ListCollections", pb.ListCollectionsRequest, pb.ListCollectionsResponse)
+        self.describe_collection = unary(c + "DescribeCollection", pb.DescribeCollectionRequest, pb.Collection)
+        self.drop_collection = unary(c + "DropCollection", pb.DropCollectionRequest, pb.DropCollectionResponse)
+        self.build_index = unary(c + "BuildIndex", pb.BuildIndexRequest, pb.Operation)
+        self.get_operation = unary(c + "GetOperation", pb.GetOperationRequest, pb.Operation)
+        self.cancel_operation = unary(c + "CancelOperation", pb.CancelOperationRequest, pb.Operation)
+        self.search = unary(q + "Search", None, pb.SearchResponse)
+        self.search_batch = unary(q + "SearchBatch", None, pb.SearchBatchResponse)
+        self.get = unary(q + "Get", pb.GetRequest, pb.GetResponse)
+        self.upsert = unary(w + "Upsert", None, pb.WriteResponse)
+        self.delete = unary(w + "Delete", pb.DeleteRequest, pb.WriteResponse)
+        self.bulk_upsert = ch.stream_unary(
+            w + "BulkUpsert", request_serializer=None, response_deserializer=pb.WriteResponse.FromString
+        )
+        self.stats = unary(a + "Stats", pb.StatsRequest, pb.StatsResponse)
+        self.compact = unary(a + "Compact", pb.CompactRequest, pb.Operation)
+        self.health = unary("/grpc.health.v1.Health/Check", None, None)
 
 HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 

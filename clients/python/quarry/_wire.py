@@ -115,7 +115,7 @@ def encode_upsert(
     vbytes = vectors.shape[1] * 4
     vhead = _T2_LEN + varint(vbytes)
     fixed = len(vhead) + vbytes
-    mv = memoryview(vectors.reshape(-1).view(np.uint8))
+    mv = vectors.reshape(-1).view(np.uint8).data
     parts: List[object] = []
     if collection:
         parts += [_T1_LEN, varint(len(collection)), collection]
@@ -150,7 +150,7 @@ def encode_search(
     """A SearchRequest (one query) or SearchBatchRequest (row-major queries);
     both have the same field layout. ``params`` is always sent (zeros
     omitted inside it, meaning the server's defaults)."""
-    data = memoryview(vectors.reshape(-1).view(np.uint8))
+    data = vectors.reshape(-1).view(np.uint8).data
     params = b"".join(
         tag + varint(v) for tag, v in ((b"\x08", k), (b"\x10", l), (b"\x18", w)) if v
     )

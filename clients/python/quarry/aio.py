@@ -13,7 +13,6 @@ import grpc.aio
 from . import _base as B
 from . import _wire
 from ._proto import quarry_pb2 as pb
-from ._proto import quarry_pb2_grpc as pbg
 from .client import BulkProgress, OperationProgress
 from .errors import OperationFailed, error_from_rpc
 from .types import (
@@ -71,18 +70,7 @@ class AsyncClient:
             if root_certificates or private_key or certificate_chain:
                 raise ValueError("certificates given but TLS is off: use https:// or tls=True")
             self._channel = grpc.aio.insecure_channel(target, options=opts)
-        self._collections = pbg.CollectionsStub(self._channel)
-        self._query = pbg.QueryStub(self._channel)
-        self._write = pbg.WriteStub(self._channel)
-        self._admin = pbg.AdminStub(self._channel)
-        raw = self._channel
-        self._upsert_raw = raw.unary_unary(B.UPSERT, request_serializer=None, response_deserializer=pb.WriteResponse.FromString)
-        self._bulk_raw = raw.stream_unary(B.BULK_UPSERT, request_serializer=None, response_deserializer=pb.WriteResponse.FromString)
-        self._search_raw = raw.unary_unary(B.SEARCH, request_serializer=None, response_deserializer=pb.SearchResponse.FromString)
-        self._batch_raw = raw.unary_unary(
-            B.SEARCH_BATCH, request_serializer=None, response_deserializer=pb.SearchBatchResponse.FromString
-        )
-        self._health_raw = raw.unary_unary(B.HEALTH_CHECK, request_serializer=None, response_deserializer=None)
+        self._m = B.Methods(self._channel)
         self._dims: B.Dims = {}
 
     # ------------------------------------------------------------ plumbing
@@ -151,23 +139,23 @@ class AsyncClient:
             name, dim, metric, IndexParams(max_degree, build_list_size, alpha, pq_bytes, opq, nav_sample),
             stored_vector, residency,
         )
-        return self._remember(Collection._from_pb(await self._call(self._collections.CreateCollection, req, timeout)))
+        return self._remember(Collection._from_pb(await self._call(self._m.create_collection, req, timeout)))
 
     async def list_collections(self, *, timeout: Optional[float] = None) -> list[Collection]:
         """Every collection, sorted by name."""
-        r = await self._call(self._collections.ListCollections, pb.ListCollectionsRequest(), timeout)
+        r = await self._call(self._m.list_collections, pb.ListCollectionsRequest(), timeout)
         return [self._remember(Collection._from_pb(c)) for c in r.collections]
 
     async def describe_collection(self, name: str, *, timeout: Optional[float] = None) -> Collection:
         """One collection. Raises NotFound if unknown."""
         B.check_name(name)
-        r = await self._call(self._collections.DescribeCollection, pb.DescribeCollectionRequest(name=name), timeout)
+        r = await self._call(self._m.describe_collection, pb.DescribeCollectionRequest(name=name), timeout)
         return self._remember(Collection._from_pb(r))
 
     async def drop_collection(self, name: str, *, timeout: Optional[float] = None) -> None:
         """Drop a collection and its files. Raises NotFound if unknown."""
         B.check_name(name)
-        await self._call(self._collections.DropCollection, pb.DropCollectionRequest(name=name), timeout)
+        await self._call(self._m.drop_collection, pb.DropCollectionRequest(name=name), timeout)
         self._dims.pop(name, None)
 
     # ---------------------------------------------------------- operations
@@ -191,7 +179,7 @@ class AsyncClient:
             collection=collection, source_path=str(source_path), ids_path=str(ids_path or ""),
             threads=threads, first_id=first_id,
         )
-        op = Operation._from_pb(await self._call(self._collections.BuildIndex, req, timeout))
+        op = Operation._from_pb(await self._call(self._m.build_index, req, timeout))
         if not wait:
             return op
         return await self._finish(op, progress, poll_interval, wait_timeout)
@@ -206,14 +194,14 @@ class AsyncClient:
 
     async def get_operation(self, operation_id: str, *, timeout: Optional[float] = None) -> Operation:
         """A build or compaction as it stands. Raises NotFound if unknown."""
-        r = await self._call(self._collections.GetOperation, pb.GetOperationRequest(id=operation_id), timeout)
+        r = await self._call(self._m.get_operation, pb.GetOperationRequest(id=operation_id), timeout)
         return Operation._from_pb(r)
 
     async def cancel_operation(
         self, operation_id: str, *, wait: bool = False, poll_interval: float = 0.2, timeout: Optional[float] = None
     ) -> Operation:
         """Ask a running operation to stop; see :meth:`quarry.Client.cancel_operation`."""
-        r = await self._call(self._collections.CancelOperation, pb.CancelOperationRequest(id=operation_id), timeout)
+        r = await self._call(self._m.cancel_operation, pb.CancelOperationRequest(id=operation_id), timeout)
         op = Operation._from_pb(r)
         if wait and op.running:
             op = await self.wait_operation(operation_id, poll_interval=poll_interval)
@@ -250,18 +238,18 @@ class AsyncClient:
         timeout: Optional[float] = None,
     ) -> Operation:
         """Merge a collection into one segment; see :meth:`quarry.Client.compact`."""
-        op = Operation._from_pb(await self._call(self._admin.Compact, pb.CompactRequest(collection=collection), timeout))
+        op = Operation._from_pb(await self._call(self._m.compact, pb.CompactRequest(collection=collection), timeout))
         if not wait:
             return op
         return await self._finish(op, progress, poll_interval, wait_timeout)
 
     async def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """Server-wide statistics."""
-        return Stats._from_pb(await self._call(self._admin.Stats, pb.StatsRequest(), timeout))
+        return Stats._from_pb(await self._call(self._m.stats, pb.StatsRequest(), timeout))
 
     async def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         """The grpc.health.v1 status string ("SERVING", ...)."""
-        data = await self._call(self._health_raw, _wire.encode_health_check(service), timeout)
+        data = await self._call(self._m.health, _wire.encode_health_check(service), timeout)
         return B.HEALTH_STATUS.get(_wire.decode_health_status(data), "UNKNOWN")
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
@@ -300,13 +288,13 @@ class AsyncClient:
         if validate:
             await self._check_dim(collection, v.shape[1])
         req = _wire.encode_upsert(name, i.tolist(), v, p)
-        return WriteResult._from_pb(await self._call(self._upsert_raw, req, timeout))
+        return WriteResult._from_pb(await self._call(self._m.upsert, req, timeout))
 
     async def delete(self, collection: str, ids: B.ArrayLike, *, timeout: Optional[float] = None) -> WriteResult:
         """Remove points by id (an unknown id is not an error)."""
         B.check_name(collection)
         req = pb.DeleteRequest(collection=collection, ids=B.as_ids(ids).tolist())
-        return WriteResult._from_pb(await self._call(self._write.Delete, req, timeout))
+        return WriteResult._from_pb(await self._call(self._m.delete, req, timeout))
 
     async def bulk_upsert(
         self,
@@ -345,7 +333,7 @@ class AsyncClient:
                 failure.append(e)
                 raise
 
-        call: Any = self._bulk_raw(messages(), timeout=timeout, metadata=self._metadata)
+        call: Any = self._m.bulk_upsert(messages(), timeout=timeout, metadata=self._metadata)
         try:
             r = await call
         except grpc.RpcError as e:
@@ -379,7 +367,7 @@ class AsyncClient:
         kk, ll, ww = B.search_knobs(k, l, w)
         if validate:
             await self._check_dim(collection, q.shape[1])
-        r = await self._call(self._search_raw, _wire.encode_search(name, q, kk, ll, ww, with_payload), timeout)
+        r = await self._call(self._m.search, _wire.encode_search(name, q, kk, ll, ww, with_payload), timeout)
         return SearchResult._from_pb(r, with_payload)
 
     async def search_batch(
@@ -406,7 +394,7 @@ class AsyncClient:
         out: list[SearchResult] = []
         for s in range(0, len(v), batch):
             req = _wire.encode_search(name, v[s : s + batch], kk, ll, ww, with_payload)
-            r = await self._call(self._batch_raw, req, timeout)
+            r = await self._call(self._m.search_batch, req, timeout)
             out.extend(SearchResult._from_pb(x, with_payload) for x in r.results)
         return BatchSearchResult(out, kk)
 
@@ -416,4 +404,4 @@ class AsyncClient:
         """Points by id, and ``missing_ids``; see :meth:`quarry.Client.get`."""
         B.check_name(collection)
         req = pb.GetRequest(collection=collection, ids=B.as_ids(ids).tolist())
-        return GetResult._from_pb(await self._call(self._query.Get, req, timeout), with_vector)
+        return GetResult._from_pb(await self._call(self._m.get, req, timeout), with_vector)

@@ -13,7 +13,6 @@ import numpy as np
 from . import _base as B
 from . import _wire
 from ._proto import quarry_pb2 as pb
-from ._proto import quarry_pb2_grpc as pbg
 from .errors import OperationFailed, error_from_rpc
 from .types import (
     BatchSearchResult,
@@ -90,18 +89,7 @@ class Client:
             if root_certificates or private_key or certificate_chain:
                 raise ValueError("certificates given but TLS is off: use https:// or tls=True")
             self._channel = grpc.insecure_channel(target, options=opts)
-        self._collections = pbg.CollectionsStub(self._channel)
-        self._query = pbg.QueryStub(self._channel)
-        self._write = pbg.WriteStub(self._channel)
-        self._admin = pbg.AdminStub(self._channel)
-        raw = self._channel
-        self._upsert_raw = raw.unary_unary(B.UPSERT, request_serializer=None, response_deserializer=pb.WriteResponse.FromString)
-        self._bulk_raw = raw.stream_unary(B.BULK_UPSERT, request_serializer=None, response_deserializer=pb.WriteResponse.FromString)
-        self._search_raw = raw.unary_unary(B.SEARCH, request_serializer=None, response_deserializer=pb.SearchResponse.FromString)
-        self._batch_raw = raw.unary_unary(
-            B.SEARCH_BATCH, request_serializer=None, response_deserializer=pb.SearchBatchResponse.FromString
-        )
-        self._health_raw = raw.unary_unary(B.HEALTH_CHECK, request_serializer=None, response_deserializer=None)
+        self._m = B.Methods(self._channel)
         self._dims: B.Dims = {}
         self._dims_lock = threading.Lock()
 
@@ -193,24 +181,24 @@ class Client:
             name, dim, metric, IndexParams(max_degree, build_list_size, alpha, pq_bytes, opq, nav_sample),
             stored_vector, residency,
         )
-        return self._remember(Collection._from_pb(self._call(self._collections.CreateCollection, req, timeout)))
+        return self._remember(Collection._from_pb(self._call(self._m.create_collection, req, timeout)))
 
     def list_collections(self, *, timeout: Optional[float] = None) -> list[Collection]:
         """Every collection, sorted by name."""
-        r = self._call(self._collections.ListCollections, pb.ListCollectionsRequest(), timeout)
+        r = self._call(self._m.list_collections, pb.ListCollectionsRequest(), timeout)
         return [self._remember(Collection._from_pb(c)) for c in r.collections]
 
     def describe_collection(self, name: str, *, timeout: Optional[float] = None) -> Collection:
         """One collection. Raises NotFound if unknown."""
         B.check_name(name)
-        r = self._call(self._collections.DescribeCollection, pb.DescribeCollectionRequest(name=name), timeout)
+        r = self._call(self._m.describe_collection, pb.DescribeCollectionRequest(name=name), timeout)
         return self._remember(Collection._from_pb(r))
 
     def drop_collection(self, name: str, *, timeout: Optional[float] = None) -> None:
         """Drop a collection and delete its files (a running build of it is
         cancelled first). Raises NotFound if unknown."""
         B.check_name(name)
-        self._call(self._collections.DropCollection, pb.DropCollectionRequest(name=name), timeout)
+        self._call(self._m.drop_collection, pb.DropCollectionRequest(name=name), timeout)
         with self._dims_lock:
             self._dims.pop(name, None)
 
@@ -253,7 +241,7 @@ class Client:
             collection=collection, source_path=str(source_path), ids_path=str(ids_path or ""),
             threads=threads, first_id=first_id,
         )
-        op = Operation._from_pb(self._call(self._collections.BuildIndex, req, timeout))
+        op = Operation._from_pb(self._call(self._m.build_index, req, timeout))
         if not wait:
             return op
         return self._finish(op, progress, poll_interval, wait_timeout)
@@ -268,7 +256,7 @@ class Client:
 
     def get_operation(self, operation_id: str, *, timeout: Optional[float] = None) -> Operation:
         """A build or compaction as it stands (or as it ended). Raises NotFound if unknown."""
-        return Operation._from_pb(self._call(self._collections.GetOperation, pb.GetOperationRequest(id=operation_id), timeout))
+        return Operation._from_pb(self._call(self._m.get_operation, pb.GetOperationRequest(id=operation_id), timeout))
 
     def cancel_operation(
         self, operation_id: str, *, wait: bool = False, poll_interval: float = 0.2, timeout: Optional[float] = None
@@ -281,7 +269,7 @@ class Client:
             NotFound: unknown id. FailedPrecondition: it has already ended.
         """
         op = Operation._from_pb(
-            self._call(self._collections.CancelOperation, pb.CancelOperationRequest(id=operation_id), timeout)
+            self._call(self._m.cancel_operation, pb.CancelOperationRequest(id=operation_id), timeout)
         )
         if wait and op.running:
             op = self.wait_operation(operation_id, poll_interval=poll_interval)
@@ -329,19 +317,19 @@ class Client:
         """Merge the collection's fresh index and every disk segment into one
         segment, dropping deleted vectors, in the background. ``wait`` and
         ``progress`` as in :meth:`build_index`."""
-        op = Operation._from_pb(self._call(self._admin.Compact, pb.CompactRequest(collection=collection), timeout))
+        op = Operation._from_pb(self._call(self._m.compact, pb.CompactRequest(collection=collection), timeout))
         if not wait:
             return op
         return self._finish(op, progress, poll_interval, wait_timeout)
 
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """Server-wide statistics."""
-        return Stats._from_pb(self._call(self._admin.Stats, pb.StatsRequest(), timeout))
+        return Stats._from_pb(self._call(self._m.stats, pb.StatsRequest(), timeout))
 
     def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         """The grpc.health.v1 status: "SERVING", "NOT_SERVING", "UNKNOWN" or
         "SERVICE_UNKNOWN" (needs no token)."""
-        data = self._call(self._health_raw, _wire.encode_health_check(service), timeout)
+        data = self._call(self._m.health, _wire.encode_health_check(service), timeout)
         return B.HEALTH_STATUS.get(_wire.decode_health_status(data), "UNKNOWN")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -395,13 +383,13 @@ class Client:
         if validate:
             self._check_dim(collection, v.shape[1])
         req = _wire.encode_upsert(name, i.tolist(), v, p)
-        return WriteResult._from_pb(self._call(self._upsert_raw, req, timeout))
+        return WriteResult._from_pb(self._call(self._m.upsert, req, timeout))
 
     def delete(self, collection: str, ids: B.ArrayLike, *, timeout: Optional[float] = None) -> WriteResult:
         """Remove points by id (an unknown id is not an error)."""
         B.check_name(collection)
         req = pb.DeleteRequest(collection=collection, ids=B.as_ids(ids).tolist())
-        return WriteResult._from_pb(self._call(self._write.Delete, req, timeout))
+        return WriteResult._from_pb(self._call(self._m.delete, req, timeout))
 
     def bulk_upsert(
         self,
@@ -456,7 +444,7 @@ class Client:
                 raise
 
         try:
-            r = self._bulk_raw(messages(), timeout=timeout, metadata=self._metadata)
+            r = self._m.bulk_upsert(messages(), timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             if failure:
                 raise failure[0] from e
@@ -494,7 +482,7 @@ class Client:
         kk, ll, ww = B.search_knobs(k, l, w)
         if validate:
             self._check_dim(collection, q.shape[1])
-        r = self._call(self._search_raw, _wire.encode_search(name, q, kk, ll, ww, with_payload), timeout)
+        r = self._call(self._m.search, _wire.encode_search(name, q, kk, ll, ww, with_payload), timeout)
         return SearchResult._from_pb(r, with_payload)
 
     def search_batch(
@@ -526,7 +514,7 @@ class Client:
             self._check_dim(collection, v.shape[1])
         out: list[SearchResult] = []
         for s in range(0, len(v), batch):
-            r = self._call(self._batch_raw, _wire.encode_search(name, v[s : s + batch], kk, ll, ww, with_payload), timeout)
+            r = self._call(self._m.search_batch, _wire.encode_search(name, v[s : s + batch], kk, ll, ww, with_payload), timeout)
             out.extend(SearchResult._from_pb(x, with_payload) for x in r.results)
         return BatchSearchResult(out, kk)
 
@@ -539,4 +527,4 @@ class Client:
         always sends them)."""
         B.check_name(collection)
         req = pb.GetRequest(collection=collection, ids=B.as_ids(ids).tolist())
-        return GetResult._from_pb(self._call(self._query.Get, req, timeout), with_vector)
+        return GetResult._from_pb(self._call(self._m.get, req, timeout), with_vector)

@@ -358,7 +358,7 @@ class BatchSearchResult(Sequence[SearchResult]):
         return iter(self._results)
 
     def _stack(self, attr: str, fill: object, dtype: type) -> np.ndarray:
-        out = np.full((len(self._results), self._k), fill, dtype=dtype)
+        out: np.ndarray = np.full((len(self._results), self._k), fill, dtype=dtype)
         for row, r in enumerate(self._results):
             a = getattr(r, attr)
             out[row, : len(a)] = a
