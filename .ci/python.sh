@@ -35,7 +35,7 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   fi
 fi
 
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/quarry-py-venv"
+venv="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/quarry-py-venv"
 want_py=$(python3 -c 'import sys; print(sys.version)')
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.python-version" 2>/dev/null)" = "$want_py" ] \
    && "$venv/bin/python" -c 'import sys' 2>/dev/null; then

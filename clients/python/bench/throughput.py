@@ -206,7 +206,31 @@ class Bench:
                     lat_p50_us=j["lat_p50_us"], lat_p99_us=j["lat_p99_us"], qps_one_client=round(j["qps_one_client"]),
                     client_cpu_us_per_query=round(j["_cpu"] * 1e6 / j["queries"]))
 
+    def encode_cost(self) -> None:
+        """CPU to encode every row as UpsertRequests of 1,000: the hand encoder
+        this client uses, and the generated protobuf classes fed numpy rows."""
+        from quarry import _wire
+        from quarry._proto import quarry_pb2 as pb
+
+        ids = self.ids.tolist()
+        c0 = time.process_time()
+        hand = sum(len(_wire.encode_upsert(b"x", ids, self.base, None, s, min(s + 1000, self.a.n)))
+                   for s in range(0, self.a.n, 1000))
+        hand_s = time.process_time() - c0
+        c0 = time.process_time()
+        proto = 0
+        for s in range(0, self.a.n, 1000):
+            req = pb.UpsertRequest(collection="x")
+            for i in range(s, min(s + 1000, self.a.n)):
+                req.points.add(id=ids[i], vector=self.base[i])
+            proto += len(req.SerializeToString())
+        proto_s = time.process_time() - c0
+        assert hand == proto
+        self.record(run="encode", vectors=self.a.n, bytes=hand, hand_encoder_cpu_s=round(hand_s, 3),
+                    protobuf_cpu_s=round(proto_s, 3))
+
     def run(self) -> None:
+        self.encode_cost()
         for rnd in (1, 2):
             for f in (lambda: self.py_unary(rnd), lambda: self.ctl_upsert(rnd, True)) if rnd == 1 else (
                 lambda: self.ctl_upsert(rnd, True), lambda: self.py_unary(rnd)):
