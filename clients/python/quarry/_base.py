@@ -20,6 +20,12 @@ DEFAULT_ADDRESS = "127.0.0.1:7700"
 DEFAULT_TIMEOUT = 30.0
 #: Default rows per BulkUpsert message (the server's max_batch defaults to 1,024).
 DEFAULT_BULK_BATCH = 512
+#: Default queries per SearchBatch call. The server's max_batch is 1,024 by
+#: default, but a batch must also fit its shard queues (shards x queue_depth,
+#: 2 x 256 on a 2-core machine): 1,000 queries on an idle 2-shard server are
+#: refused with RESOURCE_EXHAUSTED "every shard queue is full". 256 fits one
+#: shard's default queue.
+DEFAULT_SEARCH_BATCH = 256
 #: Default bytes per BulkUpsert message (the server's max_message_bytes defaults to 16 MiB).
 DEFAULT_BULK_BYTES = 4 << 20
 #: Largest message the client sends or accepts (the server has its own limit).

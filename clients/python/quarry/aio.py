@@ -379,7 +379,7 @@ class AsyncClient:
         l: Optional[int] = None,
         w: Optional[int] = None,
         with_payload: bool = False,
-        batch: int = 1024,
+        batch: int = B.DEFAULT_SEARCH_BATCH,
         validate: bool = True,
         timeout: Optional[float] = None,
     ) -> BatchSearchResult:

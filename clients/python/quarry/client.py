@@ -494,14 +494,16 @@ class Client:
         l: Optional[int] = None,
         w: Optional[int] = None,
         with_payload: bool = False,
-        batch: int = 1024,
+        batch: int = B.DEFAULT_SEARCH_BATCH,
         validate: bool = True,
         timeout: Optional[float] = None,
     ) -> BatchSearchResult:
         """The ``k`` nearest neighbours of each row of ``vectors`` (n, dim).
 
-        Sent as SearchBatch calls of at most ``batch`` queries each (the
-        server's max_batch is 1,024 by default). Returns a
+        Sent as SearchBatch calls of at most ``batch`` queries each, one after
+        the other (a call must stay within the server's max_batch, 1,024 by
+        default, and its shard queues, shards x queue_depth: 512 on a 2-core
+        server with the defaults). Returns a
         :class:`BatchSearchResult`: a list of :class:`SearchResult` in query
         order, with 2-D ``ids``/``scores``/``distances`` views.
         """

@@ -110,6 +110,11 @@ def test_search_batch_shapes(client: quarry.Client, name: str) -> None:
     # Split into calls of 10: the same answers.
     split = client.search_batch(name, q, k=7, batch=10)
     np.testing.assert_array_equal(split.ids, b.ids)
+    # 1,000 queries: more than the session server's shard queues hold at once
+    # (2 shards x 256), which the default batch of 256 stays under.
+    many = client.search_batch(name, np.tile(v[:10], (100, 1)), k=3)
+    assert many.ids.shape == (1000, 3)
+    np.testing.assert_array_equal(many.ids[:, 0], np.tile(np.arange(10, dtype=np.uint64), 100))
     # float64 queries are converted.
     np.testing.assert_array_equal(client.search_batch(name, q.astype(np.float64), k=7).ids, b.ids)
 
