@@ -278,6 +278,9 @@ def main() -> int:
     p.add_argument("--L", type=int, default=64)
     p.add_argument("--unary-batch", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--server-config", default="flush_at = 1000000\nwrite_stall_at = 2000000\n",
+                   help="extra quarryd.toml lines for the server this script starts (default: no background "
+                        "flush during a 100k run, so every run measures inserts alone)")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="quarry-bench-"))
     proc = None
@@ -288,7 +291,7 @@ def main() -> int:
             port = free_port()
             cfg = tmp / "quarryd.toml"
             cfg.write_text(f'listen = "127.0.0.1:{port}"\nmetrics_listen = "127.0.0.1:{free_port()}"\n'
-                           f'data_dir = "{tmp / "data"}"\nlog = "warn"\n')
+                           f'data_dir = "{tmp / "data"}"\nlog = "warn"\n{a.server_config}')
             proc = subprocess.Popen([a.quarryd, "--config", str(cfg)], stdout=subprocess.DEVNULL,
                                     stderr=open(tmp / "quarryd.log", "wb"))
             address, pid = f"127.0.0.1:{port}", proc.pid
@@ -296,6 +299,8 @@ def main() -> int:
         print(f"quarry-bench: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, server {address}, "
               f"n={a.n} dim={a.dim} queries={a.queries} k={a.k} L={a.L}, python {sys.version.split()[0]}, "
               f"numpy {np.__version__}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}", flush=True)
+        if not a.server:
+            print("quarryd config extra:", a.server_config.strip().replace("\n", "; "), flush=True)
         Bench(a, address, pid, tmp).run()
     finally:
         if proc is not None:
