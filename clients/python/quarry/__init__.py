@@ -45,6 +45,7 @@ from .types import (
     Residency,
     SearchResult,
     ShardStats,
+    SnapshotInfo,
     Stats,
     StoredVector,
     WriteResult,
@@ -87,5 +88,6 @@ __all__ = [
     "GetResult",
     "WriteResult",
     "ShardStats",
+    "SnapshotInfo",
     "Stats",
 ]

@@ -72,6 +72,9 @@ class Methods:
         )
         self.stats = unary(a + "Stats", pb.StatsRequest, pb.StatsResponse)
         self.compact = unary(a + "Compact", pb.CompactRequest, pb.Operation)
+        self.create_snapshot = unary(a + "CreateSnapshot", pb.CreateSnapshotRequest, pb.SnapshotInfo)
+        self.verify_snapshot = unary(a + "VerifySnapshot", pb.VerifySnapshotRequest, pb.SnapshotInfo)
+        self.restore_snapshot = unary(a + "RestoreSnapshot", pb.RestoreSnapshotRequest, pb.Collection)
         self.health = unary("/grpc.health.v1.Health/Check", None, None)
 
 HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}

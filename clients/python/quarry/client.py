@@ -23,6 +23,7 @@ from .types import (
     Operation,
     Residency,
     SearchResult,
+    SnapshotInfo,
     Stats,
     StoredVector,
     WriteResult,
@@ -321,6 +322,25 @@ class Client:
         if not wait:
             return op
         return self._finish(op, progress, poll_interval, wait_timeout)
+
+    def create_snapshot(self, collection: str, out_dir: str, *, timeout: Optional[float] = None) -> SnapshotInfo:
+        """Snapshot ``collection`` into ``out_dir``, a new directory on the
+        server's machine (absolute, outside its data directory), while it
+        keeps serving: the segment files hard-linked, the log copied up to
+        one LSN. Copy the directory off the machine for a backup."""
+        req = pb.CreateSnapshotRequest(collection=collection, out_dir=out_dir)
+        return SnapshotInfo._from_pb(self._call(self._m.create_snapshot, req, timeout))
+
+    def verify_snapshot(self, dir: str, *, timeout: Optional[float] = None) -> SnapshotInfo:
+        """Check every file of the snapshot at ``dir`` (on the server's
+        machine); raises naming the first file at fault."""
+        return SnapshotInfo._from_pb(self._call(self._m.verify_snapshot, pb.VerifySnapshotRequest(dir=dir), timeout))
+
+    def restore_snapshot(self, dir: str, collection: str, *, timeout: Optional[float] = None) -> Collection:
+        """Restore the snapshot at ``dir`` as a new collection named
+        ``collection``: exactly the writes up to the snapshot's LSN."""
+        req = pb.RestoreSnapshotRequest(dir=dir, collection=collection)
+        return Collection._from_pb(self._call(self._m.restore_snapshot, req, timeout))
 
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """Server-wide statistics."""

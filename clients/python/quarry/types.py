@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence, Union, overload
+from typing import Iterator, List, Optional, Sequence, Union, overload, Tuple
 
 import numpy as np
 
@@ -33,6 +33,7 @@ __all__ = [
     "WriteResult",
     "ShardStats",
     "Stats",
+    "SnapshotInfo",
 ]
 
 
@@ -471,4 +472,42 @@ class Stats:
             latency_p999_us=m.latency_p999_us,
             mean_ios=m.mean_ios,
             cache_hit_rate=m.cache_hit_rate,
+        )
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A collection's snapshot: what CreateSnapshot wrote or VerifySnapshot
+    found. It holds exactly the writes up to ``lsn``."""
+
+    #: The snapshot's directory, as the server sees it.
+    dir: str
+    collection: str
+    #: Every write acknowledged before the snapshot began, none after.
+    lsn: int
+    #: Writes up to here are in the segment files; the rest, to ``lsn``, in its log copy.
+    checkpoint_lsn: int
+    files: int
+    bytes: int
+    #: Segment files hard-linked from the collection (CreateSnapshot only).
+    linked_files: int
+    #: Files copied (CreateSnapshot only).
+    copied_files: int
+    seconds: float
+    #: Why files were copied rather than linked ("" if none was).
+    copy_reason: str
+    #: Leftovers of crashed earlier creates removed first.
+    leftovers_removed: Tuple[str, ...]
+    #: Dimension and metric (VerifySnapshot).
+    dim: int
+    metric: Optional[Metric]
+    #: When it was taken, Unix milliseconds (VerifySnapshot).
+    created_unix_ms: int
+
+    @classmethod
+    def _from_pb(cls, m: pb.SnapshotInfo) -> "SnapshotInfo":
+        return cls(
+            m.dir, m.collection, m.lsn, m.checkpoint_lsn, m.files, m.bytes, m.linked_files, m.copied_files,
+            m.seconds, m.copy_reason, tuple(m.leftovers_removed), m.dim, _METRIC_FROM_PB.get(m.metric),
+            m.created_unix_ms,
         )

@@ -380,3 +380,29 @@ def test_env_defaults(server: Quarryd, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUARRY_SERVER", server.address)
     with quarry.Client(token="") as c:
         assert c.target == server.address and c.health() == "SERVING"
+
+
+def test_snapshot_create_verify_and_restore_holds_exactly_the_writes_before_it(
+    client: quarry.Client, name: str, tmp_path: Path
+) -> None:
+    client.create_collection(name, dim=8, metric="l2")
+    client.upsert(name, np.arange(1, 11, dtype=np.uint64), rows(10, 8, seed=3))
+    out = str(tmp_path / "snap")
+    info = client.create_snapshot(name, out)
+    assert info.collection == name and info.dir == out
+    assert info.lsn >= 1 and info.files >= 1
+    # Writes after the snapshot are not in it.
+    client.upsert(name, np.array([11], dtype=np.uint64), rows(1, 8, seed=4))
+    client.delete(name, [1])
+    checked = client.verify_snapshot(out)
+    assert checked.lsn == info.lsn and checked.dim == 8 and checked.metric is quarry.Metric.L2
+    restored = client.restore_snapshot(out, name + "_r")
+    assert restored.name == name + "_r" and restored.vector_count == 10
+    got = client.get(name + "_r", [1, 10, 11])
+    assert [r.id for r in got.records] == [1, 10] and list(got.missing_ids) == [11]
+    # A snapshot directory that exists, and a name in use, are refused.
+    with pytest.raises(quarry.AlreadyExists):
+        client.create_snapshot(name, out)
+    with pytest.raises(quarry.AlreadyExists):
+        client.restore_snapshot(out, name)
+    client.drop_collection(name + "_r")

@@ -435,3 +435,57 @@ class CompactRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("collection", "out_dir")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    OUT_DIR_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    out_dir: str
+    def __init__(self, collection: _Optional[str] = ..., out_dir: _Optional[str] = ...) -> None: ...
+
+class SnapshotInfo(_message.Message):
+    __slots__ = ("dir", "collection", "lsn", "checkpoint_lsn", "files", "bytes", "linked_files", "copied_files", "seconds", "copy_reason", "leftovers_removed", "dim", "metric", "created_unix_ms")
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_LSN_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    LINKED_FILES_FIELD_NUMBER: _ClassVar[int]
+    COPIED_FILES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COPY_REASON_FIELD_NUMBER: _ClassVar[int]
+    LEFTOVERS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    dir: str
+    collection: str
+    lsn: int
+    checkpoint_lsn: int
+    files: int
+    bytes: int
+    linked_files: int
+    copied_files: int
+    seconds: float
+    copy_reason: str
+    leftovers_removed: _containers.RepeatedScalarFieldContainer[str]
+    dim: int
+    metric: Metric
+    created_unix_ms: int
+    def __init__(self, dir: _Optional[str] = ..., collection: _Optional[str] = ..., lsn: _Optional[int] = ..., checkpoint_lsn: _Optional[int] = ..., files: _Optional[int] = ..., bytes: _Optional[int] = ..., linked_files: _Optional[int] = ..., copied_files: _Optional[int] = ..., seconds: _Optional[float] = ..., copy_reason: _Optional[str] = ..., leftovers_removed: _Optional[_Iterable[str]] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class VerifySnapshotRequest(_message.Message):
+    __slots__ = ("dir",)
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    dir: str
+    def __init__(self, dir: _Optional[str] = ...) -> None: ...
+
+class RestoreSnapshotRequest(_message.Message):
+    __slots__ = ("dir", "collection")
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    dir: str
+    collection: str
+    def __init__(self, dir: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...

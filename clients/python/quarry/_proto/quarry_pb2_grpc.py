@@ -717,6 +717,21 @@ class AdminStub:
                 request_serializer=quarry_dot_v1_dot_quarry__pb2.CompactRequest.SerializeToString,
                 response_deserializer=quarry_dot_v1_dot_quarry__pb2.Operation.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/quarry.v1.Admin/CreateSnapshot',
+                request_serializer=quarry_dot_v1_dot_quarry__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_quarry__pb2.SnapshotInfo.FromString,
+                _registered_method=True)
+        self.VerifySnapshot = channel.unary_unary(
+                '/quarry.v1.Admin/VerifySnapshot',
+                request_serializer=quarry_dot_v1_dot_quarry__pb2.VerifySnapshotRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_quarry__pb2.SnapshotInfo.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/quarry.v1.Admin/RestoreSnapshot',
+                request_serializer=quarry_dot_v1_dot_quarry__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_quarry__pb2.Collection.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -739,6 +754,46 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """Write a consistent snapshot of a collection into a new directory on
+        the server while it keeps serving searches and writes; returns when
+        the snapshot is whole (written to a temporary name, fsynced, its
+        descriptor last, then renamed: a crash leaves it whole or absent).
+        INVALID_ARGUMENT: out_dir not absolute, or inside the data directory;
+        ALREADY_EXISTS: out_dir exists; NOT_FOUND: the collection, or
+        out_dir's parent; FAILED_PRECONDITION: another snapshot into out_dir
+        is running, or the collection cannot be snapshotted as it is (the
+        message says why).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifySnapshot(self, request, context):
+        """Check a snapshot directory: every file present with its length and
+        crc32c, the log's copy covering exactly checkpoint_lsn + 1..=lsn.
+        FAILED_PRECONDITION names the first file at fault and what is wrong;
+        NOT_FOUND: no such directory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """Create collection `collection` from a snapshot: checked first (as
+        VerifySnapshot), then its files placed (segment files hard-linked
+        where the file system allows, the rest copied) and the collection
+        opened, replaying its copy of the log: it holds exactly the writes up
+        to the snapshot's lsn and serves at once. ALREADY_EXISTS: a
+        collection of that name; NOT_FOUND: no such directory;
+        FAILED_PRECONDITION: a damaged snapshot (nothing is created), or a
+        node in a replication pair (restore on a lone node); RESOURCE_EXHAUSTED:
+        the collection does not fit the memory budget.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -751,6 +806,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Compact,
                     request_deserializer=quarry_dot_v1_dot_quarry__pb2.CompactRequest.FromString,
                     response_serializer=quarry_dot_v1_dot_quarry__pb2.Operation.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=quarry_dot_v1_dot_quarry__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_quarry__pb2.SnapshotInfo.SerializeToString,
+            ),
+            'VerifySnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifySnapshot,
+                    request_deserializer=quarry_dot_v1_dot_quarry__pb2.VerifySnapshotRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_quarry__pb2.SnapshotInfo.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=quarry_dot_v1_dot_quarry__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_quarry__pb2.Collection.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -807,6 +877,87 @@ class Admin:
             '/quarry.v1.Admin/Compact',
             quarry_dot_v1_dot_quarry__pb2.CompactRequest.SerializeToString,
             quarry_dot_v1_dot_quarry__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.Admin/CreateSnapshot',
+            quarry_dot_v1_dot_quarry__pb2.CreateSnapshotRequest.SerializeToString,
+            quarry_dot_v1_dot_quarry__pb2.SnapshotInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifySnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.Admin/VerifySnapshot',
+            quarry_dot_v1_dot_quarry__pb2.VerifySnapshotRequest.SerializeToString,
+            quarry_dot_v1_dot_quarry__pb2.SnapshotInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.Admin/RestoreSnapshot',
+            quarry_dot_v1_dot_quarry__pb2.RestoreSnapshotRequest.SerializeToString,
+            quarry_dot_v1_dot_quarry__pb2.Collection.FromString,
             options,
             channel_credentials,
             insecure,
