@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().cmd {
+    match Cli::parse_from(hoist_connection_flags(std::env::args_os().collect())).cmd {
         Cmd::Gen(a) => cmd_gen::run(a),
         Cmd::Gt(a) => cmd_gt::run(a),
         Cmd::Lid(a) => cmd_gen::run_lid(a),
@@ -88,5 +88,75 @@ fn main() -> anyhow::Result<()> {
         Cmd::Switchover(a) => cmd_replication::run_switchover(a),
         Cmd::Replication(a) => cmd_replication::run_replication(a),
         Cmd::Plan(a) => plan::run(a),
+    }
+}
+
+/// Let the connection flags come before the command too (`quarryctl
+/// --server X collections list`): those given ahead of it move to just
+/// after it, where the remote commands take them. Anything else ahead of
+/// the command stops the move, and clap reports it as usual.
+fn hoist_connection_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const WITH_VALUE: [&str; 7] = [
+        "--server",
+        "--api-token-file",
+        "--token",
+        "--ca",
+        "--client-cert",
+        "--client-key",
+        "--server-name",
+    ];
+    let mut moved = Vec::new();
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        let name = a.split_once('=').map_or(a, |(n, _)| n);
+        if a == "--json" {
+            moved.push(args[i].clone());
+            i += 1;
+        } else if WITH_VALUE.contains(&name) {
+            let take = if a.contains('=') { 1 } else { 2 };
+            moved.extend(args[i..(i + take).min(args.len())].iter().cloned());
+            i += take;
+        } else {
+            break;
+        }
+    }
+    if moved.is_empty() || i >= args.len() {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), args[i].clone()];
+    out.extend(moved);
+    out.extend(args[i + 1..].iter().cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist_connection_flags as hoist;
+    use std::ffi::OsString;
+
+    fn v(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn connection_flags_before_the_command_move_after_it() {
+        assert_eq!(
+            hoist(v("q --server h:1 --json collections list")),
+            v("q collections --server h:1 --json list")
+        );
+        assert_eq!(hoist(v("q --server=h:1 status")), v("q status --server=h:1"));
+        assert_eq!(
+            hoist(v("q --ca c.pem --token t snapshot create x")),
+            v("q snapshot --ca c.pem --token t create x")
+        );
+        // Nothing to move, something else first, or no command: unchanged.
+        for same in [
+            "q collections --server h:1 list",
+            "q --help",
+            "q --verbose --server h:1 status",
+            "q --server h:1",
+        ] {
+            assert_eq!(hoist(v(same)), v(same), "{same}");
+        }
     }
 }

@@ -162,6 +162,9 @@ fn the_server_is_found_by_host_port_uri_unix_socket_or_environment() {
             .collect();
         assert_eq!(names, ["a", "b"], "{env}");
     }
+    // The connection flags may also come before the command.
+    let o = quarryctl(&["--server", &q.addr, "--json", "collections", "list"], &[]);
+    assert!(o.status.success() && text(&o).contains("\"name\""), "{}", text(&o));
     // --server wins over the environment.
     let o = quarryctl(
         &["collections", "list", "--server", &q.addr],
