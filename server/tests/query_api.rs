@@ -185,3 +185,48 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// A batch larger than every shard queue together (max_batch against
+/// shards x queue_depth) is answered whole on an idle server, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_shard_queues_is_answered_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2 shards x 4 queued: 8 places for a batch of 100.
+    let server = Server::start(&tmp.path().join("data"), &[], "queue_depth = 4\nmax_batch = 100\n");
+    let ch = server.channel().await;
+    CollectionsClient::new(ch.clone())
+        .create_collection(pb::CreateCollectionRequest {
+            name: "b".into(),
+            dim: 8,
+            metric: pb::Metric::L2 as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let points = (0..100u64)
+        .map(|id| pb::Point {
+            id,
+            vector: vector(id),
+            payload: Vec::new(),
+        })
+        .collect();
+    WriteClient::new(ch.clone())
+        .upsert(pb::UpsertRequest {
+            collection: "b".into(),
+            points,
+        })
+        .await
+        .unwrap();
+    let r = QueryClient::new(ch)
+        .search_batch(pb::SearchBatchRequest {
+            collection: "b".into(),
+            vectors: (0..100u64).flat_map(vector).collect(),
+            params: Some(pb::SearchParams { k: 1, l: 20, w: 0 }),
+            with_payload: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<u64> = r.results.iter().map(|x| x.neighbors[0].id).collect();
+    assert_eq!(ids, (0..100).collect::<Vec<_>>());
+}

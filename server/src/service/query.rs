@@ -57,17 +57,26 @@ impl pb::query_server::Query for QuerySvc {
                 AppState::check_vector(|| format!("vectors (query {i})"), q, dim, &r.collection)?;
             }
             let params = st.params(r.params)?;
-            let mut waits = Vec::with_capacity(nq);
-            for q in r.vectors.chunks_exact(d) {
-                waits.push(st.enqueue(open.clone(), q.to_vec(), params, deadline)?);
-            }
+            // A batch may hold more queries than the shards queue at once
+            // (max_batch against shards x queue_depth): it is submitted in
+            // a window of half that room, so a batch neither fails on an
+            // idle server nor fills every queue for the other clients.
+            let window = (st.shards.len() * st.config.queue_depth / 2).max(1);
+            let mut pending = std::collections::VecDeque::with_capacity(window.min(nq));
             let mut results = Vec::with_capacity(nq);
-            for rx in waits {
-                let o = rx
-                    .await
-                    .map_err(|_| ServiceError::Unavailable("the shard stopped before answering".into()))??;
+            let answer = |o: SearchOutcome| {
                 let payloads = r.with_payload.then(|| payloads_of(&open, &o));
-                results.push(outcome_to_pb(o, start, open.coll.options().metric, payloads));
+                outcome_to_pb(o, start, open.coll.options().metric, payloads)
+            };
+            for q in r.vectors.chunks_exact(d) {
+                if pending.len() == window {
+                    let rx: Waiting = pending.pop_front().expect("the window is full");
+                    results.push(answer(wait(rx).await?));
+                }
+                pending.push_back(st.enqueue(open.clone(), q.to_vec(), params, deadline)?);
+            }
+            for rx in pending {
+                results.push(answer(wait(rx).await?));
             }
             Ok(pb::SearchBatchResponse { results })
         };
@@ -115,4 +124,13 @@ impl pb::query_server::Query for QuerySvc {
 fn payloads_of(open: &crate::live::Live, o: &crate::shard::SearchOutcome) -> Vec<Option<std::sync::Arc<[u8]>>> {
     let ids: Vec<u64> = o.neighbors.iter().map(|n| n.id).collect();
     open.coll.payloads(&ids)
+}
+
+/// A queued search's answer, to come.
+type Waiting = tokio::sync::oneshot::Receiver<Result<SearchOutcome, ServiceError>>;
+
+/// Wait for a queued search.
+async fn wait(rx: Waiting) -> Result<SearchOutcome, ServiceError> {
+    rx.await
+        .map_err(|_| ServiceError::Unavailable("the shard stopped before answering".into()))?
 }
